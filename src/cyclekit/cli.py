@@ -1,0 +1,54 @@
+"""The ``cyclekit`` command line.
+
+Subcommands live in :mod:`cyclekit.commands`; each module there has ``register(subparsers)``
+and keeps heavy imports (torch, cv2, onnx, ...) inside its ``run`` function so that
+``cyclekit --help`` answers instantly. User mistakes (``UserError``) become one line on stderr
+and exit code 2; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Optional, Sequence
+
+from cyclekit import __version__
+from cyclekit.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from cyclekit.commands import COMMANDS
+
+    parser = argparse.ArgumentParser(
+        prog="cyclekit",
+        description="Unpaired image-to-image translation with CycleGAN: train, translate, evaluate, export.",
+    )
+    parser.add_argument("--version", action="version", version=f"cyclekit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"cyclekit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cyclekit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

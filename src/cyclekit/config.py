@@ -1,0 +1,304 @@
+"""Typed configuration: what a model is, where its data comes from, and how it is trained.
+
+The same dataclasses are written as ``config.json`` next to every checkpoint and release, are
+loaded back with :func:`load_config`, and are exposed on the command line one-to-one: every
+field ``foo_bar`` is the flag ``--foo-bar`` (field names are unique across the three sections).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin, get_type_hints
+
+from cyclekit.errors import ConfigError
+
+# Allowed values of the string-valued options, checked in validate().
+CHOICES: dict[str, tuple[str, ...]] = {
+    "generator": ("resnet", "unet", "unet_gia", "mobile_resnet"),
+    "block": ("add", "concat"),
+    "upsample": ("convtranspose", "resize_conv"),
+    "norm": ("instance", "batch", "none"),
+    "d_norm": ("instance", "batch", "none"),
+    "discriminator": ("patchgan", "pixelgan"),
+    "d_padding": ("official", "same"),
+    "init": ("normal", "xavier", "kaiming", "orthogonal"),
+    "preprocess": ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"),
+    "on_bad_file": ("error", "skip"),
+    "gan_loss": ("lsgan", "vanilla", "wgangp"),
+    "lr_policy": ("linear", "cosine", "step", "constant"),
+    "lr_step_unit": ("epoch", "step"),
+    "device": ("auto", "cpu", "cuda"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+}
+
+
+@dataclass
+class ModelConfig:
+    """The four networks. ``G_AB`` maps ``in_channels`` (domain A) to ``out_channels`` (domain B)."""
+
+    in_channels: int = 3
+    out_channels: int = 3
+    generator: str = "resnet"  # resnet | unet (official 7/8 levels) | unet_gia (GANs in Action) | mobile_resnet (compact student, see `cyclekit distill`)
+    n_blocks: int = 9  # residual blocks of the ResNet generator (6 for 128 px, 9 for 256 px)
+    ngf: int = 64  # generator filters in the first layer
+    unet_levels: int = 8  # official U-Net: 7 for 128 px, 8 for 256 px
+    block: str = "add"  # ResNet block: add (paper) | concat (the Keras seed tutorials)
+    upsample: str = "convtranspose"  # convtranspose (paper) | resize_conv (no checkerboard)
+    norm: str = "instance"
+    norm_affine: bool = False  # the Keras seeds use affine instance norm
+    norm_before_tanh: bool = False  # the Keras seeds normalise the last conv before tanh
+    dropout: float = 0.0
+    discriminator: str = "patchgan"  # patchgan (70x70 with d_layers=3) | pixelgan (1x1)
+    ndf: int = 64
+    d_layers: int = 3
+    d_norm: str = "instance"
+    d_padding: str = "official"  # official (pad 1) | same (TensorFlow 'same', as the seeds)
+    init: str = "normal"
+    init_gain: float = 0.02
+    image_size: int = 256  # the size the model was trained at (crop size)
+    face_margin: float = 0.0  # face crops: box widened by this fraction (used by faces/)
+
+
+@dataclass
+class DataConfig:
+    """Where the unpaired images come from and how they are prepared."""
+
+    dataroot: str = ""  # folder with trainA/ trainB/ (testA/ testB/), or a seed-style .npz file
+    dir_a: str = ""  # explicit folder of domain A images (overrides dataroot/trainA)
+    dir_b: str = ""  # explicit folder of domain B images (overrides dataroot/trainB)
+    preprocess: str = "resize_and_crop"
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    on_bad_file: str = "error"  # error | skip (skip with a warning)
+    max_images: int = 0  # use at most this many images per domain (0 = all)
+    num_workers: int = 0
+    serial_batches: bool = False  # pair A[i] with B[i] instead of a random B
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, losses, schedule, logging and checkpoints."""
+
+    run_dir: str = "runs/cyclegan"
+    seed: int = 0
+    batch_size: int = 1
+    n_epochs: int = 100  # epochs at the initial learning rate
+    n_epochs_decay: int = 100  # epochs of decay to zero afterwards
+    max_steps: int = 0  # stop after this many iterations in total (0 = run all epochs)
+    max_minutes: float = 0.0  # stop (and save) after this much wall time in this process (0 = no limit)
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    lr_policy: str = "linear"
+    lr_step_unit: str = "epoch"  # the schedule advances per epoch (official) or per step (TF2 seed)
+    lr_decay_every: int = 50  # step policy: multiply by lr_gamma every this many epochs/steps
+    lr_gamma: float = 0.1
+    gan_loss: str = "lsgan"
+    lambda_adv: float = 1.0
+    lambda_cycle: float = 10.0  # paper's lambda, on both cycle terms
+    lambda_identity: float = 0.5  # identity weight as a fraction of lambda_cycle (0 = off)
+    lambda_gp: float = 10.0  # WGAN-GP gradient penalty weight
+    d_loss_scale: float = 0.5  # the paper halves the discriminator objective
+    pool_size: int = 50
+    log_every: int = 20  # iterations between metrics.jsonl rows
+    save_every: int = 0  # iterations between resumable checkpoints (0 = at epoch ends only)
+    sample_every_epochs: int = 1
+    tensorboard: bool = False
+    progress: bool = True
+    device: str = "auto"
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    threads: int = 0  # torch CPU threads (0 = leave PyTorch's default)
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # ------------------------------------------------------------------ io
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> "Config":
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source}: expected a JSON object with model/data/train sections")
+        unknown = set(d) - {"model", "data", "train", "description"}
+        if unknown:
+            raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; use model, data, train")
+        cfg = cls(
+            model=_section_from_dict(ModelConfig, d.get("model", {}), f"{source}: model"),
+            data=_section_from_dict(DataConfig, d.get("data", {}), f"{source}: data"),
+            train=_section_from_dict(TrainConfig, d.get("train", {}), f"{source}: train"),
+        )
+        return cfg
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    def save(self, path: Union[str, Path]) -> None:
+        atomic_write_text(Path(path), self.to_json())
+
+    def validate(self) -> "Config":
+        validate_config(self)
+        return self
+
+
+def _section_from_dict(cls, d: Any, where: str):
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected an object, got {type(d).__name__}")
+    hints = get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; known fields: {sorted(names)}")
+    values = {k: coerce(v, hints[k], f"{where}.{k}") for k, v in d.items()}
+    return cls(**values)
+
+
+def coerce(value: Any, typ: Any, where: str) -> Any:
+    """Convert a JSON/CLI value to the field's type, or raise a ConfigError naming the field."""
+    origin = get_origin(typ)
+    if origin is Union:  # Optional[X]
+        args = [a for a in get_args(typ) if a is not type(None)]
+        if value is None:
+            return None
+        return coerce(value, args[0], where)
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if isinstance(value, str) and value.lower() in ("0", "false", "no", "off"):
+                return False
+            if isinstance(value, int) and value in (0, 1):
+                return bool(value)
+            raise ValueError
+        if typ is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if typ is str:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError
+            return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {value!r} is not a valid {getattr(typ, '__name__', typ)}") from None
+    return value
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
+
+
+def field_index() -> dict[str, tuple[str, Any]]:
+    """Map every field name to (section, type). Field names are unique across sections."""
+    out: dict[str, tuple[str, Any]] = {}
+    for section, cls in SECTIONS.items():
+        for name, typ in get_type_hints(cls).items():
+            assert name not in out, f"duplicate config field {name}"
+            out[name] = (section, typ)
+    return out
+
+
+def set_field(cfg: Config, name: str, value: Any) -> None:
+    section, typ = field_index()[name]
+    setattr(getattr(cfg, section), name, coerce(value, typ, f"--{name.replace('_', '-')}"))
+
+
+def validate_config(cfg: Config) -> None:
+    """Check ranges and choices; raise one ConfigError that names the field and the fix."""
+    for section, obj in (("model", cfg.model), ("data", cfg.data), ("train", cfg.train)):
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if f.name in CHOICES and v not in CHOICES[f.name]:
+                raise ConfigError(
+                    f"--{f.name.replace('_', '-')}: {v!r} is not one of {', '.join(CHOICES[f.name])}"
+                )
+    m, d, t = cfg.model, cfg.data, cfg.train
+    positive = {
+        "in_channels": m.in_channels, "out_channels": m.out_channels, "ngf": m.ngf, "ndf": m.ndf,
+        "batch_size": t.batch_size, "crop_size": d.crop_size, "load_size": d.load_size,
+        "image_size": m.image_size,
+    }
+    for name, v in positive.items():
+        if v < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
+    nonneg = {
+        "n_blocks": m.n_blocks, "d_layers": m.d_layers, "n_epochs": t.n_epochs,
+        "n_epochs_decay": t.n_epochs_decay, "max_steps": t.max_steps, "pool_size": t.pool_size,
+        "lambda_cycle": t.lambda_cycle, "lambda_identity": t.lambda_identity, "lr": t.lr,
+        "max_images": d.max_images, "num_workers": d.num_workers, "dropout": m.dropout,
+        "face_margin": m.face_margin, "max_minutes": t.max_minutes, "threads": t.threads, "save_every": t.save_every,
+    }
+    for name, v in nonneg.items():
+        if v < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {v}")
+    if m.generator == "unet" and m.unet_levels < 1:
+        raise ConfigError(f"--unet-levels must be at least 1, got {m.unet_levels}")
+    if t.n_epochs + t.n_epochs_decay < 1 and t.max_steps == 0:
+        raise ConfigError("nothing to train: set --n-epochs/--n-epochs-decay or --max-steps")
+    if t.log_every < 1:
+        raise ConfigError(f"--log-every must be at least 1, got {t.log_every}")
+    if d.preprocess in ("resize_and_crop", "scale_width_and_crop") and d.load_size < d.crop_size:
+        raise ConfigError(
+            f"--load-size ({d.load_size}) must be at least --crop-size ({d.crop_size}) for {d.preprocess}"
+        )
+    if not 0.0 <= m.dropout < 1.0:
+        raise ConfigError(f"--dropout must be in [0, 1), got {m.dropout}")
+
+
+# ---------------------------------------------------------------------- files
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def load_config(path: Union[str, Path]) -> Config:
+    """Load a ``.json`` (or, with PyYAML installed, ``.yaml``) config file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    return Config.from_dict(data, source=str(path))
+
+
+def generator_config_for(model: ModelConfig, direction: str) -> ModelConfig:
+    """The ModelConfig of one generator: ``AtoB`` as configured, ``BtoA`` with channels swapped."""
+    if direction not in ("AtoB", "BtoA"):
+        raise ConfigError(f"direction must be AtoB or BtoA, got {direction!r}")
+    if direction == "AtoB":
+        return dataclasses.replace(model)
+    return dataclasses.replace(model, in_channels=model.out_channels, out_channels=model.in_channels)
+

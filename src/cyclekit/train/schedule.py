@@ -1,0 +1,44 @@
+"""Learning-rate schedules as multiplicative factors for ``torch.optim.lr_scheduler.LambdaLR``.
+
+``linear`` is the paper's: constant for ``n_epochs`` then linear decay towards zero over
+``n_epochs_decay`` (the official code's formula, which reaches 1/(n_decay+1) on the last epoch).
+The schedule advances per epoch (official) or per iteration (the TF2 seed article), in which
+case the epoch counts are multiplied by the iterations per epoch.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from cyclekit.config import TrainConfig
+
+
+class LRFactor:
+    """A picklable factor t -> lr multiplier (its attributes go into the scheduler's state)."""
+
+    def __init__(self, policy: str, n_const: int, n_decay: int, every: int, gamma: float) -> None:
+        self.policy, self.n_const, self.n_decay = policy, n_const, n_decay
+        self.every, self.gamma = max(1, every), gamma
+
+    def __call__(self, t: int) -> float:
+        if self.policy == "constant":
+            return 1.0
+        if self.policy == "linear":
+            return 1.0 - max(0, t + 1 - self.n_const) / float(self.n_decay + 1)
+        if self.policy == "step":
+            return self.gamma ** (t // self.every)
+        if self.policy == "cosine":  # anneal over the whole run to zero
+            total = max(1, self.n_const + self.n_decay)
+            return 0.5 * (1.0 + math.cos(math.pi * min(t, total) / total))
+        raise ValueError(f"unknown lr policy {self.policy!r}")
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    scale = steps_per_epoch if cfg.lr_step_unit == "step" else 1
+    factor = LRFactor(
+        cfg.lr_policy, cfg.n_epochs * scale, cfg.n_epochs_decay * scale, cfg.lr_decay_every, cfg.lr_gamma
+    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

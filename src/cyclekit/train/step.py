@@ -1,0 +1,146 @@
+"""One CycleGAN update, in the paper's order.
+
+Per iteration (Zhu et al. 2017, section 4 and the official implementation):
+
+1. Generators G_AB and G_BA are updated together, with both discriminators frozen, on
+   ``lambda_adv * (L_GAN(G_AB, D_B) + L_GAN(G_BA, D_A))``
+   ``+ lambda_cycle * (|G_BA(G_AB(a)) - a|_1 + |G_AB(G_BA(b)) - b|_1)``            (eq. 2)
+   ``+ lambda_cycle * lambda_identity * (|G_AB(b) - b|_1 + |G_BA(a) - a|_1)``       (sec. 5.2)
+2. Discriminators D_A and D_B are updated on real images and on fakes drawn from the history
+   pools, each objective multiplied by ``d_loss_scale`` (0.5 in the paper), plus
+   ``lambda_gp`` times the gradient penalty for WGAN-GP.
+"""
+from __future__ import annotations
+
+import contextlib
+import itertools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cyclekit.config import ModelConfig, TrainConfig, generator_config_for
+from cyclekit.losses import GANLoss, gradient_penalty, l1
+from cyclekit.train.pool import ImagePool
+
+
+class CycleGANNets(nn.Module):
+    """The four networks, nothing else. ``D_A`` judges domain A, ``D_B`` judges domain B."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        from cyclekit.nn import build_discriminator, build_generator
+
+        self.G_AB = build_generator(generator_config_for(cfg, "AtoB"))
+        self.G_BA = build_generator(generator_config_for(cfg, "BtoA"))
+        self.D_A = build_discriminator(cfg, cfg.in_channels)
+        self.D_B = build_discriminator(cfg, cfg.out_channels)
+
+    def generators(self) -> list[nn.Module]:
+        return [self.G_AB, self.G_BA]
+
+    def discriminators(self) -> list[nn.Module]:
+        return [self.D_A, self.D_B]
+
+
+@dataclass
+class StepState:
+    """Everything one update needs besides the batch."""
+
+    nets: nn.Module  # CycleGANNets, or a wrapper exposing G_AB, G_BA, D_A, D_B
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    pool_A: ImagePool
+    pool_B: ImagePool
+    gan_loss: GANLoss
+    scaler: torch.amp.GradScaler | None = None
+    autocast_dtype: torch.dtype | None = None
+
+
+def make_optimizers(nets: CycleGANNets, cfg: TrainConfig, fused: bool | None = None):
+    """Adam(lr, (beta1, beta2)) over both generators jointly and both discriminators jointly."""
+    kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    if fused is not None:
+        kwargs["fused" if fused else "foreach"] = True
+    opt_G = torch.optim.Adam(itertools.chain(nets.G_AB.parameters(), nets.G_BA.parameters()), **kwargs)
+    opt_D = torch.optim.Adam(itertools.chain(nets.D_A.parameters(), nets.D_B.parameters()), **kwargs)
+    return opt_G, opt_D
+
+
+def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(flag)
+
+
+def _autocast(device_type: str, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=dtype)
+
+
+def _backward_and_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler) -> None:
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+    else:
+        loss.backward()
+        opt.step()
+
+
+def train_step(
+    state: StepState, real_A: torch.Tensor, real_B: torch.Tensor, cfg: TrainConfig
+) -> dict[str, torch.Tensor]:
+    """One update of both generators, then both discriminators.
+
+    Returns every loss term as a detached 0-dim tensor; the caller turns them into floats only
+    when it logs, so a GPU step never waits on a host sync.
+    """
+    nets = state.nets
+    G_AB, G_BA, D_A, D_B = nets.G_AB, nets.G_BA, nets.D_A, nets.D_B
+    gan, dev = state.gan_loss, real_A.device.type
+    lam, lam_idt = cfg.lambda_cycle, cfg.lambda_cycle * cfg.lambda_identity
+
+    # ---- 1. generators (discriminators frozen so no gradient is computed for them)
+    _set_requires_grad([D_A, D_B], False)
+    state.opt_G.zero_grad(set_to_none=True)
+    with _autocast(dev, state.autocast_dtype):
+        fake_B = G_AB(real_A)  # G(a)
+        rec_A = G_BA(fake_B)  # F(G(a)) ~ a
+        fake_A = G_BA(real_B)  # F(b)
+        rec_B = G_AB(fake_A)  # G(F(b)) ~ b
+        adv_AB = gan(D_B(fake_B), True)
+        adv_BA = gan(D_A(fake_A), True)
+        cycle_A = l1(rec_A, real_A) * lam
+        cycle_B = l1(rec_B, real_B) * lam
+        if lam_idt > 0:
+            idt_B = l1(G_AB(real_B), real_B) * lam_idt  # G_AB should leave a real b unchanged
+            idt_A = l1(G_BA(real_A), real_A) * lam_idt
+        else:
+            idt_A = idt_B = torch.zeros((), device=real_A.device)
+        loss_G = cfg.lambda_adv * (adv_AB + adv_BA) + cycle_A + cycle_B + idt_A + idt_B
+    _backward_and_step(loss_G, state.opt_G, state.scaler)
+
+    # ---- 2. discriminators, on real images and pooled fakes
+    _set_requires_grad([D_A, D_B], True)
+    state.opt_D.zero_grad(set_to_none=True)
+    pooled_B = state.pool_B.query(fake_B.detach())
+    pooled_A = state.pool_A.query(fake_A.detach())
+    with _autocast(dev, state.autocast_dtype):
+        d_B = (gan(D_B(real_B), True) + gan(D_B(pooled_B), False)) * cfg.d_loss_scale
+        d_A = (gan(D_A(real_A), True) + gan(D_A(pooled_A), False)) * cfg.d_loss_scale
+        loss_D = d_A + d_B
+        if gan.mode == "wgangp" and cfg.lambda_gp > 0:
+            gp = gradient_penalty(D_A, real_A, pooled_A) + gradient_penalty(D_B, real_B, pooled_B)
+            loss_D = loss_D + cfg.lambda_gp * gp
+    _backward_and_step(loss_D, state.opt_D, state.scaler)
+    if state.scaler is not None:
+        state.scaler.update()
+
+    out = {
+        "G_AB_adv": adv_AB, "G_BA_adv": adv_BA, "cycle_A": cycle_A, "cycle_B": cycle_B,
+        "idt_A": idt_A, "idt_B": idt_B, "G_total": loss_G, "D_A": d_A, "D_B": d_B,
+    }
+    if gan.mode == "wgangp" and cfg.lambda_gp > 0:
+        out["gp"] = gp
+    return {k: v.detach() for k, v in out.items()}
