@@ -1,0 +1,262 @@
+"""CycleGAN generators: the paper's ResNet, the official U-Net, and the GANs-in-Action U-Net.
+
+All generators map ``(N, in_channels, H, W)`` in [-1, 1] to ``(N, out_channels, H, W)`` in
+[-1, 1] (tanh) and expose ``size_multiple``: H and W must be multiples of it (the caller pads,
+e.g. by reflection, and crops the result). :func:`build_generator` picks one from a ModelConfig.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from cyclekit.config import ModelConfig
+from cyclekit.errors import ConfigError
+from cyclekit.nn.layers import (
+    ConcatBlock, Conv2dSame, ConvBlock, ResnetBlock, UpBlock, conv_bias, make_norm,
+)
+
+
+def _check_size(x: torch.Tensor, multiple: int, name: str) -> None:
+    """Fail early with a clear message when H or W does not fit the architecture."""
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return
+    h, w = x.shape[-2:]
+    if h % multiple or w % multiple:
+        raise ValueError(
+            f"{name} needs an input height and width that are multiples of {multiple}, got {h}x{w}; "
+            f"pad the image (e.g. by reflection) to a multiple of {multiple} and crop the output"
+        )
+
+
+def _head(in_channels: int, out_channels: int, padding: str, norm: str, affine: bool,
+          norm_before_tanh: bool) -> ConvBlock:
+    """``c7s1-out`` + tanh: the last layer of the ResNet generator (optionally normalised)."""
+    head_norm = norm if norm_before_tanh else "none"
+    bias = conv_bias(norm) if norm_before_tanh else True
+    return ConvBlock(in_channels, out_channels, 7, padding=padding, norm=head_norm, affine=affine,
+                     act=nn.Tanh(), bias=bias)
+
+
+class ResnetGenerator(nn.Module):
+    """The CycleGAN paper's generator (Johnson et al. 2016 style), Zhu et al. 2017, appendix 7.2.
+
+    ``c7s1-ngf, d(2ngf), d(4ngf), R(4ngf) x n_blocks, u(2ngf), u(ngf), c7s1-out, tanh``
+    with reflection padding and instance norm, as in the official PyTorch code (11,378,179
+    parameters for 9 blocks, ngf 64, RGB). H and W must be multiples of 4.
+
+    ``block="concat"`` builds the Keras seed variant instead: each block concatenates its
+    output to its input (channels grow by 4ngf per block) and every convolution uses TensorFlow
+    ``'same'`` zero padding, as the Keras code does; combine with ``norm_affine=True`` and
+    ``norm_before_tanh=True`` for the exact seed model.
+    """
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 9,
+                 norm: str = "instance", norm_affine: bool = False, dropout: float = 0.0,
+                 block: str = "add", upsample: str = "convtranspose",
+                 norm_before_tanh: bool = False) -> None:
+        super().__init__()
+        if block not in ("add", "concat"):
+            raise ConfigError(f"block {block!r} is not one of add, concat")
+        self.size_multiple = 4
+        keras = block == "concat"
+        pad_big = "same" if keras else "reflect"  # 7x7 convolutions
+        pad_down = "same" if keras else "zeros"  # stride-2 3x3 convolutions (official: padding=1)
+        kw = dict(norm=norm, affine=norm_affine)
+
+        self.stem = ConvBlock(in_channels, ngf, 7, padding=pad_big, act=nn.ReLU(inplace=True), **kw)
+        self.down1 = ConvBlock(ngf, 2 * ngf, 3, stride=2, padding=pad_down, pad=1,
+                               act=nn.ReLU(inplace=True), **kw)
+        self.down2 = ConvBlock(2 * ngf, 4 * ngf, 3, stride=2, padding=pad_down, pad=1,
+                               act=nn.ReLU(inplace=True), **kw)
+        blocks: list[nn.Module] = []
+        channels = 4 * ngf
+        for _ in range(n_blocks):
+            if keras:
+                blocks.append(ConcatBlock(channels, 4 * ngf, dropout=dropout, **kw))
+                channels += 4 * ngf
+            else:
+                blocks.append(ResnetBlock(channels, dropout=dropout, **kw))
+        self.blocks = nn.Sequential(*blocks)
+        self.up1 = UpBlock(channels, 2 * ngf, mode=upsample, padding=pad_big, **kw)
+        self.up2 = UpBlock(2 * ngf, ngf, mode=upsample, padding=pad_big, **kw)
+        self.head = _head(ngf, out_channels, pad_big, norm, norm_affine, norm_before_tanh)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_size(x, self.size_multiple, "the ResNet generator")
+        x = self.stem(x)  # (N, ngf, H, W)
+        x = self.down1(x)  # (N, 2ngf, H/2, W/2)
+        x = self.down2(x)  # (N, 4ngf, H/4, W/4)
+        x = self.blocks(x)  # (N, 4ngf, H/4, W/4); concat: (N, 4ngf * (n_blocks + 1), H/4, W/4)
+        x = self.up1(x)  # (N, 2ngf, H/2, W/2)
+        x = self.up2(x)  # (N, ngf, H, W)
+        return self.head(x)  # (N, out, H, W) in [-1, 1]
+
+
+class UnetUp(nn.Module):
+    """Decoder half of one official U-Net level: ``ReLU -> ConvT 4x4/2 -> norm [-> dropout]``."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str, affine: bool,
+                 dropout: float = 0.0, bias: bool = True, final: bool = False) -> None:
+        super().__init__()
+        self.act = nn.ReLU()
+        self.conv = nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)
+        self.norm = make_norm(norm, out_channels, affine)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.out = nn.Tanh() if final else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (N, C_in, h, w) -> (N, C_out, 2h, 2w)
+        return self.out(self.dropout(self.norm(self.conv(self.act(x)))))
+
+
+class UnetGenerator(nn.Module):
+    """The official pix2pix/CycleGAN U-Net (Ronneberger et al. 2015; Isola et al. 2017).
+
+    ``levels`` stride-2 4x4 convolutions down to ``H / 2**levels`` (7 for 128 px, 8 for 256 px),
+    channels ``ngf, 2ngf, 4ngf, 8ngf, 8ngf, ...``, and mirrored 4x4 transposed convolutions up,
+    each level's decoder input being ``cat([skip, up])``. ``downs[j]`` and ``ups[j]`` are the two
+    halves of the official ``UnetSkipConnectionBlock`` number ``j`` counted from the outside:
+    the outermost has no norm on its down path and ends in tanh, the innermost has no norm on
+    its down path, and ``dropout`` (official: 0.5) applies to the 8ngf->8ngf middle levels.
+
+    (The official blocks apply ``LeakyReLU(0.2, inplace=True)`` to the block input, so their skip
+    tensors are activated too; that is invisible because every decoder step starts with a ReLU,
+    and ``ReLU(LeakyReLU(x)) == ReLU(x)``.) H and W must be multiples of ``2**levels``.
+    """
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, levels: int = 8, ngf: int = 64,
+                 norm: str = "instance", norm_affine: bool = False, dropout: float = 0.0,
+                 norm_before_tanh: bool = False) -> None:
+        super().__init__()
+        if levels < 1:
+            raise ConfigError(f"unet_levels must be at least 1, got {levels}")
+        self.size_multiple = 2 ** levels
+        ch = [ngf * min(2 ** j, 8) for j in range(levels)]  # encoder width of level j
+        bias = conv_bias(norm)
+        self.downs = nn.ModuleList()
+        self.ups = nn.ModuleList()
+        for j in range(levels):
+            c_in = in_channels if j == 0 else ch[j - 1]
+            innermost, outermost = j == levels - 1, j == 0
+            self.downs.append(ConvBlock(c_in, ch[j], 4, stride=2, pad=1, bias=bias,
+                                        norm="none" if (innermost or outermost) else norm,
+                                        affine=norm_affine))
+            up_in = ch[j] if innermost else 2 * ch[j]
+            if outermost:
+                self.ups.append(UnetUp(up_in, out_channels, norm if norm_before_tanh else "none",
+                                       norm_affine, bias=bias if norm_before_tanh else True, final=True))
+            else:
+                middle = 4 <= j < levels - 1  # the official `for i in range(num_downs - 5)` blocks
+                self.ups.append(UnetUp(up_in, ch[j - 1], norm, norm_affine,
+                                       dropout=dropout if middle else 0.0, bias=bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_size(x, self.size_multiple, f"the {len(self.downs)}-level U-Net generator")
+        h = self.downs[0](x)  # (N, ngf, H/2, W/2)
+        skips: list[torch.Tensor] = []
+        for down in self.downs[1:]:
+            h = F.leaky_relu(h, 0.2)  # (N, ch[j-1], ...); the official block's downrelu
+            skips.append(h)
+            h = down(h)  # level j: (N, ch[j], H/2^(j+1), W/2^(j+1))
+        for j in range(len(self.ups) - 1, 0, -1):
+            h = self.ups[j](h)  # (N, ch[j-1], H/2^j, W/2^j)
+            h = torch.cat([skips.pop(), h], dim=1)  # (N, 2 ch[j-1], H/2^j, W/2^j)
+        return self.ups[0](h)  # (N, out, H, W) in [-1, 1]
+
+
+class GiaDown(nn.Module):
+    """GANs in Action ``conv2d``: 4x4 stride-2 'same' conv, LeakyReLU 0.2, then instance norm."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str, affine: bool) -> None:
+        super().__init__()
+        self.conv = Conv2dSame(in_channels, out_channels, 4, stride=2, bias=conv_bias(norm))
+        self.act = nn.LeakyReLU(0.2)
+        self.norm = make_norm(norm, out_channels, affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.act(self.conv(x)))  # (N, C, h, w) -> (N, C_out, h/2, w/2)
+
+
+class GiaUp(nn.Module):
+    """GANs in Action ``deconv2d``: nearest x2, 4x4 'same' conv + ReLU, [dropout], norm, concat skip."""
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str, affine: bool,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.conv = Conv2dSame(in_channels, out_channels, 4, stride=1, bias=conv_bias(norm))
+        self.act = nn.ReLU()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.norm = make_norm(norm, out_channels, affine)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        # (N, C_in, h, w) + skip (N, C_s, 2h, 2w) -> (N, C_out + C_s, 2h, 2w); Concatenate([u, skip])
+        u = self.norm(self.dropout(self.act(self.conv(self.up(x)))))
+        return torch.cat([u, skip], dim=1)
+
+
+class GiaUnetGenerator(nn.Module):
+    """The U-Net generator of GANs in Action, ch. 9 (Langr & Bok 2019), ``gf = ngf`` (32 there).
+
+    Downs ``d1..d4`` (gf, 2gf, 4gf, 8gf), ups ``u1..u3`` (4gf, 2gf, gf) each concatenated with the
+    matching down, then nearest x2 and a 4x4 'same' conv to ``out_channels`` with tanh. Keras
+    'same' padding is reproduced exactly (asymmetric for the 4x4 kernels). H and W must be
+    multiples of 16 (and, to train with instance norm, more than 16 pixels in one of them, so that
+    the 8gf bottleneck has more than one pixel to normalise). (The book's ``InstanceNormalization()`` from keras_contrib defaults to
+    ``axis=None``, which normalises over all of C, H, W; we use true instance norm as intended.)
+    """
+
+    def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 32,
+                 norm: str = "instance", norm_affine: bool = False, dropout: float = 0.0,
+                 norm_before_tanh: bool = False) -> None:
+        super().__init__()
+        self.size_multiple = 16
+        gf, kw = ngf, dict(norm=norm, affine=norm_affine)
+        self.down1 = GiaDown(in_channels, gf, **kw)
+        self.down2 = GiaDown(gf, 2 * gf, **kw)
+        self.down3 = GiaDown(2 * gf, 4 * gf, **kw)
+        self.down4 = GiaDown(4 * gf, 8 * gf, **kw)
+        self.up1 = GiaUp(8 * gf, 4 * gf, dropout=dropout, **kw)
+        self.up2 = GiaUp(8 * gf, 2 * gf, dropout=dropout, **kw)
+        self.up3 = GiaUp(4 * gf, gf, dropout=dropout, **kw)
+        self.head = nn.Sequential()
+        self.head.add_module("up", nn.Upsample(scale_factor=2, mode="nearest"))
+        self.head.add_module("conv", Conv2dSame(2 * gf, out_channels, 4, stride=1,
+                                                bias=conv_bias(norm) if norm_before_tanh else True))
+        self.head.add_module("norm", make_norm(norm if norm_before_tanh else "none", out_channels,
+                                               norm_affine))
+        self.head.add_module("act", nn.Tanh())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_size(x, self.size_multiple, "the GANs-in-Action U-Net generator")
+        d1 = self.down1(x)  # (N, gf, H/2, W/2)
+        d2 = self.down2(d1)  # (N, 2gf, H/4, W/4)
+        d3 = self.down3(d2)  # (N, 4gf, H/8, W/8)
+        d4 = self.down4(d3)  # (N, 8gf, H/16, W/16)
+        u1 = self.up1(d4, d3)  # (N, 8gf, H/8, W/8)
+        u2 = self.up2(u1, d2)  # (N, 4gf, H/4, W/4)
+        u3 = self.up3(u2, d1)  # (N, 2gf, H/2, W/2)
+        return self.head(u3)  # (N, out, H, W) in [-1, 1]
+
+
+def build_generator(cfg: ModelConfig) -> nn.Module:
+    """The generator ``cfg`` describes, mapping ``cfg.in_channels`` to ``cfg.out_channels``.
+
+    (For G_BA pass ``config.generator_config_for(cfg, "BtoA")``, which swaps the channels.)
+    Weights are PyTorch defaults; call :func:`cyclekit.nn.init_weights` for the paper's init.
+    """
+    common = dict(in_channels=cfg.in_channels, out_channels=cfg.out_channels, ngf=cfg.ngf,
+                  norm=cfg.norm, norm_affine=cfg.norm_affine, dropout=cfg.dropout,
+                  norm_before_tanh=cfg.norm_before_tanh)
+    if cfg.generator == "resnet":
+        return ResnetGenerator(n_blocks=cfg.n_blocks, block=cfg.block, upsample=cfg.upsample, **common)
+    if cfg.generator == "unet":
+        return UnetGenerator(levels=cfg.unet_levels, **common)
+    if cfg.generator == "unet_gia":
+        return GiaUnetGenerator(**common)
+    if cfg.generator == "mobile_resnet":  # the compact student of `cyclekit distill`
+        from cyclekit.nn.compact import MobileResnetGenerator
+
+        return MobileResnetGenerator(n_blocks=cfg.n_blocks, upsample=cfg.upsample, **common)
+    raise ConfigError(f"generator {cfg.generator!r} is not one of resnet, unet, unet_gia, mobile_resnet")
