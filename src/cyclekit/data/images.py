@@ -1,0 +1,369 @@
+"""Robust image I/O: every file becomes a float32 ``HxWxC`` array in ``[0, 1]``.
+
+Decisions (documented once, relied on everywhere):
+
+* **Precision.** 8-bit files are divided by 255, 16-bit files by 65535 without passing through
+  8 bits (Pillow's ``I;16``/``I`` modes for grayscale; OpenCV or tifffile for 16-bit colour, which
+  Pillow would silently reduce to 8 bits). Float files (``F`` TIFF, float ``.npy``) are taken as
+  already in ``[0, 1]`` and clipped.
+* **Alpha.** When 1 or 3 channels are requested, transparency is *composited on white* (what an
+  image viewer shows; the colour under fully transparent pixels is arbitrary). With 4 channels the
+  alpha channel is kept (a file without alpha gets an opaque one); with 2 channels a
+  gray + alpha file is returned as is.
+* **Channels.** 1 = luminance with the ITU-R 601 weights of Pillow's ``L`` (computed in float),
+  3 = RGB (gray replicated), 4 = RGBA. Any other count needs a file with exactly that many channels
+  (a multi-channel TIFF, read with tifffile when installed, or a ``.npy`` array ``HxWxC``).
+* **Orientation.** The EXIF orientation tag is applied, so a portrait phone photo is portrait.
+* **Errors.** A missing, empty, truncated or non-image file raises :class:`DataError` naming the
+  file and the problem. Pillow is made to decode the whole file, so truncation is detected
+  (``LOAD_TRUNCATED_IMAGES`` is never set).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from cyclekit.errors import DataError, MissingDependencyError, require
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
+# Raw arrays (HxW or HxWxC) for data with channel counts no image format holds; listed too.
+ARRAY_EXTENSIONS = frozenset({".npy"})
+_LISTED = IMAGE_EXTENSIONS | ARRAY_EXTENSIONS
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's "L"
+_KIND_OF = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+_warned: set[str] = set()
+
+
+def _kind_of(k: int) -> str:
+    """What the channels of a raw array mean: 2 channels are not assumed to be gray + alpha."""
+    return {1: "L", 3: "RGB", 4: "RGBA"}.get(k, "multi")
+
+
+def _warn_once(key: str, msg: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.warning(msg)
+
+
+# ---------------------------------------------------------------------- listing
+def list_images(folder: PathLike, recursive: bool = True) -> list[Path]:
+    """All image (and ``.npy``) files under ``folder``, sorted; hidden files are ignored.
+
+    Hidden entries (``.DS_Store``, macOS ``._x.png`` resource forks, ``__MACOSX/``) are skipped.
+    Raises :class:`DataError` when the folder is missing or holds no images.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise DataError(f"image folder not found: {folder}")
+    if not folder.is_dir():
+        raise DataError(f"expected a folder of images, got a file: {folder}")
+    pattern = folder.rglob("*") if recursive else folder.iterdir()
+    out = []
+    for p in pattern:
+        rel = p.relative_to(folder).parts
+        if any(part.startswith(".") or part == "__MACOSX" for part in rel):
+            continue
+        if p.suffix.lower() in _LISTED and p.is_file():
+            out.append(p)
+    if not out:
+        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+        where = " (searched sub-folders too)" if recursive else ""
+        raise DataError(f"no images ({exts}) found in {folder}{where}")
+    return sorted(out)
+
+
+# ---------------------------------------------------------------------- loading
+def load_image(path: PathLike, channels: int) -> np.ndarray:
+    """Read ``path`` as a float32 ``HxWxchannels`` array in ``[0, 1]`` (see the module notes)."""
+    if channels < 1:
+        raise ValueError(f"channels must be at least 1, got {channels}")
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"image not found: {path}" if not path.exists() else f"not a file: {path}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes); delete it or re-export the image")
+    if path.suffix.lower() == ".npy":
+        arr = _read_npy(path)
+        kind = _kind_of(arr.shape[2])
+    else:
+        arr, kind = _read_image(path, channels)
+    return convert_channels(arr, kind, channels, str(path))
+
+
+def convert_channels(arr: np.ndarray, kind: str, channels: int, name: str = "image") -> np.ndarray:
+    """Convert a float ``HxWxK`` array whose channels mean ``kind`` (L, LA, RGB, RGBA or multi)."""
+    k = arr.shape[2]
+    if k == channels and (kind != "LA" or channels == 2):
+        return np.ascontiguousarray(arr, dtype=np.float32)
+    if kind == "multi" or channels not in (1, 3, 4):
+        raise DataError(
+            f"{name}: has {k} channel(s) but {channels} were requested; multi-channel data needs "
+            f"a file with exactly {channels} channels (a TIFF or a .npy array HxWx{channels})"
+        )
+    # Composite alpha on white for 1/3 outputs; keep it for 4.
+    alpha = None
+    if kind in ("LA", "RGBA"):
+        color, alpha = arr[..., :-1], arr[..., -1:]
+        if channels != 4:
+            color, alpha = color * alpha + (1.0 - alpha), None
+    else:
+        color = arr
+    if channels == 1:
+        out = color if color.shape[2] == 1 else (color @ _LUMA)[..., None]
+    else:
+        rgb = color if color.shape[2] == 3 else np.repeat(color, 3, axis=2)
+        if channels == 3:
+            out = rgb
+        else:
+            a = alpha if alpha is not None else np.ones_like(rgb[..., :1])
+            out = np.concatenate([rgb, a], axis=2)
+    return np.ascontiguousarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
+
+
+def _as_float(a: np.ndarray, name: str) -> np.ndarray:
+    """Integer arrays scale by their type's maximum; float arrays are clipped to [0, 1]."""
+    if a.dtype == np.bool_:
+        return a.astype(np.float32)
+    if np.issubdtype(a.dtype, np.integer):
+        if a.dtype.itemsize > 2 or np.issubdtype(a.dtype, np.signedinteger):
+            if a.size and (a.min() < 0 or a.max() > 65535):
+                raise DataError(f"{name}: integer values outside 0..65535; save it as 8/16-bit")
+            return a.astype(np.float32) / 65535.0
+        return a.astype(np.float32) / float(np.iinfo(a.dtype).max)
+    if np.issubdtype(a.dtype, np.floating):
+        a = a.astype(np.float32)
+        if not np.isfinite(a).all():
+            raise DataError(f"{name}: contains NaN or infinite values")
+        return np.clip(a, 0.0, 1.0)
+    raise DataError(f"{name}: unsupported pixel type {a.dtype}")
+
+
+def _hwc(a: np.ndarray, name: str) -> np.ndarray:
+    if a.ndim == 2:
+        a = a[:, :, None]
+    if a.ndim != 3 or a.shape[0] == 0 or a.shape[1] == 0 or a.shape[2] == 0:
+        raise DataError(f"{name}: expected an HxW or HxWxC array, got shape {a.shape}")
+    return a
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+    if not isinstance(a, np.ndarray):
+        raise DataError(f"{path}: expected one array, got {type(a).__name__}")
+    return _as_float(_hwc(a, str(path)), str(path))
+
+
+def _rawmode(im) -> str:
+    """The decoder's raw mode (e.g. ``RGB;16B``): tells a 16-bit colour file from an 8-bit one."""
+    if not im.tile:
+        return ""
+    args = im.tile[0][3]
+    return args if isinstance(args, str) else str(args[0]) if args else ""
+
+
+def _read_image(path: Path, channels: int) -> tuple[np.ndarray, str]:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    is_tiff = path.suffix.lower() in (".tif", ".tiff")
+    try:
+        with Image.open(path) as im:
+            raw = _rawmode(im)
+            if ";16" in raw and im.mode in ("RGB", "RGBA", "LA"):
+                arr = _read_16bit_colour(path, is_tiff)
+                if arr is not None:
+                    return arr, _KIND_OF.get(arr.shape[2], "multi")
+            im.load()  # decode everything now, so a truncated file fails here
+            im = ImageOps.exif_transpose(im)
+            return _pil_to_array(im, str(path))
+    except UnidentifiedImageError:
+        if is_tiff:
+            arr = _read_tifffile(path)
+            if arr is not None:
+                return arr, _kind_of(arr.shape[2])
+        raise DataError(
+            f"{path}: not a recognised image file (is it really a {path.suffix or 'image'}? "
+            f"re-export it as PNG or JPEG, or remove it)"
+        ) from None
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: image too large to open safely ({exc})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if "truncated" in reason.lower():
+            reason = "the file is truncated (an interrupted download or copy?)"
+        raise DataError(f"{path}: cannot decode image: {reason}") from None
+
+
+def _pil_to_array(im, name: str) -> tuple[np.ndarray, str]:
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+        return _hwc(np.asarray(im).astype(np.float32) / 65535.0, name), "L"
+    if mode in ("I", "F"):  # 16-bit PNGs can open as "I"; float TIFFs as "F"
+        return _hwc(_as_float(np.asarray(im), name), name), "L"
+    if mode == "1":
+        im = im.convert("L")
+    elif mode == "P" or mode == "PA":
+        im = im.convert("RGBA" if ("transparency" in im.info or mode == "PA") else "RGB")
+    elif mode == "La":
+        im = im.convert("LA")
+    elif mode == "RGBa":
+        im = im.convert("RGBA")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):  # CMYK, YCbCr, RGBX, LAB, HSV, ...
+        try:
+            im = im.convert("RGB")
+        except ValueError:
+            raise DataError(f"{name}: unsupported image mode {mode}; re-export it as RGB") from None
+    arr = _hwc(np.asarray(im, dtype=np.uint8).astype(np.float32) / 255.0, name)
+    return arr, im.mode
+
+
+def _read_16bit_colour(path: Path, is_tiff: bool):
+    """16-bit RGB(A) without losing precision: tifffile for TIFF, else OpenCV; None if neither."""
+    if is_tiff:
+        arr = _read_tifffile(path, strict=False)
+        if arr is not None:
+            return arr
+    try:
+        import cv2
+    except ImportError:
+        _warn_once("cv2-16", f"{path}: 16-bit colour image read at 8-bit precision; install "
+                   "opencv-python-headless (pip install 'cyclekit[faces]') to keep 16 bits")
+        return None
+    data = np.fromfile(str(path), dtype=np.uint8)
+    a = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if a is None:
+        raise DataError(f"{path}: cannot decode 16-bit image (truncated or corrupt?)")
+    if a.ndim == 3 and a.shape[2] == 3:
+        a = a[..., ::-1]
+    elif a.ndim == 3 and a.shape[2] == 4:
+        a = a[..., [2, 1, 0, 3]]
+    return _as_float(_hwc(np.ascontiguousarray(a), str(path)), str(path))
+
+
+def _read_tifffile(path: Path, strict: bool = True):
+    """Read a TIFF's first page with tifffile; None when it is missing (or fails, if not strict)."""
+    try:
+        import tifffile
+    except ImportError:
+        _warn_once("tifffile", "tifffile is not installed; some TIFFs (16-bit colour, more than "
+                   "4 channels) need it: pip install tifffile")
+        return None
+    try:
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0]
+            a, axes = page.asarray(), page.axes
+    except Exception as exc:  # tifffile raises many types (TiffFileError, ValueError, ...)
+        if not strict:  # e.g. LZW needs imagecodecs: let the caller try OpenCV
+            log.debug("tifffile could not read %s: %s", path, exc)
+            return None
+        raise DataError(f"{path}: cannot decode TIFF: {exc}") from None
+    if "S" in axes and a.ndim == 3:
+        a = np.moveaxis(a, axes.index("S"), -1)
+    return _as_float(_hwc(np.ascontiguousarray(a), str(path)), str(path))
+
+
+# ---------------------------------------------------------------------- saving
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+            ".tif": "TIFF", ".tiff": "TIFF"}
+
+
+def save_image(path: PathLike, array: np.ndarray, bit_depth: int = 8, quality: int = 95) -> Path:
+    """Write a float ``HxWxC`` array in ``[0, 1]`` (C = 1, 3 or 4) atomically; format by extension.
+
+    ``bit_depth=16`` writes 16-bit PNG/TIFF (colour 16-bit needs OpenCV). JPEG has no alpha:
+    a 4-channel image is composited on white. ``.npy`` stores the float32 array itself (any C).
+    Parent folders are created; readers never see a half-written file.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    arr = np.asarray(array, dtype=np.float32)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3:
+        raise ValueError(f"save_image expects HxWxC, got shape {arr.shape}")
+    arr = np.clip(np.nan_to_num(arr), 0.0, 1.0)
+    if bit_depth not in (8, 16):
+        raise DataError(f"{path}: bit_depth must be 8 or 16, got {bit_depth}")
+    if ext != ".npy":
+        if ext not in _FORMATS:
+            raise DataError(f"{path}: unknown image extension; use one of {sorted(_FORMATS)} or .npy")
+        if arr.shape[2] not in (1, 3, 4):
+            raise DataError(f"{path}: {arr.shape[2]}-channel images can only be saved as .npy")
+        if bit_depth == 16 and _FORMATS[ext] not in ("PNG", "TIFF"):
+            raise DataError(f"{path}: 16-bit output needs a .png or .tif file name")
+        if _FORMATS[ext] == "JPEG" and arr.shape[2] == 4:
+            arr = convert_channels(arr, "RGBA", 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{ext}")
+    try:
+        _write(tmp, ext, arr, bit_depth, quality)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write(tmp: Path, ext: str, arr: np.ndarray, bit_depth: int, quality: int) -> None:
+    if ext == ".npy":
+        with open(tmp, "wb") as fh:
+            np.save(fh, arr)
+        return
+    from PIL import Image
+
+    fmt = _FORMATS[ext]
+    c = arr.shape[2]
+    if bit_depth == 16:
+        a16 = np.round(arr * 65535.0).astype(np.uint16)
+        if c == 1:
+            Image.fromarray(a16[:, :, 0]).save(tmp, format=fmt)
+            return
+        try:
+            cv2 = require("cv2", "faces", "16-bit colour image output")
+        except MissingDependencyError as exc:
+            raise MissingDependencyError(f"{exc} (or save with bit_depth=8)") from None
+        bgr = a16[..., ::-1] if c == 3 else a16[..., [2, 1, 0, 3]]
+        ok, buf = cv2.imencode(".png" if fmt == "PNG" else ".tif", np.ascontiguousarray(bgr))
+        if not ok:
+            raise DataError(f"{tmp}: OpenCV could not encode the 16-bit image")
+        tmp.write_bytes(buf.tobytes())
+        return
+    a8 = np.round(arr * 255.0).astype(np.uint8)
+    im = Image.fromarray(a8[:, :, 0] if c == 1 else a8)
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    im.save(tmp, format=fmt, **kwargs)
+
+
+# ---------------------------------------------------------------------- tensors
+def to_tensor(arr: np.ndarray):
+    """``HxWxC`` float array in ``[0, 1]`` -> ``CxHxW`` float32 tensor in ``[-1, 1]``."""
+    import torch
+
+    a = np.asarray(arr, dtype=np.float32)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))) * 2.0 - 1.0
+
+
+def to_image(tensor) -> np.ndarray:
+    """Inverse of :func:`to_tensor`: ``CxHxW`` (or ``1xCxHxW``) in ``[-1, 1]`` -> ``HxWxC`` [0, 1]."""
+    t = tensor.detach()
+    if t.dim() == 4:
+        if t.shape[0] != 1:
+            raise ValueError(f"to_image expects one image, got a batch of {t.shape[0]}")
+        t = t[0]
+    if t.dim() != 3:
+        raise ValueError(f"to_image expects CxHxW, got shape {tuple(t.shape)}")
+    t = ((t.float().clamp(-1.0, 1.0) + 1.0) * 0.5).permute(1, 2, 0)
+    return np.ascontiguousarray(t.cpu().numpy())
