@@ -1,0 +1,1 @@
+"""The synthetic worlds behind :mod:`cyclekit.data.synthetic` (one module per world)."""
