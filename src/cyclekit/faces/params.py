@@ -1,0 +1,120 @@
+"""Face-crop parameters shared by ``cyclekit data faces`` and ``cyclekit swap``.
+
+The TF2 seed article's pipeline widens the detected box "a little bit bigger to match the training
+dataset distribution": a swap crop is only in-distribution when it is made exactly like the
+training crops. So the geometry lives in one place (:class:`FaceParams`), is written next to the
+prepared data as ``faces.json``, and its margin travels with the trained model as
+``ModelConfig.face_margin`` (the trainer copies it in, see :func:`apply_dataset_face_params`).
+
+This module imports nothing heavy (no cv2, no torch) so the trainer can use it freely.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from cyclekit.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+FACES_JSON = "faces.json"
+# Each side of the detected box is pushed out by margin x box size: the crop side is
+# box * (1 + 2 * margin). 0.4 keeps the hair and chin, which carry much of the gender signal.
+DEFAULT_MARGIN = 0.4
+
+
+@dataclass
+class FaceParams:
+    """How a face crop is made from a detection. Same values for data preparation and swap.
+
+    margin: each side of the detector's box is widened by ``margin * box_side``
+        (crop side = ``box_side * (1 + 2 * margin)``), centred on the box centre.
+    align: rotate the crop so that the eye line is horizontal when both eyes are found.
+    size: the crop is resampled to ``size x size`` pixels (the model's image size).
+    detector: the backend whose boxes the margin refers to (boxes differ between backends).
+    min_face: faces whose box is smaller than this (pixels) are reported as too small and skipped.
+    """
+
+    margin: float = DEFAULT_MARGIN
+    align: bool = True
+    size: int = 128
+    detector: str = "haar"
+    min_face: int = 40
+
+    def validate(self) -> "FaceParams":
+        if not 0 < self.margin <= 3:
+            raise ConfigError(
+                f"--margin must be in (0, 3] (fraction of the face box added on each side), got {self.margin}"
+            )
+        if self.size < 8:
+            raise ConfigError(f"--size must be at least 8 pixels, got {self.size}")
+        if self.min_face < 1:
+            raise ConfigError(f"--min-face must be at least 1 pixel, got {self.min_face}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = FACES_JSON) -> "FaceParams":
+        names = {f.name for f in dataclasses.fields(cls)}
+        try:
+            return cls(**{k: v for k, v in d.items() if k in names}).validate()
+        except (TypeError, ConfigError) as exc:
+            raise DataError(f"{source}: invalid face parameters ({exc})") from None
+
+
+def write_faces_json(folder: Union[str, Path], params: FaceParams, extra: Optional[dict] = None) -> Path:
+    """Write ``folder/faces.json`` atomically: the crop geometry plus provenance (``extra``)."""
+    from cyclekit.config import atomic_write_text
+
+    doc = {**params.to_dict(), **(extra or {})}
+    path = Path(folder) / FACES_JSON
+    atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+    return path
+
+
+def read_faces_json(folder: Union[str, Path]) -> Optional[FaceParams]:
+    """The :class:`FaceParams` stored in ``folder/faces.json``, or None when there is none."""
+    path = Path(folder) / FACES_JSON
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}; re-run `cyclekit data faces` or delete it") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return FaceParams.from_dict(doc, source=str(path))
+
+
+def apply_dataset_face_params(cfg) -> Optional[FaceParams]:
+    """Copy the crop margin of a ``data faces`` dataset into ``cfg.model.face_margin``.
+
+    Called by the trainer: when ``cfg.data.dataroot`` holds ``faces.json``, the released model
+    records the margin its training crops were made with, and ``swap`` reuses it. An explicit,
+    different non-zero ``face_margin`` wins, with a warning.
+    """
+    root = getattr(cfg.data, "dataroot", "")
+    if not root or not Path(root).is_dir():
+        return None
+    params = read_faces_json(root)
+    if params is None:
+        return None
+    current = cfg.model.face_margin
+    if current and abs(current - params.margin) > 1e-9:
+        log.warning(
+            "face_margin %.3f differs from the %.3f the data in %s was cropped with; keeping %.3f",
+            current, params.margin, root, current,
+        )
+        return params
+    cfg.model.face_margin = params.margin
+    if cfg.model.image_size != params.size:
+        log.warning("model image_size %d differs from the face crop size %d in %s/%s",
+                    cfg.model.image_size, params.size, root, FACES_JSON)
+    log.info("face crops from %s: margin %.3f recorded in the model config", root, params.margin)
+    return params

@@ -1,0 +1,259 @@
+"""The face-swap pipeline of the TF2 seed article, for any trained face-to-face model.
+
+1. detect the dominant face (or all faces) with a box and keypoints (:mod:`.detect`);
+2. widen the box by the model's ``face_margin`` and rotate by the eye line (:mod:`.align`);
+3. crop, resize to the model's size and translate with the CycleGAN generator;
+4. paste the result back through the inverse transform with a feathered mask (:mod:`.blend`);
+5. optionally overlay RGBA details (eyeliner, beard, hair) at the keypoints (:mod:`.overlays`).
+
+Pixels outside the pasted region are returned bit for bit; an image without a usable face is
+returned unchanged with a message saying why.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+from cyclekit.errors import ConfigError
+from cyclekit.faces.align import CropTransform, crop_transform, warp_crop
+from cyclekit.faces.blend import paste_back
+from cyclekit.faces.detect import Face, FaceDetector, make_detector
+from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
+
+
+@dataclass
+class FaceResult:
+    face: Optional[Face]
+    transform: Optional[CropTransform]
+    status: str  # "swapped" | "too small"
+    region: Optional[tuple[int, int, int, int]] = None  # (x0, y0, x1, y1) that may have changed
+
+
+@dataclass
+class SwapInfo:
+    """What :func:`swap_image` did. ``mask`` (HxW bool) marks every pixel that may differ."""
+
+    faces: list[FaceResult] = field(default_factory=list)
+    message: str = ""
+    mask: Optional[np.ndarray] = None
+
+    @property
+    def swapped(self) -> int:
+        return sum(r.status == "swapped" for r in self.faces)
+
+
+def face_params_for(translator, margin: Optional[float] = None, align: bool = True, size: Optional[int] = None,
+                    detector: str = "haar", min_face: int = 40) -> FaceParams:
+    """Crop parameters for a model: its recorded ``face_margin`` (or ``margin``) and image size."""
+    cfg = getattr(translator, "cfg", None)
+    if margin is None:
+        margin = getattr(cfg, "face_margin", 0.0) or 0.0
+        if margin <= 0:
+            log.info("the model records no face margin (it was not trained on `cyclekit data faces` crops); "
+                     "using %.2f (set --margin to match your training crops)", DEFAULT_MARGIN)
+            margin = DEFAULT_MARGIN
+    if size is None:
+        size = getattr(cfg, "image_size", None) or 128
+    return FaceParams(margin=float(margin), align=align, size=int(size), detector=detector,
+                      min_face=min_face).validate()
+
+
+def translate_crops(translator, crops: list[np.ndarray]) -> list[np.ndarray]:
+    """Run the generator on float ``SxSx3`` crops in [0, 1]; returns ``SxSx3`` crops in [0, 1].
+
+    ``translator`` is a :class:`cyclekit.translate.Translator` (or any callable on ``[N,C,H,W]``
+    tensors in [-1, 1] with a ``cfg``); 1-channel models get luminance and their output is
+    replicated to RGB.
+    """
+    import torch
+
+    from cyclekit.data.images import convert_channels, to_image, to_tensor
+
+    if not crops:
+        return []
+    cfg = getattr(translator, "cfg", None)
+    cin = getattr(cfg, "in_channels", 3)
+    x = torch.stack([to_tensor(convert_channels(c, "RGB", cin)) for c in crops])
+    y = translator(x)
+    out = []
+    for t in y:
+        img = to_image(t.detach().cpu().float())
+        if img.shape[2] == 1:
+            img = np.repeat(img, 3, axis=2)
+        elif img.shape[2] != 3:
+            raise ConfigError(f"the model outputs {img.shape[2]} channels; face swap needs 1 or 3")
+        out.append(np.ascontiguousarray(img, dtype=np.float32))
+    return out
+
+
+def _as_float(image: np.ndarray) -> tuple[np.ndarray, np.dtype]:
+    a = np.asarray(image)
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ConfigError(f"swap_image expects an HxWx3 RGB image, got shape {a.shape}")
+    if a.dtype == np.uint8:
+        return a[:, :, :3].astype(np.float32) / 255.0, a.dtype
+    if np.issubdtype(a.dtype, np.floating):
+        return np.ascontiguousarray(a[:, :, :3], dtype=np.float32), a.dtype
+    raise ConfigError(f"swap_image expects uint8 or float [0, 1] pixels, got {a.dtype}")
+
+
+def swap_image(
+    image: np.ndarray, translator, *, params: Optional[FaceParams] = None,
+    detector: Optional[FaceDetector] = None, all_faces: bool = False, blend: str = "feather",
+    detail: bool = True, feather: float = 0.15, mask: str = "round", overlays: Sequence = (),
+    faces: Optional[list[Face]] = None, transforms: Optional[list[CropTransform]] = None,
+) -> tuple[np.ndarray, SwapInfo]:
+    """Swap the dominant face (or ``all_faces``) of ``image`` (HxWx3 uint8, or float in [0, 1]).
+
+    Returns ``(result, info)``; ``result`` has the input's dtype and shape, and equals the input
+    exactly wherever ``info.mask`` is False. ``faces`` (detections) or ``transforms`` (crops, as
+    the video path gives after temporal smoothing) skip the detector.
+    """
+    src, dtype = _as_float(image)
+    params = params or face_params_for(translator)
+    info = SwapInfo()
+    if transforms is None:
+        if faces is None:
+            detector = detector or make_detector(params.detector)
+            faces = detector.detect(src)
+        if not faces:
+            info.message = "no face found; the image is returned unchanged"
+            log.info(info.message)
+            return np.array(image, copy=True), info
+        chosen = faces if all_faces else faces[:1]
+        transforms = []
+        for face in chosen:
+            if face.side < params.min_face:
+                info.faces.append(FaceResult(face, None, "too small"))
+                continue
+            transforms.append(crop_transform(face, params))
+            info.faces.append(FaceResult(face, transforms[-1], "swapped"))
+        if not transforms:
+            info.message = (f"face too small ({chosen[0].side:.0f} px < --min-face {params.min_face}); "
+                            "the image is returned unchanged")
+            log.info(info.message)
+            return np.array(image, copy=True), info
+    else:
+        info.faces = [FaceResult(None, t, "swapped") for t in transforms]
+        if not transforms:
+            info.message = "no face in this frame; returned unchanged"
+            return np.array(image, copy=True), info
+
+    crops = [warp_crop(src, t) for t in transforms]
+    new = translate_crops(translator, crops)
+    out = src.copy()
+    changed = np.zeros(src.shape[:2], dtype=bool)
+    swapped = [r for r in info.faces if r.status == "swapped"]
+    for r, t, old, gen in zip(swapped, transforms, crops, new):
+        out, roi, m = paste_back(out, gen, t, old_crop=old if detail else None, feather=feather,
+                                 shape=mask, blend=blend)
+        if roi is not None:
+            x0, y0, x1, y1 = roi
+            changed[y0:y1, x0:x1] |= m > 0
+            r.region = roi
+    if overlays:
+        from cyclekit.faces.overlays import apply_overlays
+
+        for r in swapped:
+            changed |= apply_overlays(out, r.face, r.transform, overlays)
+    info.mask = changed
+    n = len(swapped)
+    info.message = f"swapped {n} face{'s' if n != 1 else ''}"
+    small = len(info.faces) - n
+    if small:
+        info.message += f" ({small} too small, left unchanged)"
+    return _restore(out, src, image, changed, dtype), info
+
+
+def _restore(out: np.ndarray, src: np.ndarray, image: np.ndarray, changed: np.ndarray, dtype) -> np.ndarray:
+    """Back to the input's dtype; pixels outside ``changed`` are copied from the input itself."""
+    orig = np.asarray(image)
+    if dtype == np.uint8:
+        res = np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
+    else:
+        res = out.astype(dtype)
+    if orig.shape[2] == 4:  # keep the alpha channel
+        res = np.concatenate([res, orig[:, :, 3:]], axis=2)
+    final = np.array(orig, copy=True)
+    final[changed] = res[changed]
+    return final
+
+
+def side_by_side(before: np.ndarray, after: np.ndarray, gap: int = 4) -> np.ndarray:
+    """``[before | after]`` with a white gap (float HxWxC)."""
+    h = before.shape[0]
+    sep = np.ones((h, gap, before.shape[2]), dtype=before.dtype) * (255 if before.dtype == np.uint8 else 1.0)
+    return np.concatenate([before, sep.astype(before.dtype), after], axis=1)
+
+
+@dataclass
+class SwapRecord:
+    source: Path
+    output: Path
+    message: str
+    swapped: int
+
+
+def swap_path(
+    translator, inputs: Sequence[Union[str, Path]], out_dir: Union[str, Path], *, compare: bool = False,
+    progress: bool = False, params: Optional[FaceParams] = None, detector: Optional[FaceDetector] = None,
+    video_options: Optional[dict] = None, **swap_kwargs,
+) -> list[SwapRecord]:
+    """Swap faces in image files, folders (recursive) and video files; write PNGs / mp4s to ``out_dir``.
+
+    Images are written as ``out_dir/<relative name>.png`` (lossless, so untouched pixels stay
+    exact) and, with ``compare``, ``<name>_compare.png`` showing input and output side by side.
+    Videos go through :func:`cyclekit.faces.video.swap_video`.
+    """
+    from tqdm.auto import tqdm
+
+    from cyclekit.data.images import load_image, save_image
+    from cyclekit.errors import DataError, UserError
+    from cyclekit.translate import expand_inputs
+
+    out_dir = Path(out_dir)
+    params = params or face_params_for(translator)
+    detector = detector or make_detector(params.detector)
+    videos, images = [], []
+    for item in inputs:
+        p = Path(item)
+        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+            videos.append(p)
+        else:
+            images.append(item)
+    pairs = expand_inputs(images) if images else []
+    sources = {src.resolve() for src, _ in pairs} | {v.resolve() for v in videos}
+    records: list[SwapRecord] = []
+    for src, rel in tqdm(pairs, disable=not progress, unit="img", desc="swap"):
+        dst = out_dir / rel.with_suffix(".png")
+        if dst.resolve() in sources:
+            raise UserError(f"output {dst} would overwrite an input; choose another --out folder")
+        try:
+            img = load_image(src, 3)
+        except DataError as exc:
+            log.warning("skipping %s", exc)
+            records.append(SwapRecord(src, dst, f"unreadable: {exc}", 0))
+            continue
+        result, info = swap_image(img, translator, params=params, detector=detector, **swap_kwargs)
+        save_image(dst, result)
+        if compare:
+            save_image(dst.with_name(dst.stem + "_compare.png"), side_by_side(img, result))
+        records.append(SwapRecord(src, dst, info.message, info.swapped))
+    for video in videos:
+        from cyclekit.faces.video import swap_video
+
+        dst = out_dir / (video.stem + ".mp4")
+        if dst.resolve() in sources:
+            raise UserError(f"output {dst} would overwrite an input; choose another --out folder")
+        vinfo = swap_video(video, dst, translator, params=params, detector=detector, compare=compare,
+                           progress=progress, **(video_options or {}), **swap_kwargs)
+        records.append(SwapRecord(video, dst, vinfo.message, vinfo.frames_swapped))
+    return records

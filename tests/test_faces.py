@@ -1,0 +1,271 @@
+"""Face swap pipeline on a real photo (skimage's astronaut) and variants made from it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+skdata = pytest.importorskip("skimage.data")
+
+from cyclekit.config import ModelConfig  # noqa: E402
+from cyclekit.faces.align import CropTransform, crop_transform, face_crop, warp_crop  # noqa: E402
+from cyclekit.faces.blend import feather_mask  # noqa: E402
+from cyclekit.faces.detect import Face, HaarDetector, make_detector  # noqa: E402
+from cyclekit.faces.params import FaceParams  # noqa: E402
+from cyclekit.faces.pipeline import face_params_for, swap_image  # noqa: E402
+from cyclekit.metrics.paired import psnr  # noqa: E402
+from cyclekit.translate import Translator  # noqa: E402
+
+# Where the face is in skimage.data.astronaut() (512x512): the Haar box centre and size.
+FACE_CENTER = np.array([225.0, 114.0])
+FACE_SIDE = 96.0
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return skdata.astronaut()
+
+
+@pytest.fixture(scope="module")
+def detector() -> HaarDetector:
+    return HaarDetector()
+
+
+def rotate(img: np.ndarray, degrees: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)
+    return cv2.warpAffine(img, m, (w, h), borderMode=cv2.BORDER_REFLECT101)
+
+
+def identity(size: int = 128, margin: float = 0.4) -> Translator:
+    return Translator(lambda x: x, ModelConfig(image_size=size, face_margin=margin))
+
+
+def swap_rb(size: int = 128, margin: float = 0.4) -> Translator:
+    """A visible change: red and blue channels exchanged."""
+    return Translator(lambda x: x[:, [2, 1, 0]], ModelConfig(image_size=size, face_margin=margin))
+
+
+# ----------------------------------------------------------------------------- detection
+@pytest.mark.parametrize("variant", ["flip", "crop", "half", "canvas"])
+def test_haar_finds_the_face_in_variants(photo, detector, variant):
+    """Flips, crops, scaling and pasting into a larger canvas: the box follows the face."""
+    if variant == "flip":
+        img, center, side = photo[:, ::-1], np.array([511 - FACE_CENTER[0], FACE_CENTER[1]]), FACE_SIDE
+    elif variant == "crop":
+        img, center, side = photo[30:300, 100:380], FACE_CENTER - [100, 30], FACE_SIDE
+    elif variant == "half":
+        img = cv2.resize(photo, (256, 256), interpolation=cv2.INTER_AREA)
+        center, side = (FACE_CENTER + 0.5) / 2 - 0.5, FACE_SIDE / 2
+    else:
+        img = np.pad(photo, ((200, 300), (400, 100), (0, 0)), mode="constant", constant_values=90)
+        center, side = FACE_CENTER + [400, 200], FACE_SIDE
+    faces = detector.detect(img)
+    assert len(faces) == 1
+    assert np.linalg.norm(faces[0].center - center) < 0.12 * side
+    assert abs(faces[0].side - side) < 0.15 * side
+    assert faces[0].eyes is not None
+
+
+@pytest.mark.parametrize("degrees", [-12.0, 10.0])
+def test_eye_line_recovers_rotation(photo, detector, degrees):
+    base = detector.detect(photo)[0].eye_angle
+    tilted = detector.detect(rotate(photo, degrees))[0].eye_angle
+    # cv2 rotates counter-clockwise for positive angles; the eye line angle (y down) drops by as much
+    assert abs((tilted - base) + degrees) < 4.0
+
+
+def test_no_face_and_texture_give_nothing(detector):
+    assert detector.detect(np.full((200, 300, 3), 0.5, dtype=np.float32)) == []
+    assert detector.detect(skdata.brick()) == []
+
+
+def test_mediapipe_backend_is_optional():
+    try:
+        import mediapipe  # noqa: F401
+    except ImportError:
+        from cyclekit.errors import MissingDependencyError
+
+        with pytest.raises(MissingDependencyError, match=r"cyclekit\[mediapipe\]"):
+            make_detector("mediapipe")
+    else:  # pragma: no cover - only where mediapipe is installed
+        pytest.skip("mediapipe is installed")
+
+
+# ----------------------------------------------------------------------------- geometry
+def test_crop_transform_is_a_similarity_with_exact_inverse():
+    t = CropTransform(center=(200.0, 150.0), side=180.0, angle=12.0, size=128)
+    pts = np.array([[10.0, 20.0], [200.0, 150.0], [333.0, 7.0]])
+    assert np.allclose(t.to_image(t.to_crop(pts)), pts)
+    assert np.allclose(t.to_crop([[200.0, 150.0]]), [[63.5, 63.5]])  # centre -> crop centre
+    c = t.corners()
+    assert np.allclose(np.linalg.norm(c[1] - c[0]), 180.0)  # side length preserved
+    assert np.isclose(np.degrees(np.arctan2(*(c[1] - c[0])[::-1])), 12.0)  # rotated by the eye angle
+
+
+def test_margin_and_size_come_from_the_model():
+    face = Face(box=(100.0, 50.0, 80.0, 80.0), eyes=np.array([[120.0, 80.0], [160.0, 80.0]]))
+    params = face_params_for(identity(size=64, margin=0.25))
+    t = crop_transform(face, params)
+    assert t.size == 64 and np.isclose(t.side, 80 * 1.5) and t.angle == 0.0
+    assert face_params_for(identity(margin=0.0)).margin == pytest.approx(0.4)  # none recorded: the default
+    assert crop_transform(face, FaceParams(margin=0.5, size=32)).side == pytest.approx(160.0)
+
+
+def test_aligned_crop_is_upright(photo, detector):
+    """A 10 degree tilt: the crop's eye line is level again (eyes re-detected in the crop)."""
+    img = rotate(photo, 10.0)
+    face = detector.detect(img)[0]
+    crop, t = face_crop(img, face, FaceParams(size=160))
+    eyes = t.to_crop(face.eyes)
+    assert abs(eyes[0, 1] - eyes[1, 1]) < 1e-6
+    again = detector.detect(crop)
+    assert again and again[0].eye_angle is not None and abs(again[0].eye_angle) < 4.0
+
+
+def test_feather_mask_is_zero_on_the_rim():
+    m = feather_mask(64, 0.2)
+    assert m[0].max() == 0 and m[:, -1].max() == 0 and m[32, 32] == 1.0
+    assert np.all(np.diff(m[32, :32]) >= 0)  # rises smoothly towards the centre
+
+
+# ----------------------------------------------------------------------------- paste back
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_pixels_outside_the_face_are_bit_exact(photo, detector, dtype):
+    img = photo if dtype == "uint8" else photo.astype(np.float32) / 255.0
+    out, info = swap_image(img, swap_rb(), detector=detector)
+    assert out.dtype == img.dtype and out.shape == img.shape
+    assert info.swapped == 1
+    assert np.array_equal(out[~info.mask], img[~info.mask])
+    # the changed region is the (rotated) crop square around the face, not more
+    t = info.faces[0].transform
+    poly = np.zeros(img.shape[:2], np.uint8)
+    cv2.fillConvexPoly(poly, np.round(t.corners()).astype(np.int32), 1)
+    poly = cv2.dilate(poly, np.ones((5, 5), np.uint8)).astype(bool)
+    assert not (info.mask & ~poly).any()
+    assert info.mask.mean() < 0.15
+    # and the face itself changed
+    cx, cy = FACE_CENTER.astype(int)
+    assert np.abs(out[cy - 10:cy + 10, cx - 10:cx + 10].astype(float) - img[cy - 10:cy + 10, cx - 10:cx + 10]).mean() > 0.02 * (255 if dtype == "uint8" else 1)
+
+
+def test_identity_round_trip_psnr(photo, detector):
+    """An identity generator: detail mode returns the photo; plain paste-back stays close."""
+    faces = detector.detect(photo)
+    out, _ = swap_image(photo, identity(128), faces=faces)
+    assert psnr(out / 255.0, photo / 255.0) >= 99.0  # exact (the change pasted is zero)
+    for size, floor in ((256, 55.0), (128, 40.0)):  # measured 60.7 and 43.6 dB
+        out, _ = swap_image(photo, identity(size), faces=faces, detail=False)
+        assert psnr(out / 255.0, photo / 255.0) > floor
+    out, _ = swap_image(photo, identity(256), faces=faces, detail=False, blend="poisson")
+    assert psnr(out / 255.0, photo / 255.0) > 50.0  # measured 57.5 dB
+
+
+def test_no_seam_at_the_crop_border(photo, detector):
+    """A generator that brightens by a constant: the change fades in, never steps (no box edge)."""
+    img = photo.astype(np.float32) / 255.0 * 0.6 + 0.2  # no clipping below
+    brighten = Translator(lambda x: x + 0.3, ModelConfig(image_size=128, face_margin=0.4))  # +0.15 in [0, 1]
+    for blend in ("feather", "poisson"):
+        out, info = swap_image(img, brighten, detector=detector, blend=blend)
+        d = (out - img).mean(axis=2)
+        core = cv2.erode(info.mask.astype(np.uint8), np.ones((41, 41), np.uint8)).astype(bool)
+        if blend == "feather":  # (Poisson keeps the boundary's colours: a constant offset vanishes)
+            assert np.allclose(d[core], 0.15, atol=0.01)
+        # largest change between neighbouring pixels: a hard paste would jump by the full 0.15
+        step = max(np.abs(np.diff(d, axis=0)).max(), np.abs(np.diff(d, axis=1)).max())
+        assert step < 0.03, blend
+
+
+def test_no_face_passes_through_unchanged(detector):
+    blank = np.full((120, 160, 3), 200, dtype=np.uint8)
+    out, info = swap_image(blank, identity(), detector=detector)
+    assert np.array_equal(out, blank) and out is not blank
+    assert "no face" in info.message and info.swapped == 0
+
+
+def test_too_small_face_passes_through(photo, detector):
+    out, info = swap_image(photo, swap_rb(), detector=detector, params=FaceParams(min_face=200))
+    assert np.array_equal(out, photo)
+    assert "too small" in info.message
+
+
+def test_dominant_face_or_all_faces(photo, detector):
+    small = cv2.resize(photo, (300, 300), interpolation=cv2.INTER_AREA)
+    canvas = np.full((512, 830, 3), 128, dtype=np.uint8)
+    canvas[:, :512] = photo
+    canvas[100:400, 525:825] = small
+    out, info = swap_image(canvas, swap_rb(), detector=detector)
+    assert info.swapped == 1 and info.faces[0].face.side > 80  # the larger face
+    assert np.array_equal(out[:, 520:], canvas[:, 520:])
+    out, info = swap_image(canvas, swap_rb(), detector=detector, all_faces=True)
+    assert info.swapped == 2 and not np.array_equal(out[:, 520:], canvas[:, 520:])
+
+
+def test_gray_model_and_real_checkpoint(photo, detector, tiny_release):
+    """A real (tiny, 32 px) release through the pipeline: runs, and leaves the outside alone."""
+    from cyclekit.translate import load_translator
+
+    tr = load_translator(tiny_release, "AtoB", device="cpu")
+    out, info = swap_image(photo, tr, detector=detector)
+    assert info.swapped == 1 and info.faces[0].transform.size == 32
+    assert np.array_equal(out[~info.mask], photo[~info.mask])
+    gray = Translator(lambda x: x, ModelConfig(in_channels=1, out_channels=1, image_size=64, face_margin=0.4))
+    out, info = swap_image(photo, gray, detector=detector, detail=False)
+    assert info.swapped == 1 and out.shape == photo.shape
+
+
+def test_overlay_anchored_between_the_eyes(photo, detector):
+    from cyclekit.faces.overlays import Overlay
+
+    red = np.zeros((10, 20, 4), np.float32)
+    red[..., 0] = red[..., 3] = 1.0
+    faces = detector.detect(photo)
+    out, info = swap_image(photo, identity(), faces=faces, overlays=[Overlay(red, anchor="eyes", scale=0.5)])
+    mid = faces[0].eyes.mean(axis=0).round().astype(int)
+    assert tuple(out[mid[1], mid[0]]) == (255, 0, 0)
+    assert np.array_equal(out[~info.mask], photo[~info.mask])
+    out2, _ = swap_image(photo, identity(), faces=faces, overlays=[Overlay(red, anchor="chin", scale=0.5)])
+    ys, xs = np.nonzero((out2 != photo).any(axis=2))
+    assert ys.mean() > mid[1] + 0.8 * np.linalg.norm(faces[0].eyes[1] - faces[0].eyes[0])  # well below the eyes
+
+
+def test_overlay_spec_parsing(tmp_path):
+    from cyclekit.data.images import save_image
+    from cyclekit.errors import ConfigError
+    from cyclekit.faces.overlays import load_overlay
+
+    save_image(tmp_path / "beard.png", np.ones((8, 8, 4), np.float32))
+    ov = load_overlay(f"{tmp_path / 'beard.png'}@chin,scale=2.5,dy=-0.1")
+    assert (ov.anchor, ov.scale, ov.dy) == ("chin", 2.5, -0.1) and ov.image.shape == (8, 8, 4)
+    with pytest.raises(ConfigError, match="anchor"):
+        load_overlay(f"{tmp_path / 'beard.png'}@ear")
+    with pytest.raises(ConfigError, match="scale"):
+        load_overlay(f"{tmp_path / 'beard.png'}@chin,scale=big")
+
+
+def test_warp_crop_antialiases_large_faces(photo, detector):
+    """A 4x larger photo gives (nearly) the same crop as the original: area averaging, no aliasing."""
+    face = detector.detect(photo)[0]
+    params = FaceParams(size=64)
+    small, _ = face_crop(photo, face, params)
+    big = cv2.resize(photo, (2048, 2048), interpolation=cv2.INTER_CUBIC)
+    big_face = Face(box=tuple(4 * v for v in face.box), eyes=(face.eyes + 0.5) * 4 - 0.5)
+    big_crop = warp_crop(big, crop_transform(big_face, params))
+    assert psnr(big_crop / 255.0, small / 255.0) > 30.0
+
+
+def test_cli_swap_photos_and_no_face_note(photo, tmp_path, capsys):
+    from cyclekit.cli import main
+    from cyclekit.data.images import load_image, save_image
+
+    src = tmp_path / "in"
+    save_image(src / "astronaut.png", photo / 255.0)
+    save_image(src / "blank.png", np.full((64, 64, 3), 0.3, np.float32))
+    rc = main(["swap", str(src), "--model", "identity", "--out", str(tmp_path / "out"), "--compare", "--no-detail"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "blank.png: no face found" in text and "swapped faces in 1 of 2 file(s)" in text
+    assert np.array_equal(load_image(tmp_path / "out" / "blank.png", 3), load_image(src / "blank.png", 3))
+    out = load_image(tmp_path / "out" / "astronaut.png", 3)
+    assert psnr(out, photo / 255.0) > 40.0
+    assert load_image(tmp_path / "out" / "astronaut_compare.png", 3).shape == (512, 1028, 3)
