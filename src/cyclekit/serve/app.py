@@ -1,0 +1,311 @@
+"""The web page and HTTP API for a trained model: ``create_app(model)`` -> an ASGI app.
+
+Why FastAPI and one hand-written page, not Gradio
+-------------------------------------------------
+Gradio is what ML demos usually use, and it would give a page in ten lines. It was weighed and
+set aside for four reasons. (1) *Nothing may leave the machine*: Gradio sends usage analytics
+unless told not to and its front end loads fonts and assets from CDNs by default; a page we
+write ourselves loads nothing but its own three files, and a Content-Security-Policy header
+(``default-src 'self'``) makes the browser enforce it. (2) *Bounded load*: the limits the
+issue asks for (bytes counted while the body streams, pixel count checked from the header
+before decoding, a queue of fixed length that answers 503 when full) are a few dozen explicit
+lines here, not settings to find and trust in a large framework. (3) *Weight*: FastAPI,
+uvicorn and python-multipart are three small packages; Gradio pulls in well over a hundred
+megabytes of dependencies. (4) *An API for free*: the page is a client of the same documented
+``POST /api/translate`` that scripts use, so testing one tests the other.
+
+Routes
+------
+``GET /`` the page; ``GET /static/*`` its script and style; ``GET /api/info`` the models,
+modes, directions and limits (JSON); ``GET /api/health``; ``POST /api/translate`` an image in
+(the raw body, or a multipart field named ``image``; ``model``, ``mode`` = ``image`` | ``face``,
+``direction`` = ``AtoB`` | ``BtoA`` as query or form fields), a PNG out. Every error is JSON
+``{"error": "<what went wrong and what to do>", "status": <code>}``.
+"""
+
+import logging
+import re
+import socket
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from cyclekit.errors import UserError
+from cyclekit.serve.limits import BodyLimitMiddleware, Limits, UploadError, decode_image, encode_png, inspect_image
+from cyclekit.serve.models import DIRECTIONS, ModelStore, face_swap_support
+from cyclekit.serve.queue import QueueFull, WorkQueue
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+MODES = {"image": "Whole image", "face": "Face swap"}
+FIELDS = ("model", "mode", "direction", "all_faces")
+SECURITY_HEADERS = [
+    (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; "
+     b"img-src 'self' blob: data:; media-src 'self' blob: mediastream:; connect-src 'self' blob:; "
+     b"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"permissions-policy", b"camera=(self), microphone=(), geolocation=()"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware adding :data:`SECURITY_HEADERS` to every response."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": list(message.get("headers", [])) + SECURITY_HEADERS}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class Service:
+    """The state one app holds: its models, limits, work queue and face-swap support."""
+
+    def __init__(self, store: ModelStore, limits: Limits, queue: WorkQueue) -> None:
+        self.store, self.limits, self.queue = store, limits, queue
+        self.swap_image, self.face_reason = face_swap_support()
+
+    def info(self) -> dict[str, Any]:
+        modes = [{"id": "image", "label": MODES["image"], "available": True, "reason": ""},
+                 {"id": "face", "label": MODES["face"], "available": self.swap_image is not None,
+                  "reason": self.face_reason}]
+        return {"models": [e.info() for e in self.store.entries.values()],
+                "default_model": self.store.default, "modes": modes,
+                "limits": self.limits.as_dict(), "formats": ["PNG", "JPEG", "WebP", "BMP", "TIFF", "GIF"],
+                "backend": self.store.backend, "queue": self.queue.stats()}
+
+    def check_params(self, model: Optional[str], mode: Optional[str], direction: Optional[str]):
+        model = model or self.store.default
+        if model not in self.store.entries:
+            raise UploadError(400, f"unknown model {model!r}; this server offers: "
+                                   f"{', '.join(self.store.entries)}")
+        mode = mode or "image"
+        if mode not in MODES:
+            raise UploadError(400, f"unknown mode {mode!r}; use 'image' (whole image) or 'face' (face swap)")
+        if mode == "face" and self.swap_image is None:
+            raise UploadError(501, f"face swap is not available on this server: {self.face_reason}")
+        offered = self.store.entries[model].directions
+        direction = direction or offered[0]
+        if direction not in DIRECTIONS:
+            raise UploadError(400, f"unknown direction {direction!r}; use AtoB or BtoA")
+        if direction not in offered:
+            raise UploadError(400, f"model {model!r} only translates {', '.join(offered)} (it is an exported "
+                                   "ONNX file holding one generator)")
+        return model, mode, direction
+
+    def translate(self, data: bytes, model: str, mode: str, direction: str,
+                  all_faces: bool = False) -> tuple[bytes, dict]:
+        """Worker-thread job: decode, translate (whole image or faces), encode PNG."""
+        from cyclekit.translate import translate_array
+
+        t0 = time.perf_counter()
+        translator = self.store.get(model, direction)
+        meta: dict[str, Any] = {}
+        if mode == "face":  # the pipeline works on RGB (a gray model gets luminance crops)
+            image = decode_image(data, 3, self.limits)
+            out, meta["faces"], meta["message"] = self.swap_image(image, translator, all_faces)
+        else:
+            image = decode_image(data, self.store.entries[model].in_channels, self.limits)
+            out = translate_array(translator, image)
+        png = encode_png(np.asarray(out, dtype=np.float32))
+        meta.update(width=int(image.shape[1]), height=int(image.shape[0]),
+                    ms=round((time.perf_counter() - t0) * 1000, 1))
+        return png, meta
+
+
+def create_app(model: Union[str, Path], limits: Optional[Limits] = None, *, backend: str = "torch",
+               device: str = "cpu", precision: str = "fp32", max_pending: int = 64, workers: int = 1,
+               threads: Optional[int] = None, max_loaded: int = 4, preload: bool = True):
+    """Build the FastAPI app for one model or a folder of models (see the module notes).
+
+    ``model``: a run directory, a release folder, an exported ``.onnx`` file (always run with
+    onnxruntime; one direction), or a folder of those. ``backend`` runs releases with ``torch`` or
+    ``onnxruntime`` (exported in memory). ``preload`` loads the first model now, so a broken
+    model fails at start-up rather than on the first visitor's request.
+    """
+    import importlib.util
+
+    from cyclekit.errors import require
+
+    require("fastapi", "serve", "the web server")
+    if importlib.util.find_spec("python_multipart") is None:  # older releases: only "multipart"
+        require("multipart", "serve", "image uploads (python-multipart)")
+    from fastapi import FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse, Response
+    from fastapi.staticfiles import StaticFiles
+    from starlette.exceptions import HTTPException
+
+    limits = limits or Limits()
+    store = ModelStore(model, backend=backend, device=device, precision=precision, max_loaded=max_loaded)
+    if preload:
+        store.preload()
+    queue = WorkQueue(max_pending=max_pending, workers=workers, threads=threads)
+    service = Service(store, limits, queue)
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        yield
+        queue.close()
+
+    # Docs pages are off: Swagger UI and ReDoc load their scripts from a CDN.
+    app = FastAPI(title="cyclekit", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.service = service
+    app.add_middleware(BodyLimitMiddleware, limits=limits)
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def error(status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
+        return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+
+    @app.exception_handler(UploadError)
+    async def _upload_error(_req, exc: UploadError):
+        return error(exc.status, exc.message)
+
+    @app.exception_handler(QueueFull)
+    async def _busy(_req, exc: QueueFull):
+        return error(503, str(exc), {"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(HTTPException)
+    async def _http(_req, exc: HTTPException):
+        msg = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404:
+            msg = "not found: the page is at / and the API at /api/translate (see the README)"
+        elif exc.status_code == 405:
+            msg = "method not allowed: POST an image to /api/translate; GET / is the page (see the README)"
+        return error(exc.status_code, msg, getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_req, exc: RequestValidationError):
+        return error(422, f"invalid request: {exc.errors()}")
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon():
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+    @app.get("/api/info")
+    async def info():
+        return service.info()
+
+    @app.get("/api/health")
+    async def health():
+        return {"ok": True, "models": list(store.entries), "loaded": store.loaded(), "queue": queue.stats()}
+
+    @app.post("/api/translate")
+    async def translate(request: Request):
+        q = request.query_params
+        if any(k in q for k in ("model", "mode", "direction")):  # fail before reading the body
+            service.check_params(q.get("model"), q.get("mode"), q.get("direction"))
+        async with queue.slot():  # 503 when full, before the body is read
+            data, fields, filename = await read_upload(request)
+            model, mode, direction = service.check_params(
+                fields.get("model"), fields.get("mode"), fields.get("direction"))
+            inspect_image(data, limits)  # 413/415/400 from the header, nothing decoded yet
+            all_faces = fields.get("all_faces", "").lower() in ("1", "true", "yes", "on")
+            try:
+                png, meta = await queue.run(service.translate, data, model, mode, direction, all_faces)
+            except UploadError:
+                raise
+            except UserError as exc:  # e.g. a model file in the folder is broken
+                log.error("translation failed (model %s, %s, %s): %s", model, mode, direction, exc)
+                return error(500, f"the server could not run the model: {exc}")
+            except Exception:
+                log.exception("translation failed (model %s, %s, %s)", model, mode, direction)
+                return error(500, "the translation failed on the server; its log has the details")
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(filename).stem)[:80] or "image"
+        headers = {"Content-Disposition": f'inline; filename="{stem}_{model}_{direction}.png"',
+                   "X-Cyclekit-Model": model, "X-Cyclekit-Direction": direction, "X-Cyclekit-Mode": mode,
+                   "X-Cyclekit-Ms": str(meta["ms"]), "Cache-Control": "no-store"}
+        if "faces" in meta:
+            headers["X-Cyclekit-Faces"] = str(meta["faces"])
+            headers["X-Cyclekit-Message"] = meta["message"].encode("ascii", "replace").decode()
+        return Response(png, media_type="image/png", headers=headers)
+
+    async def read_upload(request: Request) -> tuple[bytes, dict[str, str], str]:
+        """The image bytes, the parameters (query, overridden by form fields) and a file name."""
+        fields = {k: request.query_params[k] for k in FIELDS if k in request.query_params}
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            async with request.form(max_files=1, max_fields=8) as form:
+                upload = form.get("image") or form.get("file")
+                for k in FIELDS:
+                    if isinstance(form.get(k), str) and form.get(k):
+                        fields[k] = form.get(k)
+                if upload is None or isinstance(upload, str):
+                    raise UploadError(400, "the multipart upload has no file: send it in a field named 'image'")
+                return await upload.read(), fields, upload.filename or "image"
+        # Anything else (image/*, application/octet-stream, or curl --data-binary's default
+        # x-www-form-urlencoded) is taken as the image bytes themselves.
+        return await request.body(), fields, request.query_params.get("filename", "image")
+
+    return app
+
+
+# ---------------------------------------------------------------------- running
+def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A listening-ready socket (port 0 = any free port), so the real URL is known before serving."""
+    from cyclekit.errors import UserError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port "
+                        "or stop the program using it") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+class BackgroundServer:
+    """``with BackgroundServer(app) as url:`` serves ``app`` on a free loopback port in a thread."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+        import uvicorn
+
+        self.sock = bind_socket(host, port)
+        self.url = url_of(self.sock)
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on",
+                                                    server_header=False))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the background server did not start")
+            time.sleep(0.02)
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+        self.sock.close()

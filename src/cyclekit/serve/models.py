@@ -1,0 +1,233 @@
+"""The models a server offers: discovered once, loaded on first use, shared by every request.
+
+``--model`` may name one model (a run directory, a release folder or its ``model.safetensors``)
+or a folder whose sub-folders are models; each is offered under its folder name. Only the
+small ``config.json`` files are read at start-up; weights are loaded the first time a model and
+direction are asked for, and at most ``max_loaded`` translators stay in memory (least recently
+used ones are dropped), so a folder of many models cannot exhaust memory either.
+"""
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+from cyclekit.errors import CheckpointError, UserError
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS = ("AtoB", "BtoA")
+_GENERIC_FOLDERS = {"traina", "trainb", "testa", "testb", "a", "b", ""}
+
+
+@dataclass
+class ModelEntry:
+    """One offered model: a release (both directions) or an exported ``.onnx`` file (one direction)."""
+
+    name: str
+    release: Path
+    in_channels: int
+    image_size: int
+    generator: str
+    domains: tuple[str, str]
+    directions: tuple[str, ...] = DIRECTIONS
+    onnx: bool = False  # an exported file: always run with onnxruntime
+
+    def info(self) -> dict[str, Any]:
+        a, b = self.domains
+        labels = {"AtoB": f"{a} → {b}", "BtoA": f"{b} → {a}"}
+        return {"name": self.name, "channels": self.in_channels, "image_size": self.image_size,
+                "generator": self.generator, "domains": {"A": a, "B": b}, "format": "onnx" if self.onnx else "release",
+                "directions": [{"id": d, "label": labels[d]} for d in self.directions]}
+
+
+def domain_names(cfg) -> tuple[str, str]:
+    """Readable names for the two domains: ``horse2zebra`` -> (horse, zebra), else the folder names."""
+    a = Path(cfg.data.dir_a).name if cfg.data.dir_a else ""
+    b = Path(cfg.data.dir_b).name if cfg.data.dir_b else ""
+    if a.lower() not in _GENERIC_FOLDERS and b.lower() not in _GENERIC_FOLDERS and a != b:
+        return a, b
+    root = Path(cfg.data.dataroot).stem if cfg.data.dataroot else ""
+    m = re.fullmatch(r"([A-Za-z][\w-]*?)2([A-Za-z][\w-]*)", root)
+    if m:
+        return m.group(1), m.group(2)
+    return "A", "B"
+
+
+def discover(path: Union[str, Path]) -> dict[str, ModelEntry]:
+    """One model, or every model one level below ``path``; raise :class:`CheckpointError` if none."""
+    from cyclekit.checkpoint import load_release_config, resolve_release
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"model not found: {path} (give a run directory, a release folder, "
+                              "an exported .onnx file, or a folder of them)")
+    if path.is_file() and path.suffix.lower() == ".onnx":
+        return {path.stem: _onnx_entry(path.stem, path)}
+    try:
+        found = [(path, resolve_release(path))]
+    except CheckpointError:
+        if not path.is_dir():
+            raise
+        found = []
+        for child in sorted(p for p in path.iterdir() if not p.name.startswith(".")):
+            if child.is_file() and child.suffix.lower() == ".onnx":
+                found.append((child, child))
+            elif child.is_dir():
+                try:
+                    found.append((child, resolve_release(child)))
+                except CheckpointError:
+                    continue
+        if not found:
+            raise CheckpointError(
+                f"no model in {path}: expected config.json + model.safetensors there, in {path}/model, "
+                "or in its sub-folders (one per model), or exported .onnx files; train one with "
+                "`cyclekit train`") from None
+    out: dict[str, ModelEntry] = {}
+    for folder, release in found:
+        if release.suffix.lower() == ".onnx":
+            name = release.stem
+        else:
+            folder = Path(os.path.abspath(folder if folder.is_dir() else release))  # keeps symlink names
+            name = folder.parent.name if folder.name == "model" else folder.name  # run/model -> run
+        while name in out:
+            name += "_"
+        if release.suffix.lower() == ".onnx":
+            out[name] = _onnx_entry(name, release)
+            continue
+        cfg = load_release_config(release)
+        out[name] = ModelEntry(name, release, cfg.model.in_channels, cfg.model.image_size,
+                               cfg.model.generator, domain_names(cfg))
+    return out
+
+
+def _onnx_entry(name: str, path: Path) -> ModelEntry:
+    """An exported generator: its metadata says the direction and the network it came from."""
+    from cyclekit.errors import require
+
+    require("onnxruntime", "onnx", f"serving the ONNX file {path}")
+    from cyclekit.export.ort_backend import config_from_metadata, make_session
+
+    session = make_session(path, "cpu")
+    cfg, direction, _ = config_from_metadata(session.get_modelmeta().custom_metadata_map, session, str(path))
+    return ModelEntry(name, path, cfg.in_channels, cfg.image_size, cfg.generator, ("A", "B"),
+                      directions=(direction,), onnx=True)
+
+
+class ModelStore:
+    """Translators by (model, direction), loaded lazily, LRU-capped, safe to call from any thread."""
+
+    def __init__(self, path: Union[str, Path], backend: str = "torch", device: str = "cpu",
+                 precision: str = "fp32", max_loaded: int = 4) -> None:
+        self.entries = discover(path)
+        self.backend, self.device, self.precision = backend, device, precision
+        self.max_loaded = max(1, max_loaded)
+        self._cache: "OrderedDict[tuple[str, str], Any]" = OrderedDict()
+        self._lock = threading.Lock()
+        self._check_backend()
+
+    @property
+    def default(self) -> str:
+        return next(iter(self.entries))
+
+    def preload(self) -> None:
+        """Load the default model now: a broken file fails at start-up, not on a visitor."""
+        self.get(self.default, self.entries[self.default].directions[0])
+
+    def _check_backend(self) -> None:
+        from cyclekit.translate import load_translator
+
+        params = inspect.signature(load_translator).parameters
+        takes = "backend" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+        if self.backend != "torch" and not takes:
+            raise UserError(f"--backend {self.backend} is not available in this version of cyclekit "
+                            "(load_translator has no backend option); use --backend torch")
+
+    def _load(self, name: str, direction: str):
+        from cyclekit.translate import load_translator
+
+        entry = self.entries[name]
+        backend = "onnxruntime" if entry.onnx else self.backend
+        kwargs: dict[str, Any] = {"device": self.device, "precision": self.precision}
+        if entry.onnx:
+            kwargs["precision"] = "fp32"  # an .onnx file runs in the precision it was exported in
+        if backend != "torch":
+            kwargs["backend"] = backend
+        log.info("loading model %s (%s, %s backend)", name, direction, backend)
+        return load_translator(entry.release, direction, **kwargs)
+
+    def get(self, name: str, direction: str):
+        if name not in self.entries:
+            raise KeyError(name)
+        if direction not in self.entries[name].directions:
+            raise UserError(f"model {name} only translates {', '.join(self.entries[name].directions)}")
+        key = (name, direction)
+        with self._lock:  # one loader at a time; a model is never loaded twice
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            translator = self._load(name, direction)
+            self._cache[key] = translator
+            while len(self._cache) > self.max_loaded:
+                dropped, _ = self._cache.popitem(last=False)
+                log.info("unloading model %s (%s) to stay within %d loaded", *dropped, self.max_loaded)
+            return translator
+
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return [f"{n}:{d}" for n, d in self._cache]
+
+
+# ---------------------------------------------------------------------- face swap
+class FaceSwapper:
+    """``swapper(image, translator, all_faces) -> (image, faces swapped, message)``.
+
+    Wraps :func:`cyclekit.faces.pipeline.swap_image` with one detector per worker thread (an
+    OpenCV cascade is not safe to share between threads) and crop parameters cached per model.
+    """
+
+    def __init__(self, pipeline, detector: str = "haar") -> None:
+        from cyclekit.faces.detect import make_detector
+
+        self.pipeline, self.detector_name, self._make = pipeline, detector, make_detector
+        self._local = threading.local()
+        self._params: dict[int, Any] = {}
+        self.detector()  # fails now (e.g. OpenCV missing) rather than on a visitor's request
+
+    def detector(self):
+        if getattr(self._local, "detector", None) is None:
+            self._local.detector = self._make(self.detector_name)
+        return self._local.detector
+
+    def __call__(self, image, translator, all_faces: bool = False):
+        key = id(translator)
+        if key not in self._params:
+            self._params[key] = self.pipeline.face_params_for(translator, detector=self.detector_name)
+        out, info = self.pipeline.swap_image(image, translator, params=self._params[key],
+                                             detector=self.detector(), all_faces=all_faces)
+        return out, int(info.swapped), str(info.message)
+
+
+def face_swap_support() -> tuple[Optional[Callable], str]:
+    """``(FaceSwapper, "")`` when the face pipeline and its detector load, else ``(None, why not)``."""
+    try:
+        from cyclekit.faces import pipeline
+
+        return FaceSwapper(pipeline), ""
+    except UserError as exc:  # e.g. MissingDependencyError naming the extra to install
+        return None, str(exc)
+    except ImportError as exc:
+        missing = getattr(exc, "name", "") or ""
+        if missing.startswith("cyclekit"):
+            return None, "this version of cyclekit has no face pipeline (cyclekit.faces.pipeline)"
+        return None, (f"the face pipeline needs '{missing or exc}', which is not installed; "
+                      "install it with: pip install 'cyclekit[faces]'")
+    except Exception as exc:  # a broken optional module must not take the server down
+        log.warning("face pipeline failed to load: %r", exc)
+        return None, f"the face pipeline failed to load ({type(exc).__name__}: {exc})"
