@@ -49,6 +49,18 @@ def test_validation(field, value, needle):
         cfg.validate()
 
 
+def test_identity_loss_needs_equal_channels():
+    cfg = Config()
+    set_field(cfg, "in_channels", 1)
+    with pytest.raises(ConfigError, match="--lambda-identity 0"):
+        cfg.validate()
+    set_field(cfg, "lambda_identity", 0)
+    cfg.validate()
+    set_field(cfg, "residual", True)
+    with pytest.raises(ConfigError, match="--residual"):
+        cfg.validate()
+
+
 def test_invalid_json_file(tmp_path):
     (tmp_path / "c.json").write_text("{nope")
     with pytest.raises(ConfigError, match="not valid JSON"):

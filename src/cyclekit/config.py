@@ -32,6 +32,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lr_step_unit": ("epoch", "step"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
+    # --val-metric: the metric that picks run_dir/best/ (see cyclekit.metrics.evaluate; auto = psnr
+    # where the test set has ground truth, else kid).
+    "val_metric": ("auto", "cycle_l1", "identity_l1") + tuple(
+        f"{m}{d}" for m in ("psnr", "ssim", "l1", "success", "kid", "fid") for d in ("", "_AtoB", "_BtoA")),
 }
 
 
@@ -50,6 +54,7 @@ class ModelConfig:
     norm: str = "instance"
     norm_affine: bool = False  # the Keras seeds use affine instance norm
     norm_before_tanh: bool = False  # the Keras seeds normalise the last conv before tanh
+    residual: bool = False  # generators predict a change to their input (starts at identity)
     dropout: float = 0.0
     discriminator: str = "patchgan"  # patchgan (70x70 with d_layers=3) | pixelgan (1x1)
     ndf: int = 64
@@ -110,10 +115,15 @@ class TrainConfig:
     tensorboard: bool = False
     progress: bool = True
     device: str = "auto"
-    precision: str = "fp32"
+    precision: str = "auto"  # auto: bf16 on CPUs with native bf16 (AVX512-BF16/AMX) and Ampere+ GPUs, fp16 on older GPUs, else fp32
     channels_last: bool = False
-    compile: bool = False
+    compile: bool = False  # torch.compile the four networks (cached; falls back to eager with a warning)
+    cuda_graphs: bool = False  # GPU: replay the fixed-shape step as one CUDA graph (bf16/fp32, one process)
     threads: int = 0  # torch CPU threads (0 = leave PyTorch's default)
+    dist_timeout: float = 30.0  # torchrun runs: minutes a collective may wait for a silent rank before the run fails
+    val_every: int = 0  # iterations between validations on a held-out slice of the test set (0 = off)
+    val_metric: str = "auto"  # the metric that picks run_dir/best/ (auto: psnr with ground truth, else kid)
+    val_images: int = 32  # test images per domain used for validation
 
 
 @dataclass
@@ -241,6 +251,7 @@ def validate_config(cfg: Config) -> None:
         "lambda_cycle": t.lambda_cycle, "lambda_identity": t.lambda_identity, "lr": t.lr,
         "max_images": d.max_images, "num_workers": d.num_workers, "dropout": m.dropout,
         "face_margin": m.face_margin, "max_minutes": t.max_minutes, "threads": t.threads, "save_every": t.save_every,
+        "val_every": t.val_every,
     }
     for name, v in nonneg.items():
         if v < 0:
@@ -249,11 +260,25 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(f"--unet-levels must be at least 1, got {m.unet_levels}")
     if t.n_epochs + t.n_epochs_decay < 1 and t.max_steps == 0:
         raise ConfigError("nothing to train: set --n-epochs/--n-epochs-decay or --max-steps")
+    if t.val_images < 2:
+        raise ConfigError(f"--val-images must be at least 2, got {t.val_images}")
+    if t.dist_timeout <= 0:
+        raise ConfigError(f"--dist-timeout must be a positive number of minutes, got {t.dist_timeout}")
     if t.log_every < 1:
         raise ConfigError(f"--log-every must be at least 1, got {t.log_every}")
     if d.preprocess in ("resize_and_crop", "scale_width_and_crop") and d.load_size < d.crop_size:
         raise ConfigError(
             f"--load-size ({d.load_size}) must be at least --crop-size ({d.crop_size}) for {d.preprocess}"
+        )
+    if t.lambda_identity > 0 and m.in_channels != m.out_channels:
+        raise ConfigError(
+            f"the identity loss feeds domain B images to G_AB, so it needs the same channels in both "
+            f"domains (got --in-channels {m.in_channels}, --out-channels {m.out_channels}); "
+            "set --lambda-identity 0"
+        )
+    if m.residual and m.in_channels != m.out_channels:
+        raise ConfigError(
+            f"--residual needs the same channels in both domains, got {m.in_channels} and {m.out_channels}"
         )
     if not 0.0 <= m.dropout < 1.0:
         raise ConfigError(f"--dropout must be in [0, 1), got {m.dropout}")

@@ -2,8 +2,10 @@
 
 1. Write a synthetic world whose test images have a true translation (``fruit`` by default).
 2. Train a small CycleGAN on its unpaired train split.
-3. Translate the test split both ways and score the translations against the truth (PSNR,
-   SSIM, L1) next to the do-nothing baseline (output = input).
+3. Evaluate with the same code as ``cyclekit eval`` (:mod:`cyclekit.metrics.evaluate`): PSNR,
+   SSIM, L1 against the truth next to the do-nothing baseline (output = input), cycle and
+   identity errors, the domain classifier's success rate and FID/KID; the HTML report goes to
+   ``OUT/eval/index.html``.
 4. Write ``report.json`` and a ``results.png`` grid (input | translation | truth).
 """
 from __future__ import annotations
@@ -51,31 +53,13 @@ def quickstart_config(opts: QuickstartOptions, dataroot: Path, run_dir: Path) ->
     return cfg.validate()
 
 
-def evaluate_pairs(model_dir: Path, dataroot: Path, out_dir: Path, direction: str) -> dict:
-    """Translate test{X} into out_dir and score against test{X}_gt; also score the baseline."""
-    from cyclekit.data.images import load_image
-    from cyclekit.metrics.paired import paired_metrics
+def translate_test_set(model_dir: Path, dataroot: Path, out_dir: Path, direction: str, device: str = "cpu") -> None:
+    """Translate test{A,B} into out_dir/<direction>/ (the images of the results grid)."""
     from cyclekit.translate import load_translator, translate_paths
 
-    src, gt = ("testA", "testA_gt") if direction == "AtoB" else ("testB", "testB_gt")
-    translator = load_translator(model_dir, direction, device="cpu")
-    done = translate_paths(translator, [dataroot / src], out_dir / direction, batch_size=8)
-    model_rows, base_rows = [], []
-    for item in done:
-        truth_path = dataroot / gt / item.source.name
-        c = translator.cfg.out_channels
-        truth = load_image(truth_path, c)
-        pred = load_image(item.output, c)
-        inp = load_image(item.source, c)
-        model_rows.append(paired_metrics(pred, truth))
-        base_rows.append(paired_metrics(inp, truth))
-    mean = lambda rows, k: float(np.mean([r[k] for r in rows]))  # noqa: E731
-    keys = ("psnr", "ssim", "l1")
-    return {
-        "direction": direction, "images": len(done),
-        "model": {k: round(mean(model_rows, k), 4) for k in keys},
-        "baseline_identity": {k: round(mean(base_rows, k), 4) for k in keys},
-    }
+    src = "testA" if direction == "AtoB" else "testB"
+    translate_paths(load_translator(model_dir, direction, device=device), [dataroot / src], out_dir / direction,
+                    batch_size=8)
 
 
 def results_grid(dataroot: Path, out_dir: Path, n: int = 6) -> Path:
@@ -108,13 +92,25 @@ def run_quickstart(opts: QuickstartOptions, log_fn=print) -> dict:
     trainer = Trainer(cfg)
     trainer.fit()
     train_s = time.perf_counter() - t0
-    log_fn("[3/3] translating the test set and scoring it against the ground truth")
-    results = [evaluate_pairs(run_dir, dataroot, out / "translated", d) for d in ("AtoB", "BtoA")]
+    log_fn("[3/3] evaluating on the test set: ground truth, domain classifier, FID/KID (cyclekit eval)")
+    from cyclekit.metrics.evaluate import EvalOptions, evaluate_model, quickstart_results
+
+    device = str(trainer.device)
+    for d in ("AtoB", "BtoA"):
+        translate_test_set(run_dir, dataroot, out / "translated", d, device)
     grid = results_grid(dataroot, out / "translated")
+    ev = evaluate_model(run_dir, dataroot, out / "eval", EvalOptions(seed=opts.seed, device=device))
+    results = quickstart_results(ev)
+    m, clf, fe = ev["metrics"], ev["classifier"] or {}, ev["feature_extractor"]
     report = {
         "world": opts.world, "size": opts.size, "steps": trainer.global_step,
         "minutes": round((time.perf_counter() - t0) / 60, 2), "train_minutes": round(train_s / 60, 2),
         "model": str(run_dir / "model"), "grid": str(grid), "results": results,
+        "eval": {
+            "report": str(out / "eval" / "index.html"), "success": m.get("success"), "fid": m.get("fid"),
+            "kid": m.get("kid"), "features": fe["name"] if fe else None,
+            "classifier_accuracy": clf.get("heldout_accuracy"), "cycle_l1": m.get("cycle_l1"),
+        },
     }
     for r in results:
         r["psnr_gain_db"] = round(r["model"]["psnr"] - r["baseline_identity"]["psnr"], 3)
@@ -132,6 +128,14 @@ def format_report(report: dict) -> str:
             lines.append(f"{r['direction'] if key == 'model' else '':<10}{name:>10}"
                          f"{m['psnr']:>10.2f}{m['ssim']:>8.3f}{m['l1']:>8.4f}")
         lines.append(f"{'':<10}{'gain':>10}{r['psnr_gain_db']:>+10.2f}")
+    ev = report.get("eval")
+    if ev and ev.get("success") is not None:
+        lines.append(f"translation success {ev['success']:.0%} (domain classifier, held-out accuracy "
+                     f"{ev['classifier_accuracy']:.0%})")
+    if ev and ev.get("fid") is not None:
+        lines.append(f"FID {ev['fid']:.2f}  KID {ev['kid']:.4f}  [{ev['features']}]")
+    if ev:
+        lines.append(f"full report: {ev['report']}")
     lines.append(f"grid: {report['grid']}   model: {report['model']}")
     return "\n".join(lines)
 

@@ -1,4 +1,4 @@
 """CLI subcommands. Each module: ``register(subparsers)``; heavy imports inside ``run``."""
-from cyclekit.commands import data, info, quickstart, train, translate
+from cyclekit.commands import data, distill, eval, export, info, quickstart, serve, swap, train, translate
 
-COMMANDS = [quickstart, train, translate, data, info]
+COMMANDS = [quickstart, train, translate, swap, eval, data, info, serve, export, distill]

@@ -40,6 +40,8 @@ def register(sub) -> None:
     v.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better, 18 ~ visually lossless)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="run the generator with PyTorch or onnxruntime (pip install 'cyclekit[onnx]')")
     p.set_defaults(func=run)
 
 
@@ -63,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from cyclekit.translate import load_translator
 
-        translator = load_translator(args.model, args.direction, args.device, args.precision)
+        translator = load_translator(args.model, args.direction, args.device, args.precision,
+                                     backend=args.backend)
     params = face_params_for(translator, margin=args.margin, align=not args.no_align, size=args.size,
                              detector=args.detector, min_face=args.min_face)
     if args.crf < 0 or args.crf > 51:

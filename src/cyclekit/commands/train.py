@@ -16,6 +16,9 @@ def register(sub) -> None:
     p.add_argument("--preset", help="a built-in preset: " + ", ".join(list_presets()))
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly from its last checkpoint")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--nproc", type=int, metavar="N", help="train with N processes on this machine (one per GPU, "
+                   "or N CPU processes): re-runs this command under torchrun --standalone --nproc_per_node N; "
+                   "the global batch is N x --batch-size")
     add_config_arguments(p)
     p.set_defaults(func=run)
 
@@ -39,12 +42,61 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print_config(cfg)
         return 0
+    import os
+
+    if args.nproc is not None and args.nproc < 1:
+        raise ConfigError(f"--nproc must be at least 1, got {args.nproc}")
+    if args.nproc and args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        return _launch_torchrun(args)
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if not main_rank:  # under torchrun: one rank reports, the others only warn
+        import logging
+
+        root = logging.getLogger()
+        root.setLevel(max(root.level, logging.WARNING))
     from cyclekit.train.trainer import Trainer, TrainingInterrupted
 
     try:
         run_dir = Trainer(cfg, resume=bool(args.resume)).fit()
     except TrainingInterrupted as exc:
-        print(str(exc))
+        if main_rank:
+            print(str(exc))
         return 130
-    print(f"done: {run_dir} (release: {run_dir / 'model'})")
+    if main_rank:
+        print(f"done: {run_dir} (release: {run_dir / 'model'})")
     return 0
+
+
+def torchrun_command(args: argparse.Namespace) -> list[str]:
+    """The torchrun command line that runs this same ``train`` command on ``args.nproc`` processes."""
+    import sys
+
+    from cyclekit.commands._config_args import overrides_from_args
+
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}",
+           "-m", "cyclekit"]
+    cmd += ["-v"] if getattr(args, "verbose", False) else []
+    cmd += ["-q"] if getattr(args, "quiet", False) else []
+    cmd.append("train")
+    for name in ("config", "preset", "resume"):
+        if getattr(args, name, None):
+            cmd += [f"--{name}", str(getattr(args, name))]
+    for name, value in overrides_from_args(args).items():
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        cmd += [f"--{name.replace('_', '-')}", repr(value) if isinstance(value, float) else str(value)]
+    return cmd
+
+
+def _launch_torchrun(args: argparse.Namespace) -> int:
+    import logging
+    import subprocess
+
+    cmd = torchrun_command(args)
+    logging.getLogger(__name__).info("launching: %s", " ".join(cmd))
+    proc = subprocess.Popen(cmd)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # torchrun got the same Ctrl-C and stops its workers cleanly
+            continue

@@ -7,12 +7,18 @@ import argparse
 def register(sub) -> None:
     p = sub.add_parser("translate", help="translate images, folders or globs with a trained model")
     p.add_argument("inputs", nargs="+", help="image files, folders (recursive) or quoted globs")
-    p.add_argument("--model", "-m", required=True, help="run directory or release folder")
+    p.add_argument("--model", "-m", required=True,
+                   help="run directory or release folder (or an .onnx file with --backend onnxruntime)")
     p.add_argument("--out", "-o", required=True, help="output folder (PNG files, same relative names)")
     p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="auto: bf16 (NHWC) on CPUs with native bf16 and on Ampere+ GPUs, fp16 on older "
+                        "GPUs, else fp32 (onnxruntime: fp32)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="onnxruntime runs a release (exported on the fly) or an exported .onnx file "
+                        "(fp32/fp16/int8) with the CPU or CUDA provider")
     p.add_argument("--suffix", default="", help="added to each output file name before .png")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     p.set_defaults(func=run)
@@ -24,10 +30,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
-    translator = load_translator(args.model, args.direction, args.device, args.precision)
+    translator = load_translator(args.model, args.direction, args.device, args.precision,
+                                 backend=args.backend)
     done = translate_paths(
         translator, args.inputs, args.out, batch_size=args.batch_size, suffix=args.suffix,
-        progress=True, on_bad_file="skip" if args.skip_bad else "error",
+        progress=not args.quiet, on_bad_file="skip" if args.skip_bad else "error",
     )
     print(f"translated {len(done)} image(s) {args.direction} into {args.out}")
     return 0
