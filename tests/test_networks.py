@@ -288,3 +288,21 @@ def test_count_macs_resnet9_256():
     macs = count_macs(build_generator(cfg()), (3, 256, 256))
     assert macs == 49_551_507_456
     assert abs(macs + 3 * (1_207_959_552 * 2) - 56.8e9) < 0.01e9
+
+
+@pytest.mark.parametrize("generator", ["resnet", "unet", "unet_gia"])
+def test_residual_generator_adds_its_change_to_the_input(generator):
+    from cyclekit.config import ModelConfig
+    from cyclekit.nn import build_generator
+    from cyclekit.nn.generators import ResidualGenerator
+
+    cfg = ModelConfig(generator=generator, ngf=4, n_blocks=1, unet_levels=5, residual=True)
+    net = build_generator(cfg)
+    assert isinstance(net, ResidualGenerator)
+    assert not any(isinstance(m, torch.nn.Tanh) for m in net.modules())
+    x = torch.rand(2, 3, 32, 32) * 1.6 - 0.8
+    with torch.no_grad():
+        for p in net.net.parameters():  # f(x) = 0: the generator must return its input
+            p.zero_()
+        y = net(x)
+    assert torch.allclose(y, x, atol=1e-5)
