@@ -18,6 +18,7 @@ def tiny_config(dataroot: Path, run_dir: Path, **overrides):
         dataroot=str(dataroot), run_dir=str(run_dir), n_blocks=1, ngf=4, ndf=4, image_size=32,
         load_size=36, crop_size=32, batch_size=2, n_epochs=2, n_epochs_decay=2, pool_size=3,
         log_every=1, progress=False, seed=3, threads=1,
+        precision="fp32",  # tests of the maths compare to float precision; the default (auto) may be bf16
     )
     values.update(overrides)
     for k, v in values.items():

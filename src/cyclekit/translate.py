@@ -50,15 +50,19 @@ class Translator:
     """
 
     def __init__(self, net: Callable[[torch.Tensor], torch.Tensor], cfg: ModelConfig,
-                 device: Union[str, torch.device] = "cpu", dtype: Optional[torch.dtype] = None) -> None:
+                 device: Union[str, torch.device] = "cpu", dtype: Optional[torch.dtype] = None,
+                 channels_last: bool = False) -> None:
         self.net, self.cfg = net, cfg
         self.device = torch.device(device)
         self.dtype = dtype
+        self.channels_last = channels_last  # feed NHWC batches (the net was converted to match)
         self.multiple = size_multiple(cfg)
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x, (h, w) = pad_to_multiple(x.to(self.device), self.multiple)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         if self.dtype is not None:
             with torch.autocast(self.device.type, dtype=self.dtype):
                 y = self.net(x)
@@ -68,13 +72,37 @@ class Translator:
 
 
 def load_translator(model: Union[str, Path], direction: str = "AtoB", device: str = "auto",
-                    precision: str = "fp32") -> Translator:
+                    precision: str = "fp32", backend: str = "torch", compile: bool = False) -> Translator:
+    """A Translator for a release / run dir (``backend="torch"``) or, with
+    ``backend="onnxruntime"``, for a release exported in memory or an ``.onnx`` file (fp32, fp16,
+    int8); both pad to the generator's size multiple and crop back.
+
+    ``precision="auto"`` picks the fastest safe path for the device (bf16 autocast with NHWC
+    batches on CPUs with native bf16 and on Ampere+ GPUs; see
+    :func:`cyclekit.train.fast.inference_plan`); ``compile=True`` adds torch.compile with
+    frozen weights (falls back to eager with a warning)."""
     from cyclekit.checkpoint import load_generator
-    from cyclekit.train.trainer import autocast_dtype, pick_device
+    from cyclekit.train.trainer import pick_device
+
+    if backend == "onnxruntime":
+        from cyclekit.export.ort_backend import load_onnx_generator
+
+        ort_net, ort_cfg = load_onnx_generator(model, direction, device, "fp32" if precision == "auto" else precision)
+        return Translator(ort_net, ort_cfg, "cpu", None)
+    if backend != "torch":
+        raise UserError(f"backend must be torch or onnxruntime, got {backend!r}")
+    if str(model).lower().endswith(".onnx"):
+        raise UserError(f"{model} is an ONNX file; run it with --backend onnxruntime")
+    from cyclekit.train.fast import compile_for_inference, inference_plan
 
     dev = pick_device(device)
     net, gcfg = load_generator(model, direction, device=dev)
-    return Translator(net, gcfg, dev, autocast_dtype(precision, dev) if precision != "fp32" else None)
+    dtype, channels_last = inference_plan(precision, dev)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if compile:
+        net = compile_for_inference(net)
+    return Translator(net, gcfg, dev, dtype, channels_last=channels_last)
 
 
 def expand_inputs(inputs: Sequence[Union[str, Path]]) -> list[tuple[Path, Path]]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -55,6 +56,9 @@ class StepState:
     gan_loss: GANLoss
     scaler: torch.amp.GradScaler | None = None
     autocast_dtype: torch.dtype | None = None
+    # Multi-process training: called as grad_sync("G" | "D", params) between backward() and the
+    # optimizer step, to average gradients over ranks (see cyclekit.train.distributed.GradSync).
+    grad_sync: Callable[[str, list[nn.Parameter]], None] | None = None
 
 
 def make_optimizers(nets: CycleGANNets, cfg: TrainConfig, fused: bool | None = None):
@@ -79,12 +83,13 @@ def _autocast(device_type: str, dtype: torch.dtype | None):
     return torch.autocast(device_type=device_type, dtype=dtype)
 
 
-def _backward_and_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler) -> None:
+def _backward_and_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler, sync=None, name: str = "") -> None:
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    if sync is not None:  # one all-reduce of all of this optimizer's gradients (scaled, if fp16)
+        sync(name, [p for group in opt.param_groups for p in group["params"]])
     if scaler is not None:
-        scaler.scale(loss).backward()
         scaler.step(opt)
     else:
-        loss.backward()
         opt.step()
 
 
@@ -119,7 +124,7 @@ def train_step(
         else:
             idt_A = idt_B = torch.zeros((), device=real_A.device)
         loss_G = cfg.lambda_adv * (adv_AB + adv_BA) + cycle_A + cycle_B + idt_A + idt_B
-    _backward_and_step(loss_G, state.opt_G, state.scaler)
+    _backward_and_step(loss_G, state.opt_G, state.scaler, state.grad_sync, "G")
 
     # ---- 2. discriminators, on real images and pooled fakes
     _set_requires_grad([D_A, D_B], True)
@@ -133,7 +138,7 @@ def train_step(
         if gan.mode == "wgangp" and cfg.lambda_gp > 0:
             gp = gradient_penalty(D_A, real_A, pooled_A) + gradient_penalty(D_B, real_B, pooled_B)
             loss_D = loss_D + cfg.lambda_gp * gp
-    _backward_and_step(loss_D, state.opt_D, state.scaler)
+    _backward_and_step(loss_D, state.opt_D, state.scaler, state.grad_sync, "D")
     if state.scaler is not None:
         state.scaler.update()
 
