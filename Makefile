@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 
-.PHONY: demo test install clean
+.PHONY: demo test bench install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,11 @@ install: $(STAMP)
 ## demo: synthetic world -> train a small CycleGAN on the CPU -> scored translations
 demo: $(STAMP)
 	$(BIN)/cyclekit quickstart
+
+## bench: speed benchmarks against the official training step (CPU or CUDA); rewrites the
+## issue-5 section of BENCHMARKS.md
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py --write-md BENCHMARKS.md
 
 ## test: the whole test suite (CPU only, no network)
 test: $(STAMP)

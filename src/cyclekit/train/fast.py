@@ -1,0 +1,351 @@
+"""Fast paths for training and inference (issue 5), each switchable, none changing the maths.
+
+What this module decides and sets up, and why:
+
+* **Precision.** ``resolve_precision("auto", device)`` picks bf16 autocast on a CPU with native
+  bf16 arithmetic (AVX512-BF16 or AMX tiles; measured 1.7-2x per training step on the official
+  networks, where fp32 eager already runs near the fp32 convolution peak), bf16 on CUDA GPUs
+  that have it (Ampere and later) and fp16 with a gradient scaler on older GPUs. fp32 otherwise.
+  Losses and optimizer state stay fp32 (autocast keeps fp32 master weights).
+* **Backend flags** (:func:`setup_backend`): cudnn autotuning (the official code sets it too) and
+  TF32 matmuls/convolutions on CUDA; nothing on CPU, where PyTorch already uses every core.
+* **Optimizers** (:func:`make_optimizers`): the paper's two Adams (both generators jointly, both
+  discriminators jointly), fused kernels where the device has them (CPU and CUDA), and for CUDA
+  graphs a device-tensor learning rate so that the scheduler can change it between replays.
+* **torch.compile** (:func:`compile_nets`): each network compiled separately, with an on-disk
+  cache under ``~/.cache/cyclekit/inductor`` (unless ``TORCHINDUCTOR_CACHE_DIR`` is set) and a
+  fallback: if compiling fails (no C++ compiler, unsupported op, ...) one warning is logged and
+  the network runs eagerly. Weights are never wrapped, so checkpoints keep their plain keys.
+* **CUDA graphs** (:mod:`cyclekit.train.graphs`): the whole fixed-shape training step replayed as
+  one graph; chosen by :func:`make_step_fn` when ``cuda_graphs`` is on and the step allows it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+# ---------------------------------------------------------------------- precision
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU computes bf16 natively (AVX512-BF16 or AMX tiles) through oneDNN.
+
+    Without those instructions bf16 is emulated and slower than fp32. ``CYCLEKIT_CPU_BF16=0/1``
+    overrides the detection (e.g. to compare both on one machine).
+    """
+    env = os.environ.get("CYCLEKIT_CPU_BF16", "").strip()
+    if env in ("0", "1"):
+        return env == "1"
+    cpu = getattr(torch, "cpu", None)
+    native = False
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        fn = getattr(cpu, probe, None)
+        try:
+            native = native or bool(fn and fn())
+        except Exception:  # pragma: no cover - very old torch or unusual build
+            pass
+    if not native:
+        return False
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:  # pragma: no cover
+        return False
+
+
+def cuda_has_bf16(device: Optional[torch.device] = None) -> bool:
+    """Native bf16 tensor cores: compute capability 8.0 (Ampere) or later."""
+    if not torch.cuda.is_available():
+        return False
+    major, _ = torch.cuda.get_device_capability(device)
+    return major >= 8
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> the fastest safe precision for ``device``; the others are checked and returned.
+
+    CPU: bf16 when the CPU has native bf16 (see :func:`cpu_has_fast_bf16`), else fp32.
+    CUDA: bf16 on Ampere or later, else fp16 (trained with a gradient scaler). Others: fp32.
+    """
+    from cyclekit.errors import ConfigError
+
+    device = torch.device(device)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision: {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if cuda_has_bf16(device) else "fp16"
+        if device.type == "cpu":
+            return "bf16" if cpu_has_fast_bf16() else "fp32"
+        return "fp32"
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("--precision fp16 needs a CUDA GPU; use bf16 (or auto) on CPU")
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+        log.warning("this CPU has no native bf16 (AVX512-BF16/AMX): bf16 will be slower than fp32")
+    return precision
+
+
+def precision_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype for ``precision`` on ``device`` (None = plain fp32)."""
+    return _DTYPES[resolve_precision(precision, device)]
+
+
+def inference_plan(precision: str, device: torch.device) -> tuple[Optional[torch.dtype], bool]:
+    """(autocast dtype, channels_last) for translating with ``precision`` on ``device``.
+
+    Reduced precision runs NHWC: oneDNN's bf16 and cuDNN's tensor-core convolutions work in that
+    layout, so NCHW batches would be converted around every convolution (measured on a CPU with
+    AVX512-BF16/AMX: bf16 NCHW ~1.6x, bf16 NHWC ~2.5x over fp32 for ResNet-9 @ 256). fp32 stays
+    NCHW. (Inference has no backward, so the instance-norm gradient issue of
+    :func:`guard_instance_norm` does not arise.)
+    """
+    dtype = precision_dtype(precision, device)
+    return dtype, dtype is not None
+
+
+# ---------------------------------------------------------------------- backend flags
+def setup_backend(device: torch.device) -> None:
+    """Process-wide speed flags that do not change the training maths beyond TF32 rounding.
+
+    CUDA: ``cudnn.benchmark`` (the official code sets it; our shapes are fixed, so autotuning
+    pays off after the first step) and TF32 for matmuls and convolutions (PyTorch already
+    defaults convolutions to TF32; the networks have no matmuls to speak of).
+    """
+    if torch.device(device).type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.set_float32_matmul_precision("high")
+
+
+# ---------------------------------------------------------------------- optimizers
+def supports_fused_adam(device: torch.device) -> bool:
+    """Fused Adam kernels exist for CPU and CUDA tensors (PyTorch 2.4+)."""
+    return torch.device(device).type in ("cpu", "cuda") and torch.__version__ >= "2.4"
+
+
+def make_optimizers(nets: nn.Module, cfg, device: torch.device, fused: Optional[bool] = None,
+                    cuda_graphs: bool = False) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+    """The paper's two Adams (lr, betas from ``cfg``): G_AB+G_BA jointly and D_A+D_B jointly.
+
+    ``fused=None`` uses the fused kernel where the device has one (one kernel per step instead
+    of a Python loop over ~100 parameter tensors). ``cuda_graphs=True`` makes the optimizers
+    capturable, with the learning rate a device tensor that LR schedulers update in place.
+    Mathematically the same update as the official per-parameter Adam.
+    """
+    import itertools
+
+    device = torch.device(device)
+    if fused is None:
+        fused = supports_fused_adam(device)
+    kwargs: dict = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    if fused:
+        kwargs["fused"] = True
+    elif device.type == "cuda":
+        kwargs["foreach"] = True
+    if cuda_graphs:
+        kwargs["capturable"] = True
+    groups = (
+        itertools.chain(nets.G_AB.parameters(), nets.G_BA.parameters()),
+        itertools.chain(nets.D_A.parameters(), nets.D_B.parameters()),
+    )
+    opts = []
+    for params in groups:
+        lr = torch.tensor(cfg.lr, device=device) if cuda_graphs else cfg.lr
+        opt = torch.optim.Adam(params, **{**kwargs, "lr": lr})
+        opt.register_load_state_dict_post_hook(_keep_kernel_choice(kwargs, device if cuda_graphs else None))
+        opts.append(opt)
+    return opts[0], opts[1]
+
+
+def _keep_kernel_choice(kwargs: dict, lr_device: Optional[torch.device]):
+    """``Optimizer.load_state_dict`` restores the saved groups' fused/foreach/capturable flags and
+    lr type too; keep this run's choice instead (a checkpoint may come from another device or
+    mode), and move the step counters where that choice wants them."""
+    flags = {k: kwargs.get(k, None if k != "capturable" else False) for k in ("fused", "foreach", "capturable")}
+
+    def hook(opt: torch.optim.Optimizer) -> None:
+        for group in opt.param_groups:
+            group.update(flags)
+            for key in ("lr", "initial_lr"):
+                if key in group:
+                    value = float(group[key])
+                    group[key] = torch.tensor(value, device=lr_device) if lr_device is not None else value
+            on_device = bool(flags["fused"] or flags["capturable"])
+            for p in group["params"]:
+                st = opt.state.get(p, {})
+                if torch.is_tensor(st.get("step")):
+                    st["step"] = st["step"].to(p.device if on_device else "cpu", torch.float32)
+
+    return hook
+
+
+# ---------------------------------------------------------------------- torch.compile
+def ensure_compile_cache() -> Path:
+    """Point Inductor's on-disk cache at ``~/.cache/cyclekit/inductor`` unless the user chose one."""
+    if not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(base / "cyclekit" / "inductor")
+    path = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # read-only home: Inductor falls back to its own temp dir
+        log.debug("cannot create the compile cache %s: %s", path, exc)
+    return path
+
+
+_warned_compile = False
+
+
+def _warn_compile_failed(name: str, exc: BaseException) -> None:
+    global _warned_compile
+    msg = "torch.compile failed for %s (%s: %s); running it eagerly (same results, no speed-up)"
+    first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    if not _warned_compile:
+        _warned_compile = True
+        log.warning(msg, name, type(exc).__name__, first_line)
+    else:
+        log.info(msg, name, type(exc).__name__, first_line)
+
+
+class CompiledModule(nn.Module):
+    """``module`` called through ``torch.compile``, or eagerly once compiling has failed.
+
+    The compiled function is built lazily by PyTorch at the first call, so that is where a
+    missing compiler or an unsupported operation shows up: the call is then retried eagerly,
+    one warning is logged, and the wrapper stays eager. (An error the eager module raises too,
+    e.g. a wrong input size, is raised as is.) ``_orig_mod`` is the wrapped module, as for
+    ``torch.compile``, so :func:`cyclekit.checkpoint.unwrap` finds it.
+    """
+
+    def __init__(self, module: nn.Module, name: str = "", **compile_kwargs) -> None:
+        super().__init__()
+        self._orig_mod = module
+        self.name = name or type(module).__name__
+        self.failed = False
+        compiled = None
+        try:
+            ensure_compile_cache()
+            compiled = torch.compile(module, **compile_kwargs)
+        except Exception as exc:  # torch.compile itself unavailable (e.g. unsupported Python)
+            self.failed = True
+            _warn_compile_failed(self.name, exc)
+        object.__setattr__(self, "_compiled", compiled)  # not a registered submodule
+
+    def forward(self, *args, **kwargs):
+        if not self.failed:
+            try:
+                return self._compiled(*args, **kwargs)
+            except Exception as exc:
+                try:
+                    out = self._orig_mod(*args, **kwargs)
+                except Exception:
+                    raise  # the eager module fails too: a real error, not a compiler problem
+                self.failed = True
+                _warn_compile_failed(self.name, exc)
+                return out
+        return self._orig_mod(*args, **kwargs)
+
+
+class StepNets(nn.Module):
+    """The four networks as seen by ``train_step`` (compiled views); the originals stay untouched."""
+
+    def __init__(self, G_AB: nn.Module, G_BA: nn.Module, D_A: nn.Module, D_B: nn.Module) -> None:
+        super().__init__()
+        self.G_AB, self.G_BA, self.D_A, self.D_B = G_AB, G_BA, D_A, D_B
+
+
+def compile_nets(nets: nn.Module, **compile_kwargs) -> StepNets:
+    """Compiled views of ``nets.G_AB``, ``G_BA``, ``D_A``, ``D_B`` sharing their parameters."""
+    return StepNets(*(CompiledModule(getattr(nets, n), name=n, **compile_kwargs)
+                      for n in ("G_AB", "G_BA", "D_A", "D_B")))
+
+
+def compile_for_inference(net: nn.Module, name: str = "generator") -> nn.Module:
+    """An eval-mode generator compiled with weight freezing (constant-folded, prepacked
+    convolutions), with the same eager fallback; for :class:`cyclekit.translate.Translator`."""
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True  # only affects graphs compiled under no_grad/inference_mode
+    return CompiledModule(net, name=name)
+
+
+# ---------------------------------------------------------------------- channels_last
+def _contiguous_grad(grad: torch.Tensor) -> torch.Tensor:
+    return grad.contiguous()
+
+
+def _instance_norm_grad_hook(module: nn.Module, inputs, output: torch.Tensor) -> None:
+    if output.requires_grad:
+        output.register_hook(_contiguous_grad)
+
+
+def guard_instance_norm(module: nn.Module) -> int:
+    """Make every instance norm in ``module`` receive NCHW-contiguous output gradients.
+
+    PyTorch 2.13 on CPU computes wrong input gradients in ``instance_norm``'s backward when the
+    batch has one image and the incoming gradient is channels_last (which is what the following
+    channels_last convolution sends back): off by more than the gradient's own size, in float64
+    too. Forward is unaffected; batch norm and batches of 2+ are unaffected. Converting that
+    gradient to the standard layout first gives the correct result (checked in
+    tests/test_fast_paths.py). Returns the number of layers guarded; idempotent.
+    """
+    n = 0
+    for m in module.modules():
+        if isinstance(m, nn.modules.instancenorm._InstanceNorm) and not getattr(m, "_cyclekit_guarded", False):
+            m.register_forward_hook(_instance_norm_grad_hook)
+            m._cyclekit_guarded = True
+            n += 1
+    return n
+
+
+# ---------------------------------------------------------------------- the step
+def cuda_graphs_blockers(state, cfg, device: torch.device) -> list[str]:
+    """Why the training step cannot be captured as a CUDA graph here ([] = it can)."""
+    why = []
+    if torch.device(device).type != "cuda":
+        why.append("no CUDA device")
+    if state.scaler is not None:
+        why.append("fp16 needs a gradient scaler, whose inf check syncs with the host (use bf16)")
+    if getattr(state, "grad_sync", None) is not None:
+        why.append("multi-process gradient all-reduce")
+    if state.gan_loss.mode == "wgangp":
+        why.append("the WGAN-GP penalty (double backward)")
+    for opt in (state.opt_G, state.opt_D):
+        if not all(g.get("capturable") for g in opt.param_groups):
+            why.append("optimizers not built capturable (fast.make_optimizers(..., cuda_graphs=True))")
+            break
+    return why
+
+
+def make_step_fn(state, cfg, device: torch.device) -> Callable:
+    """The training-step callable ``fn(state, real_A, real_B, cfg) -> losses`` for this config.
+
+    With ``cfg.compile`` the networks in ``state`` are replaced by compiled views (the trainer's
+    own modules, which it saves, are not touched). With ``cfg.cuda_graphs`` on a GPU the step is
+    captured as a CUDA graph after a few eager warm-up steps; when that is impossible the reason
+    is logged and the eager step is used.
+    """
+    from cyclekit.train.step import train_step
+
+    if getattr(cfg, "channels_last", False):
+        guard_instance_norm(state.nets)
+    if getattr(cfg, "compile", False):
+        state.nets = compile_nets(state.nets)
+    if getattr(cfg, "cuda_graphs", False):
+        blockers = cuda_graphs_blockers(state, cfg, device)
+        if blockers:
+            log.warning("CUDA graphs off: %s", "; ".join(blockers))
+        else:
+            from cyclekit.train.graphs import GraphedStep
+
+            return GraphedStep(state)
+    return train_step

@@ -1,0 +1,243 @@
+"""Issue 5: the fast paths keep the mathematics of the official step, and fall back safely."""
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package (official step)
+
+from cyclekit.errors import ConfigError  # noqa: E402
+from cyclekit.train import fast  # noqa: E402
+
+
+def _max_rel(pairs) -> float:
+    return max(abs(b[k] - o[k]) / max(abs(b[k]), 1e-8) for b, o in pairs for k in b)
+
+
+@pytest.mark.parametrize("variant", ["fp32", "fp32+channels_last"])
+def test_fp32_fast_paths_match_official_step(variant, tmp_path):
+    """Fused Adam, set_to_none, (channels_last) and the trainer's step give the official
+    step's losses on the first three steps to 1e-4 relative (same weights, same batches)."""
+    from benchmarks.bench_train import parity
+
+    pairs = parity(net="tiny", size=32, batch=1, steps=3, variant=variant, tmp=tmp_path)
+    assert all(set(b) == set(o) for b, o in pairs)
+    assert _max_rel(pairs) < 1e-4, pairs
+
+
+@pytest.mark.skipif(os.environ.get("CYCLEKIT_TEST_COMPILE") != "1",
+                    reason="torch.compile takes 30-90 s on 2 cores; set CYCLEKIT_TEST_COMPILE=1")
+def test_fp32_compile_matches_official_step(tmp_path):
+    from benchmarks.bench_train import parity
+
+    assert _max_rel(parity(net="tiny", size=32, steps=3, variant="fp32+compile", tmp=tmp_path)) < 1e-4
+
+
+def test_bf16_path_runs_and_stays_close(tmp_path):
+    from benchmarks.bench_train import parity
+
+    pairs = parity(net="tiny", size=32, batch=1, steps=3, variant="bf16", tmp=tmp_path)
+    assert all(math.isfinite(v) for _, o in pairs for v in o.values())
+    assert _max_rel(pairs) < 0.1  # bf16 has 8 bits of mantissa; the losses agree to a few %
+    assert any(abs(b[k] - o[k]) > 0 for b, o in pairs for k in b)  # and it really ran in bf16
+
+
+def test_instance_norm_guard_fixes_channels_last_gradients():
+    """PyTorch's CPU instance_norm backward is wrong at batch 1 with a channels_last incoming
+    gradient; with the guard the channels_last network's input gradient equals the NCHW one."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.InstanceNorm2d(8), nn.ReLU(),
+                        nn.Conv2d(8, 4, 3, padding=1)).double()
+    x = torch.randn(1, 3, 12, 12, dtype=torch.float64)
+    x_ref = x.clone().requires_grad_(True)
+    net(x_ref).square().sum().backward()
+    cl = copy.deepcopy(net).to(memory_format=torch.channels_last)
+    assert fast.guard_instance_norm(cl) == 1 and fast.guard_instance_norm(cl) == 0  # idempotent
+    x_cl = x.clone().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    cl(x_cl).square().sum().backward()
+    torch.testing.assert_close(x_cl.grad, x_ref.grad)
+
+
+# ---------------------------------------------------------------------- compile fallback
+def test_compile_falls_back_when_torch_compile_raises(monkeypatch, caplog):
+    def broken(*a, **k):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(fast, "_warned_compile", False)
+    net = nn.Conv2d(3, 4, 3)
+    x = torch.randn(1, 3, 8, 8)
+    with caplog.at_level(logging.WARNING, logger="cyclekit.train.fast"):
+        wrapped = fast.CompiledModule(net, name="G_AB")
+    assert wrapped.failed and "G_AB" in caplog.text and "no compiler here" in caplog.text
+    torch.testing.assert_close(wrapped(x), net(x))
+
+
+def test_compile_falls_back_at_first_call_and_warns_once(monkeypatch, caplog, tmp_path):
+    calls = []
+
+    def lazy_failure(module, **kwargs):
+        def run(*args, **kw):
+            calls.append(1)
+            raise RuntimeError("InductorError: C++ compile error")
+        return run
+
+    monkeypatch.setattr(torch, "compile", lazy_failure)
+    monkeypatch.setattr(fast, "_warned_compile", False)
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    nets = nn.Module()
+    for name in ("G_AB", "G_BA", "D_A", "D_B"):
+        setattr(nets, name, nn.Conv2d(3, 3, 1))
+    view = fast.compile_nets(nets)
+    x = torch.randn(2, 3, 4, 4)
+    with caplog.at_level(logging.WARNING, logger="cyclekit.train.fast"):
+        outs = [getattr(view, n)(x) for n in ("G_AB", "G_BA", "D_A", "D_B")]
+        again = view.G_AB(x)
+    for n, out in zip(("G_AB", "G_BA", "D_A", "D_B"), outs):
+        torch.testing.assert_close(out, getattr(nets, n)(x))
+    torch.testing.assert_close(again, nets.G_AB(x))
+    assert len(calls) == 4  # each tried once, never again after failing
+    assert caplog.text.count("torch.compile failed") == 1  # one warning, not four
+    assert (tmp_path / "cache").is_dir()
+    # The views share the parameters: nothing to copy back, checkpoints keep plain keys.
+    assert view.G_AB._orig_mod is nets.G_AB
+    assert {id(p) for p in view.parameters()} == {id(p) for p in nets.parameters()}
+
+
+def test_compile_wrapper_reraises_real_errors(monkeypatch):
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: module)
+    wrapped = fast.CompiledModule(nn.Conv2d(3, 4, 3))
+    with pytest.raises(RuntimeError):
+        wrapped(torch.randn(1, 5, 8, 8))  # wrong channels: eager fails too, so it is raised
+    assert not wrapped.failed
+
+
+# ---------------------------------------------------------------------- precision choice
+def test_auto_precision_resolves_as_designed(monkeypatch):
+    cpu = torch.device("cpu")
+    expected = "bf16" if fast.cpu_has_fast_bf16() else "fp32"
+    assert fast.resolve_precision("auto", cpu) == expected
+    if hasattr(torch.cpu, "_is_avx512_bf16_supported") and hasattr(torch.cpu, "_is_amx_tile_supported"):
+        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+        assert (expected == "bf16") == bool(native and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    monkeypatch.setenv("CYCLEKIT_CPU_BF16", "0")
+    assert fast.resolve_precision("auto", cpu) == "fp32" and fast.precision_dtype("auto", cpu) is None
+    monkeypatch.setenv("CYCLEKIT_CPU_BF16", "1")
+    assert fast.resolve_precision("auto", cpu) == "bf16"
+    assert fast.inference_plan("auto", cpu) == (torch.bfloat16, True)
+    assert fast.inference_plan("fp32", cpu) == (None, False)
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        fast.resolve_precision("fp16", cpu)
+    with pytest.raises(ConfigError):
+        fast.resolve_precision("int4", cpu)
+    # CUDA: bf16 from Ampere (8.x) on, fp16 with a gradient scaler before.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for capability, want in (((8, 0), "bf16"), ((9, 0), "bf16"), ((7, 5), "fp16")):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
+        assert fast.resolve_precision("auto", torch.device("cuda")) == want
+
+
+def test_trainer_defaults_use_fast_paths(tiny_world, tmp_path):
+    """The trainer resolves `auto`, builds fused Adams, and keeps them fused after a resume
+    from a checkpoint whose optimizer was not fused."""
+    from cyclekit.train.trainer import Trainer
+    from tests.conftest import tiny_config
+
+    tr = Trainer(tiny_config(tiny_world, tmp_path / "run", precision="auto", max_steps=1))
+    assert tr.amp_dtype == fast.precision_dtype("auto", torch.device("cpu"))
+    assert all(g["fused"] for g in tr.opt_G.param_groups + tr.opt_D.param_groups)
+    plain = torch.optim.Adam(tr.opt_G.param_groups[0]["params"], lr=1e-3)
+    for p in plain.param_groups[0]["params"]:
+        p.grad = torch.zeros_like(p)
+    plain.step()
+    tr.opt_G.load_state_dict(plain.state_dict())
+    g = tr.opt_G.param_groups[0]
+    assert g["fused"] and g["lr"] == 1e-3 and isinstance(g["lr"], float)
+    tr.fit()
+    assert (tmp_path / "run" / "model" / "model.safetensors").exists()
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
+def test_cuda_graph_optimizers_take_lr_tensors_updated_in_place(tiny_world, tmp_path):
+    from cyclekit.train.schedule import make_scheduler
+    from cyclekit.train.step import CycleGANNets
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(tiny_world, tmp_path / "run", lr_policy="linear", n_epochs=1, n_epochs_decay=2)
+    nets = CycleGANNets(cfg.model)
+    opt_G, _ = fast.make_optimizers(nets, cfg.train, torch.device("cpu"), cuda_graphs=True)
+    lr = opt_G.param_groups[0]["lr"]
+    assert torch.is_tensor(lr) and opt_G.param_groups[0]["capturable"]
+    sched = make_scheduler(opt_G, cfg.train, steps_per_epoch=3)
+    sched.step()
+    sched.step()
+    assert opt_G.param_groups[0]["lr"] is lr  # the captured graph reads this very tensor
+    assert float(lr) < cfg.train.lr
+
+
+def test_graphed_step_without_capture_equals_eager_step(tiny_world, tmp_path):
+    """The CUDA-graph step's plumbing (static inputs, device-side history pools drawing the same
+    random choices) run eagerly on CPU gives the plain step's losses and pool contents."""
+    from cyclekit.train.graphs import GraphedStep
+    from cyclekit.train.trainer import Trainer
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(tiny_world, tmp_path / "a", precision="fp32", pool_size=2, batch_size=2)
+    plain, graphed = Trainer(cfg), Trainer(copy.deepcopy(cfg))
+    graphed.nets.load_state_dict(plain.nets.state_dict())
+    step = GraphedStep(graphed.step_state, warmup=1, capture=False)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(6):  # pool of 2 and batches of 2: fills, then swaps (or not) at random
+        a, b = (torch.rand(2, 3, 32, 32, generator=g) * 2 - 1 for _ in range(2))
+        want = plain.step_fn(plain.step_state, a, b, cfg.train)
+        got = step(graphed.step_state, a, b, cfg.train)
+        for k in want:
+            torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6)
+    for pa, pb in ((plain.pool_A, graphed.pool_A), (plain.pool_B, graphed.pool_B)):
+        sa, sb = pa.state_dict(), pb.state_dict()
+        torch.testing.assert_close(sb["images"], sa["images"], rtol=1e-5, atol=1e-6)
+        assert torch.equal(sa["rng"], sb["rng"])
+
+
+def test_cuda_graphs_refused_with_reason_on_cpu(tiny_world, tmp_path, caplog):
+    from cyclekit.train.step import train_step
+    from cyclekit.train.trainer import Trainer
+    from tests.conftest import tiny_config
+
+    with caplog.at_level(logging.WARNING, logger="cyclekit.train.fast"):
+        tr = Trainer(tiny_config(tiny_world, tmp_path / "run", cuda_graphs=True))
+    assert tr.step_fn is train_step and "CUDA graphs off: no CUDA device" in caplog.text
+
+
+def test_translator_auto_is_bf16_nhwc_where_fast_and_close_to_fp32(tiny_release, monkeypatch):
+    from cyclekit.translate import load_translator
+
+    monkeypatch.setenv("CYCLEKIT_CPU_BF16", "1")  # the path this CPU family takes
+    fast_tr = load_translator(tiny_release, "AtoB", device="cpu", precision="auto")
+    ref = load_translator(tiny_release, "AtoB", device="cpu", precision="fp32")
+    assert fast_tr.dtype is torch.bfloat16 and fast_tr.channels_last and ref.dtype is None
+    x = torch.rand(3, 3, 36, 40) * 2 - 1
+    y, y_ref = fast_tr(x), ref(x)
+    assert y.dtype == torch.float32 and y.shape == y_ref.shape == x.shape
+    mse = float(((y - y_ref) ** 2).mean()) / 4
+    assert 10 * math.log10(1 / mse) > 35  # the issue's bound for bf16 inference
+
+
+def test_interleaved_timing_rotates_order():
+    from benchmarks.common import interleaved, ratio_stats
+
+    seen = []
+    fns = {k: (lambda k=k: seen.append(k)) for k in ("official", "a", "b")}
+    times = interleaved(fns, rounds=3, n=1, device=torch.device("cpu"))
+    assert seen == ["official", "a", "b", "a", "b", "official", "b", "official", "a"]
+    assert all(len(v) == 3 for v in times.values())
+    s = ratio_stats([2.0, 2.0, 4.0], [1.0, 2.0, 1.0])
+    assert s == {"median": 2.0, "min": 1.0, "max": 4.0}
