@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
@@ -43,3 +44,19 @@ def tiny_release(tmp_path_factory, tiny_world) -> Path:
     run = tmp_path_factory.mktemp("run")
     Trainer(tiny_config(tiny_world, run, max_steps=4)).fit()
     return run
+
+
+def assert_same(a, b, path="state"):
+    """Recursively assert two nested state dicts are identical, naming the first difference."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f"{path} differs"
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_same(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"

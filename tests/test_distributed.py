@@ -20,7 +20,7 @@ import torch
 from cyclekit.checkpoint import load_training_state
 from cyclekit.train.trainer import Trainer
 
-from conftest import tiny_config
+from conftest import assert_same, tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 
@@ -33,7 +33,7 @@ WORKER = textwrap.dedent(
     sys.path.insert(0, spec["tests"])
     import torch
     import torch.distributed as dist
-    from conftest import tiny_config
+    from conftest import assert_same, tiny_config
     from cyclekit.train.trainer import Trainer, TrainingInterrupted
 
     rank = int(os.environ["RANK"])
@@ -142,21 +142,6 @@ def torchrun(tmp_path, name, world, run, cfg, timeout=180, **extra):
     info = [json.loads((out / f"rank{r}.json").read_text()) if (out / f"rank{r}.json").exists() else None
             for r in (0, 1)]
     return proc, took, dumps, info
-
-
-def assert_same(a, b, path="state"):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), f"{path} differs"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            assert_same(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_same(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
 
 
 def n_params(*modules):

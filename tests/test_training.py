@@ -14,7 +14,7 @@ from cyclekit.train.pool import ImagePool
 from cyclekit.train.schedule import LRFactor, make_scheduler
 from cyclekit.train.trainer import Trainer
 
-from conftest import tiny_config
+from conftest import assert_same, tiny_config
 
 
 def test_gan_losses():
@@ -97,25 +97,6 @@ def test_per_step_schedule_scales_with_iterations_per_epoch():
     assert lrs[19] == 1.0 and lrs[20] < 1.0 and lrs[39] == pytest.approx(1 / 21)
 
 
-def _all_state(trainer):
-    return trainer.state_dict()
-
-
-def _assert_same(a, b, path="state"):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), f"{path} differs"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            _assert_same(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
-
-
 def test_train_step_changes_weights_and_logs_every_term(tiny_world, tmp_path):
     cfg = tiny_config(tiny_world, tmp_path / "run", max_steps=3, dropout=0.2)
     t = Trainer(cfg)
@@ -158,7 +139,7 @@ def test_resume_in_process_is_exact(tiny_world, tmp_path):
     two.fit()
     a, b = one.state_dict(), two.state_dict()
     a.pop("config"), b.pop("config")
-    _assert_same(a, b)
+    assert_same(a, b)
     steps = [json.loads(l)["step"] for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))
 
@@ -167,7 +148,7 @@ KILLER = textwrap.dedent(
     """
     import os, signal, sys
     sys.path.insert(0, {tests!r})
-    from conftest import tiny_config
+    from conftest import assert_same, tiny_config
     from cyclekit.train.trainer import Trainer
 
     def hook(trainer, step):
@@ -197,9 +178,9 @@ def test_kill_then_resume_from_cli_gives_identical_weights(tiny_world, tmp_path)
     a = load_training_state(run / "checkpoints" / "last.pt")
     b = ref.state_dict()
     assert a["global_step"] == b["global_step"] == n
-    _assert_same(a["nets"], b["nets"], "nets")
-    _assert_same(a["opt_G"], b["opt_G"], "opt_G")
-    _assert_same(a["pool_B"], b["pool_B"], "pool_B")
+    assert_same(a["nets"], b["nets"], "nets")
+    assert_same(a["opt_G"], b["opt_G"], "opt_G")
+    assert_same(a["pool_B"], b["pool_B"], "pool_B")
     steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, n + 1))
 
