@@ -65,6 +65,18 @@ def _images(case: Case, tmp: Path, n: int) -> torch.Tensor:
     return torch.stack([to_tensor(load_image(files[i % len(files)], 3)) for i in range(n)])
 
 
+def _describe(tr) -> str:
+    if not isinstance(tr.net, torch.nn.Module):
+        return "onnxruntime"
+    dtype = getattr(tr.net, "compute_dtype", None) or tr.dtype or torch.float32
+    bits = [{torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]]
+    bits.append("autocast" if tr.dtype is not None else "weights" if dtype != torch.float32 else "")
+    bits.append("NHWC" if getattr(tr, "channels_last", False) else "NCHW")
+    if type(tr.net).__name__ == "CompiledModule":
+        bits.append("compiled")
+    return ", ".join(b for b in bits if b) + ", inference_mode"
+
+
 def run_case(case: Case, device: torch.device, tmp: Path, progress: Callable[[str], None]) -> dict:
     from cyclekit.checkpoint import save_release
     from cyclekit.nn import build_generator, init_weights
@@ -101,15 +113,16 @@ def run_case(case: Case, device: torch.device, tmp: Path, progress: Callable[[st
             progress(f"{case.label}: {v} skipped ({rows[v]['skipped']})")
             continue
         rows[v] = {"psnr_vs_fp32": _psnr(out, ref[:b]), "first_s": first,
-                   "resolved": f"{tr.dtype or 'fp32'}, {'NHWC' if getattr(tr, 'channels_last', False) else 'NCHW'}"}
+                   "resolved": _describe(tr)}
         calls[v] = (lambda tr=tr, xb=xb: tr(xb))
         batch[v] = b
         progress(f"{case.label}: {v} ready, PSNR vs fp32 {rows[v]['psnr_vs_fp32']:.1f} dB")
     official()
-    times = interleaved(calls, case.rounds, case.calls, device, progress=lambda m: progress(f"{case.label}: {m}"))
+    times, paired = interleaved(calls, case.rounds, case.calls, device,
+                                progress=lambda m: progress(f"{case.label}: {m}"))
     per_image = {k: [t / batch[k] for t in ts] for k, ts in times.items()}
     for k, ts in per_image.items():
         sec = statistics.median(ts)
         rows[k].update({"batch": batch[k], "s_per_image": sec, "images_per_s": 1 / sec,
-                        "ratio": ratio_stats(per_image["official"], ts)})
+                        "ratio": ratio_stats(paired.get(k, ts), ts)})
     return {"case": dataclasses.asdict(case), "label": case.label, "rows": rows}

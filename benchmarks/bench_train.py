@@ -32,9 +32,14 @@ NETWORKS = {
     "unet128": dict(generator="unet", unet_levels=7, ngf=64),
     "unet256": dict(generator="unet", unet_levels=8, ngf=64),
     "tiny": dict(generator="resnet", n_blocks=1, ngf=8, ndf=8),
+    "quick": dict(generator="resnet", n_blocks=6, ngf=32, ndf=32),  # `cyclekit quickstart` (64 px)
+    "small": dict(generator="resnet", n_blocks=6, ngf=16, ndf=16),  # the quality check's (32 px)
+    "small32": dict(generator="resnet", n_blocks=6, ngf=32, ndf=32),
+    "unet6q": dict(generator="unet", unet_levels=6, ngf=32, ndf=32),  # the quickstart's (64 px)
 }
 LABELS = {"resnet9": "ResNet-9", "resnet6": "ResNet-6", "unet128": "U-Net-128 (7 levels)",
-          "unet256": "U-Net-256 (8 levels)", "tiny": "tiny ResNet-1 ngf 8"}
+          "unet256": "U-Net-256 (8 levels)", "tiny": "tiny ResNet-1 ngf 8", "quick": "quickstart ResNet-6 ngf 32",
+          "small": "ResNet-6 ngf 16", "small32": "ResNet-6 ngf 32", "unet6q": "quickstart U-Net-6 ngf 32"}
 
 # Candidate variants: TrainConfig overrides on top of the defaults (the defaults = `cyclekit train`).
 VARIANTS = {
@@ -140,7 +145,8 @@ def run_case(case: Case, device: torch.device, tmp: Path, peaks: dict[str, float
         sync(device)
         first[v] = time.perf_counter() - t0
         progress(f"{case.label}: {v} ready (first step(s) {first[v]:.1f}s)")
-    times = interleaved(steps, case.rounds, case.steps, device, progress=lambda m: progress(f"{case.label}: {m}"))
+    times, paired = interleaved(steps, case.rounds, case.steps, device,
+                                progress=lambda m: progress(f"{case.label}: {m}"))
     rows = {}
     for name, ts in times.items():
         sec = statistics.median(ts)
@@ -149,7 +155,7 @@ def run_case(case: Case, device: torch.device, tmp: Path, peaks: dict[str, float
         peak = peaks.get("bf16" if amp is torch.bfloat16 else "fp16" if amp is torch.float16 else "fp32")
         rows[name] = {
             "s_per_step": sec, "pairs_per_s": case.batch / sec, "first_s": first[name],
-            "ratio": ratio_stats(times["official"], ts), "tflops": flops / sec / 1e12,
+            "ratio": ratio_stats(paired.get(name, ts), ts), "tflops": flops / sec / 1e12,
             "peak_share": (flops / sec) / peak if peak else None,
             "resolved": _describe(tr) if tr is not None else "fp32 eager NCHW, Adam (for-each loop)",
         }

@@ -2,10 +2,10 @@
 FLOP/s, peak memory, and writing our section of BENCHMARKS.md.
 
 Timing discipline (these machines are shared and noisy): every figure is a ratio against the
-baseline measured in the *same* rounds. Each round times every variant for the same number of
-steps, in an order rotated from round to round; the ratio of a round is
-``baseline time / variant time`` of that round, and we report the median and the min-max of
-those per-round ratios next to absolute rates.
+baseline measured in the *same* rounds. In each round every variant is timed back to back with
+a baseline measurement (order rotated from round to round, baseline first or second in turn);
+the ratio of a round is ``baseline time / variant time`` of that pair, and we report the median
+and the min-max of those per-round ratios next to absolute rates.
 """
 from __future__ import annotations
 
@@ -37,18 +37,31 @@ def timed(fn: Callable[[], object], n: int, device: torch.device) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def interleaved(variants: dict[str, Callable[[], object]], rounds: int, n: int,
-                device: torch.device, progress: Optional[Callable[[str], None]] = None) -> dict[str, list[float]]:
-    """Seconds per call of each variant, per round; the order rotates every round."""
-    names = list(variants)
-    times: dict[str, list[float]] = {k: [] for k in names}
+def interleaved(variants: dict[str, Callable[[], object]], rounds: int, n: int, device: torch.device,
+                progress: Optional[Callable[[str], None]] = None,
+                baseline: str = "official") -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Seconds per call of every variant, each timed right next to a baseline measurement.
+
+    Round ``r`` visits the variants in an order rotated by ``r``; each visit times the baseline
+    and the variant back to back (baseline first in even rounds, second in odd ones), so a burst
+    of load from another process hits both sides of a ratio alike. Returns ``(times, paired)``:
+    all timings per name, and for each variant the baseline timings taken next to it.
+    """
+    others = [k for k in variants if k != baseline]
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    paired: dict[str, list[float]] = {k: [] for k in others}
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
+        order = others[r % len(others):] + others[:r % len(others)] if others else []
         for name in order:
-            times[name].append(timed(variants[name], n, device))
+            pair = (baseline, name) if r % 2 == 0 else (name, baseline)
+            for k in pair:
+                t = timed(variants[k], n, device)
+                times[k].append(t)
+                if k == baseline:
+                    paired[name].append(t)
         if progress:
-            progress(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {times[k][-1]:.3f}s" for k in names))
-    return times
+            progress(f"round {r + 1}/{rounds}: " + ", ".join(f"{k} {times[k][-1]:.3f}s" for k in variants))
+    return times, paired
 
 
 def ratio_stats(base: list[float], other: list[float]) -> dict[str, float]:

@@ -56,8 +56,8 @@ def markdown(res: dict) -> str:
     L.append(f"Command: `{res['command'].strip()}` (what `make bench` runs; the same command uses CUDA when a "
              "GPU is present). Every speed-up is measured against `benchmarks/official.py`, a transcription of the "
              "official `optimize_parameters` (fp32, eager, NCHW, same networks, losses, update order and Adams), "
-             "interleaved with it in the same rounds (order rotated each round): **median** and (min-max) of the "
-             "per-round ratios.")
+             "timed back to back with it in every round (order rotated each round, baseline first or second in "
+             "turn): **median** and (min-max) of the per-round ratios.")
     L.append("")
     load = m.get("load_avg")
     load2 = m2.get("load_avg")

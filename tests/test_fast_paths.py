@@ -132,6 +132,14 @@ def test_auto_precision_resolves_as_designed(monkeypatch):
     assert fast.resolve_precision("auto", cpu) == "fp32" and fast.precision_dtype("auto", cpu) is None
     monkeypatch.setenv("CYCLEKIT_CPU_BF16", "1")
     assert fast.resolve_precision("auto", cpu) == "bf16"
+    # ... unless the model is too small for bf16 to pay (measured break-even ~0.15 GMAC)
+    from cyclekit.config import ModelConfig
+
+    big = fast.generator_macs(ModelConfig(n_blocks=9, ngf=64, image_size=128))
+    tiny = fast.generator_macs(ModelConfig(n_blocks=6, ngf=16, image_size=32))
+    assert 12e9 < big < 13e9 and tiny < fast.CPU_BF16_MIN_MACS  # ResNet-9 @ 128: 12.39 GMAC
+    assert fast.resolve_precision("auto", cpu, big) == "bf16" and fast.resolve_precision("auto", cpu, tiny) == "fp32"
+    assert fast.resolve_precision("bf16", cpu, tiny) == "bf16"  # an explicit choice is kept
     assert fast.inference_plan("auto", cpu) == (torch.bfloat16, True)
     assert fast.inference_plan("fp32", cpu) == (None, False)
     with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
@@ -151,8 +159,10 @@ def test_trainer_defaults_use_fast_paths(tiny_world, tmp_path):
     from cyclekit.train.trainer import Trainer
     from tests.conftest import tiny_config
 
-    tr = Trainer(tiny_config(tiny_world, tmp_path / "run", precision="auto", max_steps=1))
-    assert tr.amp_dtype == fast.precision_dtype("auto", torch.device("cpu"))
+    cfg = tiny_config(tiny_world, tmp_path / "run", precision="auto", max_steps=1)
+    tr = Trainer(cfg)
+    assert tr.amp_dtype is None  # a 32 px model with ngf 4: too small for bf16 to pay on any CPU
+    assert fast.generator_macs(cfg.model, cfg.train.batch_size) < fast.CPU_BF16_MIN_MACS
     assert all(g["fused"] for g in tr.opt_G.param_groups + tr.opt_D.param_groups)
     plain = torch.optim.Adam(tr.opt_G.param_groups[0]["params"], lr=1e-3)
     for p in plain.param_groups[0]["params"]:
@@ -217,13 +227,17 @@ def test_cuda_graphs_refused_with_reason_on_cpu(tiny_world, tmp_path, caplog):
     assert tr.step_fn is train_step and "CUDA graphs off: no CUDA device" in caplog.text
 
 
-def test_translator_auto_is_bf16_nhwc_where_fast_and_close_to_fp32(tiny_release, monkeypatch):
+def test_translator_bf16_is_nhwc_bf16_weights_and_close_to_fp32(tiny_release, monkeypatch):
     from cyclekit.translate import load_translator
 
     monkeypatch.setenv("CYCLEKIT_CPU_BF16", "1")  # the path this CPU family takes
-    fast_tr = load_translator(tiny_release, "AtoB", device="cpu", precision="auto")
+    auto = load_translator(tiny_release, "AtoB", device="cpu", precision="auto")
+    assert auto.net.compute_dtype is torch.float32  # the tiny test model is below the bf16 break-even
+    fast_tr = load_translator(tiny_release, "AtoB", device="cpu", precision="bf16")
     ref = load_translator(tiny_release, "AtoB", device="cpu", precision="fp32")
-    assert fast_tr.dtype is torch.bfloat16 and fast_tr.channels_last and ref.dtype is None
+    assert fast_tr.net.compute_dtype is torch.bfloat16 and fast_tr.channels_last and ref.dtype is None
+    assert next(fast_tr.net.parameters()).dtype is torch.bfloat16  # bf16 weights, no per-call casts
+    assert ref.net.compute_dtype is torch.float32
     x = torch.rand(3, 3, 36, 40) * 2 - 1
     y, y_ref = fast_tr(x), ref(x)
     assert y.dtype == torch.float32 and y.shape == y_ref.shape == x.shape
@@ -231,13 +245,15 @@ def test_translator_auto_is_bf16_nhwc_where_fast_and_close_to_fp32(tiny_release,
     assert 10 * math.log10(1 / mse) > 35  # the bound for bf16 inference
 
 
-def test_interleaved_timing_rotates_order():
+def test_interleaved_timing_pairs_every_variant_with_a_baseline():
     from benchmarks.common import interleaved, ratio_stats
 
     seen = []
     fns = {k: (lambda k=k: seen.append(k)) for k in ("official", "a", "b")}
-    times = interleaved(fns, rounds=3, n=1, device=torch.device("cpu"))
-    assert seen == ["official", "a", "b", "a", "b", "official", "b", "official", "a"]
-    assert all(len(v) == 3 for v in times.values())
+    times, paired = interleaved(fns, rounds=3, n=1, device=torch.device("cpu"))
+    assert seen == ["official", "a", "official", "b",  # round 1: baseline first, a then b
+                    "b", "official", "a", "official",  # round 2: rotated, baseline second
+                    "official", "a", "official", "b"]
+    assert len(times["a"]) == 3 and len(paired["a"]) == 3 and len(times["official"]) == 6
     s = ratio_stats([2.0, 2.0, 4.0], [1.0, 2.0, 1.0])
     assert s == {"median": 2.0, "min": 1.0, "max": 4.0}

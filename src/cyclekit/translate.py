@@ -93,15 +93,12 @@ def load_translator(model: Union[str, Path], direction: str = "AtoB", device: st
         raise UserError(f"backend must be torch or onnxruntime, got {backend!r}")
     if str(model).lower().endswith(".onnx"):
         raise UserError(f"{model} is an ONNX file; run it with --backend onnxruntime")
-    from cyclekit.train.fast import compile_for_inference, inference_plan
+    from cyclekit.train.fast import generator_macs, prepare_inference_net
 
     dev = pick_device(device)
     net, gcfg = load_generator(model, direction, device=dev)
-    dtype, channels_last = inference_plan(precision, dev)
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    if compile:
-        net = compile_for_inference(net)
+    macs = generator_macs(gcfg) if precision == "auto" else None  # tiny models: fp32 is faster on CPU
+    net, dtype, channels_last = prepare_inference_net(net, precision, dev, compile=compile, macs=macs)
     return Translator(net, gcfg, dev, dtype, channels_last=channels_last)
 
 

@@ -19,6 +19,9 @@ def register(sub) -> None:
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                    help="onnxruntime runs a release (exported on the fly) or an exported .onnx file "
                         "(fp32/fp16/int8) with the CPU or CUDA provider")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the generator (frozen weights): about 2x faster per image after a "
+                        "one-off compile (cached on disk); worth it for large folders")
     p.add_argument("--suffix", default="", help="added to each output file name before .png")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable images with a warning")
     p.set_defaults(func=run)
@@ -31,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     translator = load_translator(args.model, args.direction, args.device, args.precision,
-                                 backend=args.backend)
+                                 backend=args.backend, compile=args.compile)
     done = translate_paths(
         translator, args.inputs, args.out, batch_size=args.batch_size, suffix=args.suffix,
         progress=not args.quiet, on_bad_file="skip" if args.skip_bad else "error",

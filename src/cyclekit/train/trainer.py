@@ -54,12 +54,13 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype for ``--precision`` (``auto``: bf16 on CPUs with native bf16 and on
-    Ampere+ GPUs, fp16 on older GPUs, else fp32 = None); see :mod:`cyclekit.train.fast`."""
+def autocast_dtype(precision: str, device: torch.device, macs: Optional[float] = None) -> Optional[torch.dtype]:
+    """The autocast dtype for ``--precision`` (``auto``: bf16 on CPUs with native bf16 unless the
+    model is tiny (``macs``), bf16 on Ampere+ GPUs, fp16 on older GPUs, else fp32 = None); see
+    :mod:`cyclekit.train.fast`."""
     from cyclekit.train.fast import precision_dtype
 
-    return precision_dtype(precision, device)
+    return precision_dtype(precision, device, macs)
 
 
 class _StopFlag:
@@ -108,7 +109,8 @@ class Trainer:
         self.dist = distributed.setup(t.device, t.dist_timeout)  # world size 1 outside torchrun
         self.is_main = self.dist.is_main  # only rank 0 writes files, logs metrics, shows progress
         self.device = self.dist.device or pick_device(t.device)
-        self.amp_dtype = autocast_dtype(t.precision, self.device)
+        macs = fast.generator_macs(cfg.model, t.batch_size, cfg.data.crop_size) if t.precision == "auto" else None
+        self.amp_dtype = autocast_dtype(t.precision, self.device, macs)
         fast.setup_backend(self.device)  # cudnn autotuning and TF32 on CUDA
         torch.manual_seed(t.seed)
 
