@@ -88,7 +88,14 @@ def main(argv=None) -> int:
     p.add_argument("--write-md", help="rewrite the issue-5 section of this markdown file")
     p.add_argument("--json", help="also write the raw results here")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = PyTorch's default)")
+    p.add_argument("--from-json", help="measure nothing: render the markdown of an earlier --json file")
     args = p.parse_args(argv)
+    if args.from_json:
+        text = markdown(json.loads(Path(args.from_json).read_text()))
+        print(text)
+        if args.write_md:
+            write_section(Path(args.write_md), text)
+        return 0
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -108,6 +115,10 @@ def main(argv=None) -> int:
         del shown[i:i + 2]
     results: dict = {"machine": machine(device), "profile": args.profile or device.type,
                      "command": "python benchmarks/run.py " + " ".join(shown)}
+    from cyclekit.train.compiled import ensure_compile_cache
+
+    cache = ensure_compile_cache()
+    results["compile_cache"] = "warm" if any(cache.iterdir()) else "cold"  # before our first compile
     peaks = {"fp32": matmul_peak(device, torch.float32), "bf16": matmul_peak(device, torch.bfloat16)}
     if device.type == "cuda":
         peaks["fp16"] = matmul_peak(device, torch.float16)

@@ -15,7 +15,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package (official step)
 
 from cyclekit.errors import ConfigError  # noqa: E402
-from cyclekit.train import fast  # noqa: E402
+from cyclekit.train import compiled, fast  # noqa: E402
 
 
 def _max_rel(pairs) -> float:
@@ -72,10 +72,10 @@ def test_compile_falls_back_when_torch_compile_raises(monkeypatch, caplog):
         raise RuntimeError("no compiler here")
 
     monkeypatch.setattr(torch, "compile", broken)
-    monkeypatch.setattr(fast, "_warned_compile", False)
+    monkeypatch.setattr(compiled, "_warned_compile", False)
     net = nn.Conv2d(3, 4, 3)
     x = torch.randn(1, 3, 8, 8)
-    with caplog.at_level(logging.WARNING, logger="cyclekit.train.fast"):
+    with caplog.at_level(logging.WARNING, logger="cyclekit.train.compiled"):
         wrapped = fast.CompiledModule(net, name="G_AB")
     assert wrapped.failed and "G_AB" in caplog.text and "no compiler here" in caplog.text
     torch.testing.assert_close(wrapped(x), net(x))
@@ -91,14 +91,14 @@ def test_compile_falls_back_at_first_call_and_warns_once(monkeypatch, caplog, tm
         return run
 
     monkeypatch.setattr(torch, "compile", lazy_failure)
-    monkeypatch.setattr(fast, "_warned_compile", False)
+    monkeypatch.setattr(compiled, "_warned_compile", False)
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
     nets = nn.Module()
     for name in ("G_AB", "G_BA", "D_A", "D_B"):
         setattr(nets, name, nn.Conv2d(3, 3, 1))
     view = fast.compile_nets(nets)
     x = torch.randn(2, 3, 4, 4)
-    with caplog.at_level(logging.WARNING, logger="cyclekit.train.fast"):
+    with caplog.at_level(logging.WARNING, logger="cyclekit.train.compiled"):
         outs = [getattr(view, n)(x) for n in ("G_AB", "G_BA", "D_A", "D_B")]
         again = view.G_AB(x)
     for n, out in zip(("G_AB", "G_BA", "D_A", "D_B"), outs):

@@ -1,21 +1,23 @@
 """Fast paths for training and inference (issue 5), each switchable, none changing the maths.
 
-What this module decides and sets up, and why:
+What this module decides and sets up, and why (figures: benchmarks/run.py, BENCHMARKS.md):
 
-* **Precision.** ``resolve_precision("auto", device)`` picks bf16 autocast on a CPU with native
-  bf16 arithmetic (AVX512-BF16 or AMX tiles; measured 1.7-2x per training step on the official
-  networks, where fp32 eager already runs near the fp32 convolution peak), bf16 on CUDA GPUs
-  that have it (Ampere and later) and fp16 with a gradient scaler on older GPUs. fp32 otherwise.
-  Losses and optimizer state stay fp32 (autocast keeps fp32 master weights).
+* **Precision.** ``resolve_precision("auto", device, macs)`` picks bf16 autocast on a CPU with
+  native bf16 (AVX512-BF16 or AMX tiles; 2.1-2.7x per training step on the official networks,
+  where fp32 eager already runs near the fp32 peak) unless the model is too small to gain
+  (:data:`CPU_BF16_MIN_MACS`), bf16 on CUDA GPUs that have it (Ampere and later) and fp16 with a
+  gradient scaler on older GPUs; fp32 otherwise. Losses, master weights and optimizer state stay
+  fp32 during training. Inference (:func:`prepare_inference_net`) runs NHWC, on CPU with bf16
+  weights.
 * **Backend flags** (:func:`setup_backend`): cudnn autotuning (the official code sets it too) and
   TF32 matmuls/convolutions on CUDA; nothing on CPU, where PyTorch already uses every core.
 * **Optimizers** (:func:`make_optimizers`): the paper's two Adams (both generators jointly, both
   discriminators jointly), fused kernels where the device has them (CPU and CUDA), and for CUDA
   graphs a device-tensor learning rate so that the scheduler can change it between replays.
-* **torch.compile** (:func:`compile_nets`): each network compiled separately, with an on-disk
-  cache under ``~/.cache/cyclekit/inductor`` (unless ``TORCHINDUCTOR_CACHE_DIR`` is set) and a
-  fallback: if compiling fails (no C++ compiler, unsupported op, ...) one warning is logged and
-  the network runs eagerly. Weights are never wrapped, so checkpoints keep their plain keys.
+* **channels_last** (:func:`guard_instance_norm`): works around a PyTorch instance-norm gradient
+  bug that channels_last training at batch 1 would otherwise hit.
+* **torch.compile** (:mod:`cyclekit.train.compiled`): each network compiled separately, cached on
+  disk, falling back to eager with one warning.
 * **CUDA graphs** (:mod:`cyclekit.train.graphs`): the whole fixed-shape training step replayed as
   one graph; chosen by :func:`make_step_fn` when ``cuda_graphs`` is on and the step allows it.
 """
@@ -23,11 +25,14 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 from torch import nn
+
+from cyclekit.train.compiled import (  # noqa: F401  (re-exported: the compile fast path)
+    CompiledModule, StepNets, compile_for_inference, compile_nets, ensure_compile_cache,
+)
 
 log = logging.getLogger(__name__)
 
@@ -248,96 +253,6 @@ def _keep_kernel_choice(kwargs: dict, lr_device: Optional[torch.device]):
                     st["step"] = st["step"].to(p.device if on_device else "cpu", torch.float32)
 
     return hook
-
-
-# ---------------------------------------------------------------------- torch.compile
-def ensure_compile_cache() -> Path:
-    """Point Inductor's on-disk cache at ``~/.cache/cyclekit/inductor`` unless the user chose one."""
-    if not os.environ.get("TORCHINDUCTOR_CACHE_DIR"):
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(base / "cyclekit" / "inductor")
-    path = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # read-only home: Inductor falls back to its own temp dir
-        log.debug("cannot create the compile cache %s: %s", path, exc)
-    return path
-
-
-_warned_compile = False
-
-
-def _warn_compile_failed(name: str, exc: BaseException) -> None:
-    global _warned_compile
-    msg = "torch.compile failed for %s (%s: %s); running it eagerly (same results, no speed-up)"
-    first_line = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
-    if not _warned_compile:
-        _warned_compile = True
-        log.warning(msg, name, type(exc).__name__, first_line)
-    else:
-        log.info(msg, name, type(exc).__name__, first_line)
-
-
-class CompiledModule(nn.Module):
-    """``module`` called through ``torch.compile``, or eagerly once compiling has failed.
-
-    The compiled function is built lazily by PyTorch at the first call, so that is where a
-    missing compiler or an unsupported operation shows up: the call is then retried eagerly,
-    one warning is logged, and the wrapper stays eager. (An error the eager module raises too,
-    e.g. a wrong input size, is raised as is.) ``_orig_mod`` is the wrapped module, as for
-    ``torch.compile``, so :func:`cyclekit.checkpoint.unwrap` finds it.
-    """
-
-    def __init__(self, module: nn.Module, name: str = "", **compile_kwargs) -> None:
-        super().__init__()
-        self._orig_mod = module
-        self.name = name or type(module).__name__
-        self.failed = False
-        compiled = None
-        try:
-            ensure_compile_cache()
-            compiled = torch.compile(module, **compile_kwargs)
-        except Exception as exc:  # torch.compile itself unavailable (e.g. unsupported Python)
-            self.failed = True
-            _warn_compile_failed(self.name, exc)
-        object.__setattr__(self, "_compiled", compiled)  # not a registered submodule
-
-    def forward(self, *args, **kwargs):
-        if not self.failed:
-            try:
-                return self._compiled(*args, **kwargs)
-            except Exception as exc:
-                try:
-                    out = self._orig_mod(*args, **kwargs)
-                except Exception:
-                    raise  # the eager module fails too: a real error, not a compiler problem
-                self.failed = True
-                _warn_compile_failed(self.name, exc)
-                return out
-        return self._orig_mod(*args, **kwargs)
-
-
-class StepNets(nn.Module):
-    """The four networks as seen by ``train_step`` (compiled views); the originals stay untouched."""
-
-    def __init__(self, G_AB: nn.Module, G_BA: nn.Module, D_A: nn.Module, D_B: nn.Module) -> None:
-        super().__init__()
-        self.G_AB, self.G_BA, self.D_A, self.D_B = G_AB, G_BA, D_A, D_B
-
-
-def compile_nets(nets: nn.Module, **compile_kwargs) -> StepNets:
-    """Compiled views of ``nets.G_AB``, ``G_BA``, ``D_A``, ``D_B`` sharing their parameters."""
-    return StepNets(*(CompiledModule(getattr(nets, n), name=n, **compile_kwargs)
-                      for n in ("G_AB", "G_BA", "D_A", "D_B")))
-
-
-def compile_for_inference(net: nn.Module, name: str = "generator") -> nn.Module:
-    """An eval-mode generator compiled with weight freezing (constant-folded, prepacked
-    convolutions), with the same eager fallback; for :class:`cyclekit.translate.Translator`."""
-    import torch._inductor.config as inductor_config
-
-    inductor_config.freezing = True  # only affects graphs compiled under no_grad/inference_mode
-    return CompiledModule(net, name=name)
 
 
 # ---------------------------------------------------------------------- channels_last
