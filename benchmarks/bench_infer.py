@@ -1,7 +1,7 @@
 """Inference throughput: the official test loop against our Translator paths.
 
 Baseline: what the official ``test.py`` does per image: ``model.eval()``, batch 1, fp32, NCHW,
-``torch.no_grad()``, ``netG(real)``. Candidates go through :func:`cyclekit.translate.load_translator`
+``torch.no_grad()``, ``netG(real)``. Candidates go through :func:`cyclekit.infer.translator.load_translator`
 on a release written to a temporary folder (the weights: the paper's random init; weights do not
 change the cost), i.e. exactly what ``cyclekit translate`` runs. The input is a real image of the
 synthetic fruit world, and each variant's output is compared with the fp32 output (PSNR, images
@@ -58,7 +58,7 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _images(case: Case, tmp: Path, n: int) -> torch.Tensor:
-    from cyclekit.data.images import list_images, load_image, to_tensor
+    from cyclekit.io.images import list_images, load_image, to_tensor
 
     root = world(tmp, case.size, 8)
     files = list_images(root / "trainA")
@@ -78,9 +78,9 @@ def _describe(tr) -> str:
 
 
 def run_case(case: Case, device: torch.device, tmp: Path, progress: Callable[[str], None]) -> dict:
-    from cyclekit.checkpoint import save_release
+    from cyclekit.release import save_release
     from cyclekit.nn import build_generator, init_weights
-    from cyclekit.translate import load_translator
+    from cyclekit.infer.translator import load_translator
 
     cfg = make_config(case.net, case.size, 1, tmp, tmp / "run", str(device))
     torch.manual_seed(0)

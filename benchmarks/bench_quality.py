@@ -25,9 +25,9 @@ from benchmarks.bench_train import make_config  # noqa: E402
 def test_psnr(run_dir: Path, dataroot: Path) -> float:
     """Mean PSNR (dB) of fp32 translations of testA/testB against testA_gt/testB_gt."""
     from cyclekit.data.datasets import list_test_pairs
-    from cyclekit.data.images import load_image
+    from cyclekit.io.images import load_image
     from cyclekit.metrics.paired import psnr
-    from cyclekit.translate import load_translator, translate_array
+    from cyclekit.infer.translator import load_translator, translate_array
 
     scores = []
     for domain, direction in (("A", "AtoB"), ("B", "BtoA")):

@@ -47,7 +47,7 @@ def psnr01(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_set(world: Path, n: int):
     from cyclekit.data.datasets import list_test_pairs
-    from cyclekit.data.images import load_image
+    from cyclekit.io.images import load_image
 
     pairs = [(p, g) for p, g in list_test_pairs(world, "A") if g is not None][:n]
     xs = [load_image(p, 3) for p, _ in pairs]
@@ -67,12 +67,12 @@ def run_all(session, xs):
 def export_variants(name: str, release: Path, out: Path, calib_dir: Path, calib_size: int, sensitivity: bool,
                     untrained_cfg=None) -> dict:
     """fp32, fp16 and int8 files of one generator; returns {variant: path} and the int8 report."""
-    from cyclekit.checkpoint import load_generator
+    from cyclekit.release import load_generator
     from cyclekit.export.onnx_export import export_generator, onnx_parity, parity_shapes
     from cyclekit.export.quantize import (
         Int8Quantizer, auto_exclude, layer_sensitivity, load_arrays, run_model, split_images,
     )
-    from cyclekit.data.images import list_images
+    from cyclekit.io.images import list_images
 
     if untrained_cfg is not None:
         from cyclekit.nn import build_generator, init_weights
@@ -146,10 +146,10 @@ def main() -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from cyclekit.checkpoint import load_generator, resolve_release
+    from cyclekit.release import load_generator, resolve_release
     from cyclekit.config import ModelConfig
     from cyclekit.export.onnx_export import onnx_cost
-    from cyclekit.export.ort_backend import make_session
+    from cyclekit.infer.onnx_backend import make_session
     from cyclekit.nn import count_macs, count_parameters
 
     work = Path(args.workdir)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from cyclekit.config import DataConfig, ModelConfig
 from cyclekit.data.datasets import (
-    EpochSampler, TestDataset, UnpairedDataset, check_files, list_test_pairs, load_npz,
+    EpochSampler, UnpairedDataset, check_files, list_test_pairs, load_npz,
     resolve_domain_dirs,
 )
 from cyclekit.errors import DataError
@@ -202,9 +202,3 @@ def test_test_pairs_with_ground_truth(tmp_path):
     assert all(g is None for _, g in list_test_pairs(tmp_path, "B"))
     with pytest.raises(DataError, match="testA"):
         list_test_pairs(tmp_path / "nothing", "A")
-    cfg = DataConfig(preprocess="resize_and_crop", load_size=16, crop_size=16)
-    ds = TestDataset.from_dataroot(tmp_path, cfg, ModelConfig(in_channels=3, out_channels=1))
-    first, last = ds[0], ds[2]
-    assert first["image"].shape == (3, 16, 16) and first["gt"].shape == (1, 16, 16)
-    assert last["gt_path"] == "" and "gt" not in last
-    assert torch.equal(ds[0]["image"], first["image"])

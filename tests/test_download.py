@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from cyclekit.data.download import DATASETS, download_dataset
-from cyclekit.data.images import list_images
+from cyclekit.io.images import list_images
 from cyclekit.errors import DataError
 
 

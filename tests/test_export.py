@@ -10,7 +10,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from cyclekit.cli import main  # noqa: E402
-from cyclekit.data.images import load_image, save_image  # noqa: E402
+from cyclekit.io.images import load_image, save_image  # noqa: E402
 from cyclekit.errors import MissingDependencyError, UserError  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def exported(tiny_release, tmp_path_factory):
 def test_export_is_one_checked_file_with_dynamic_axes_and_parity(exported, tiny_release):
     import onnx
 
-    from cyclekit.checkpoint import load_generator
+    from cyclekit.release import load_generator
     from cyclekit.export.onnx_export import onnx_parity, read_metadata
 
     path, printed = exported
@@ -81,7 +81,7 @@ def test_fp16_and_fp32_export_of_the_compact_generator(tmp_path):
 @pytest.fixture(scope="module")
 def wide_release(tiny_world, tmp_path_factory):
     """An untrained but wider (ngf 16) release so weights dominate the file size."""
-    from cyclekit.checkpoint import save_release
+    from cyclekit.release import save_release
     from cyclekit.config import generator_config_for
     from conftest import tiny_config
     from cyclekit.nn import build_generator, init_weights
@@ -95,13 +95,14 @@ def wide_release(tiny_world, tmp_path_factory):
             for name, p in net.named_parameters():
                 if name.endswith("bias"):
                     p.normal_(0.0, 0.05)
+    cfg.save(root / "config.json")  # a run directory: the run's config beside its release
     return save_release(root / "model", cfg, *nets)
 
 
 def test_int8_quantisation_writes_qdq_with_float_layers_and_report(wide_release, tmp_path, capsys):
     import onnx
 
-    from cyclekit.checkpoint import load_generator
+    from cyclekit.release import load_generator
     from cyclekit.export.onnx_export import onnx_cost
     from cyclekit.nn import count_parameters
 
@@ -164,14 +165,14 @@ def test_translate_with_onnxruntime_backend_matches_torch(exported, tiny_release
 
 
 def test_onnx_file_needs_the_onnxruntime_backend(exported):
-    from cyclekit.translate import load_translator
+    from cyclekit.infer.translator import load_translator
 
     with pytest.raises(UserError, match="--backend onnxruntime"):
         load_translator(exported[0], device="cpu")
 
 
 def test_missing_onnxruntime_is_a_clear_error(exported, tiny_release, monkeypatch, capsys, tmp_path):
-    from cyclekit.translate import load_translator
+    from cyclekit.infer.translator import load_translator
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
     with pytest.raises(MissingDependencyError, match=r"cyclekit\[onnx\]"):
@@ -196,7 +197,7 @@ def test_cuda_provider_missing_is_a_clear_error():
     import onnxruntime
 
     from cyclekit.errors import ConfigError
-    from cyclekit.export.ort_backend import pick_providers
+    from cyclekit.infer.onnx_backend import pick_providers
 
     assert pick_providers("cpu") == ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():

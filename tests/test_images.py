@@ -9,10 +9,10 @@ import torch
 from PIL import Image
 
 from cyclekit.config import DataConfig
-from cyclekit.data.images import (
+from cyclekit.io.images import (
     IMAGE_EXTENSIONS, list_images, load_image, save_image, to_image, to_tensor,
 )
-from cyclekit.data.transforms import crop_back, pad_to_multiple, preprocess
+from cyclekit.data.transforms import preprocess
 from cyclekit.errors import DataError
 
 
@@ -222,20 +222,6 @@ def test_image_smaller_than_crop_names_file_and_fix():
     with pytest.raises(DataError, match=r"small\.png: image is 20x10.*resize_and_crop.*crop-size"):
         preprocess(np.zeros((10, 20, 3), np.float32), cfg, np.random.default_rng(0), True,
                    path="small.png")
-
-
-def test_pad_to_multiple_and_crop_back():
-    a = np.random.default_rng(0).random((10, 13, 3), dtype=np.float32)
-    p, hw = pad_to_multiple(a, 4)
-    assert p.shape == (12, 16, 3) and hw == (10, 13)
-    assert np.array_equal(crop_back(p, hw), a)
-    t = torch.rand(1, 3, 10, 13)
-    pt, hw = pad_to_multiple(t, 8)
-    assert pt.shape == (1, 3, 16, 16) and torch.equal(crop_back(pt, hw), t)
-    tiny, _ = pad_to_multiple(np.ones((1, 1, 1), np.float32), 4)  # too small to reflect
-    assert tiny.shape == (4, 4, 1)
-    same, hw = pad_to_multiple(np.ones((8, 8), np.float32), 4)
-    assert same.shape == (8, 8) and hw == (8, 8)
 
 
 def test_quiet_logging(caplog, tmp_path):

@@ -214,7 +214,7 @@ def test_fid_weights_lookup_and_fallback(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- classifier
 def test_domain_classifier_is_deterministic_and_separates_domains(tmp_path):
-    from cyclekit.data.images import save_image
+    from cyclekit.io.images import save_image
     from cyclekit.metrics.classifier import train_domain_classifier
 
     rng = np.random.default_rng(0)

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from cyclekit.data.images import load_image, save_image
+from cyclekit.io.images import load_image, save_image
 from cyclekit.errors import DataError, UserError
-from cyclekit.translate import Translator, load_translator, pad_to_multiple, translate_paths
+from cyclekit.infer.translator import Translator, load_translator, pad_to_multiple
+from cyclekit.infer.stream import translate_paths
 
 
 def test_pad_to_multiple_and_crop_back():
@@ -45,10 +46,109 @@ def test_translate_refuses_to_overwrite_inputs(tiny_release, tmp_path):
 
 
 def test_translator_output_matches_the_module(tiny_release):
-    from cyclekit.checkpoint import load_generator
+    from cyclekit.release import load_generator
 
     net, cfg = load_generator(tiny_release, "AtoB")
     x = torch.rand(2, 3, 32, 32) * 2 - 1
     with torch.no_grad():
         expected = net(x)
     assert torch.allclose(Translator(net, cfg)(x), expected)
+
+
+def test_outputs_never_collide(tiny_release, tmp_path):
+    """x.png and x.jpg in one folder give two outputs; the same name from two folders is refused
+    before anything is written, naming both inputs."""
+    src = tmp_path / "in"
+    save_image(src / "x.png", np.zeros((8, 8, 3)))
+    save_image(src / "x.jpg", np.ones((8, 8, 3)))
+    tr = load_translator(tiny_release, "AtoB", device="cpu")
+    done = translate_paths(tr, [src], tmp_path / "out")
+    assert len(done) == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x.jpg.png", "x.png"]
+    save_image(tmp_path / "d1" / "y.png", np.zeros((8, 8, 3)))
+    save_image(tmp_path / "d2" / "y.png", np.zeros((8, 8, 3)))
+    with pytest.raises(UserError, match=r"d1/y\.png and .*d2/y\.png would both be written"):
+        translate_paths(tr, [tmp_path / "d1" / "y.png", tmp_path / "d2" / "y.png"], tmp_path / "o2")
+    assert not (tmp_path / "o2").exists()
+
+
+def test_bad_output_options_are_refused(tiny_release, tmp_path):
+    save_image(tmp_path / "in" / "a.png", np.zeros((8, 8, 3)))
+    (tmp_path / "file.txt").write_text("not a folder")
+    tr = load_translator(tiny_release, "AtoB", device="cpu")
+    with pytest.raises(UserError, match="is a file, not a folder"):
+        translate_paths(tr, [tmp_path / "in"], tmp_path / "file.txt")
+    with pytest.raises(UserError, match="path separator"):
+        translate_paths(tr, [tmp_path / "in"], tmp_path / "out", suffix="../up")
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (1, 1), (5, 1)])
+def test_tiny_images_translate_to_their_own_size(tiny_release, tmp_path, shape):
+    save_image(tmp_path / "in" / "t.png", np.random.default_rng(0).random((*shape, 3)))
+    tr = load_translator(tiny_release, "AtoB", device="cpu")
+    translate_paths(tr, [tmp_path / "in"], tmp_path / "out")
+    assert load_image(tmp_path / "out" / "t.png", 3).shape == (*shape, 3)
+
+
+def test_streaming_keeps_few_images_in_memory(tiny_release, tmp_path, monkeypatch):
+    """Decoded-but-unwritten images stay below the prefetch bound, however many inputs there are."""
+    import cyclekit.infer.stream as stream
+
+    for i in range(24):
+        save_image(tmp_path / "in" / f"{i:02d}.png", np.full((12, 12, 3), i / 24))
+    live, peak = [0], [0]
+    real_load, real_save = stream.load_image, stream.save_image
+
+    def load(path, channels):
+        live[0] += 1
+        peak[0] = max(peak[0], live[0])
+        return real_load(path, channels)
+
+    def save(path, array):
+        live[0] -= 1
+        return real_save(path, array)
+
+    monkeypatch.setattr(stream, "load_image", load)
+    monkeypatch.setattr(stream, "save_image", save)
+    tr = load_translator(tiny_release, "AtoB", device="cpu")
+    done = translate_paths(tr, [tmp_path / "in"], tmp_path / "out", batch_size=2, prefetch=4)
+    assert len(done) == 24 and live[0] == 0
+    assert peak[0] <= 4 + 2  # prefetch + one batch, not 24
+
+
+def test_full_disk_says_how_many_were_written(tiny_release, tmp_path, monkeypatch):
+    import errno
+
+    import cyclekit.infer.stream as stream
+    from cyclekit.errors import OutputError
+    from cyclekit.io.files import atomic_path
+
+    for i in range(6):
+        save_image(tmp_path / "in" / f"{i}.png", np.zeros((8, 8, 3)))
+    calls = [0]
+    real_save = stream.save_image
+
+    def save(path, array):
+        calls[0] += 1
+        if calls[0] > 3:  # the disk fills up during the 4th write
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(b"partial")
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(path, array)
+
+    monkeypatch.setattr(stream, "save_image", save)
+    tr = load_translator(tiny_release, "AtoB", device="cpu")
+    with pytest.raises(OutputError, match=r"no space left.*3 of 6 outputs were written"):
+        translate_paths(tr, [tmp_path / "in"], tmp_path / "out", batch_size=1)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.png", "1.png", "2.png"]  # no temp left
+
+
+def test_skip_bad_counts_the_skipped(tiny_release, tmp_path):
+    save_image(tmp_path / "in" / "ok.png", np.zeros((8, 8, 3)))
+    (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    tr = load_translator(tiny_release, "AtoB", device="cpu")
+    with pytest.raises(DataError, match="broken.png"):
+        translate_paths(tr, [tmp_path / "in"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # the header check found it before any write
+    done = translate_paths(tr, [tmp_path / "in"], tmp_path / "out", on_bad_file="skip")
+    assert len(done) == 1 and len(done.skipped) == 1 and "broken.png" in done.skipped[0]

@@ -17,7 +17,7 @@ from cyclekit.faces.video import (  # noqa: E402
     VideoWriter, ffmpeg_exe, plan_crops, probe_video, read_frames, swap_video,
 )
 from cyclekit.metrics.paired import psnr  # noqa: E402
-from cyclekit.translate import Translator  # noqa: E402
+from cyclekit.infer.translator import Translator  # noqa: E402
 
 N_FRAMES, SIZE, FPS = 12, 192, 12.0
 

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from cyclekit.errors import ConfigError
+from cyclekit.io.files import atomic_write_text
 
-# Allowed values of the string-valued options, checked in validate().
+DIRECTIONS = ("AtoB", "BtoA")  # G_AB maps domain A to B, G_BA maps B to A
+
+# Allowed values of the string-valued options, checked in validate(); the one list of them
+# (argparse choices, the network builders and the runtime read it from here).
 CHOICES: dict[str, tuple[str, ...]] = {
     "generator": ("resnet", "unet", "unet_gia", "mobile_resnet"),
     "block": ("add", "concat"),
@@ -32,6 +36,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "lr_step_unit": ("epoch", "step"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
+    "backend": ("torch", "onnxruntime"),  # inference backends (translate, swap, serve, eval)
     # --val-metric: the metric that picks run_dir/best/ (see cyclekit.metrics.evaluate; auto = psnr
     # where the test set has ground truth, else kid).
     "val_metric": ("auto", "cycle_l1", "identity_l1") + tuple(
@@ -227,42 +232,64 @@ def set_field(cfg: Config, name: str, value: Any) -> None:
     setattr(getattr(cfg, section), name, coerce(value, typ, f"--{name.replace('_', '-')}"))
 
 
+# Upper bounds for the model options: far above any published CycleGAN, low enough that a hostile
+# or mistyped config.json cannot make a loader allocate gigabytes before anything is checked.
+MODEL_LIMITS: dict[str, tuple[float, float]] = {
+    "in_channels": (1, 64), "out_channels": (1, 64), "ngf": (1, 1024), "ndf": (1, 1024),
+    "n_blocks": (0, 64), "unet_levels": (1, 12), "d_layers": (0, 10), "image_size": (1, 16384),
+    "init_gain": (0.0, 10.0), "face_margin": (0.0, 4.0),
+}
+
+
+def _check_choices(obj: Any) -> None:
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        if f.name in CHOICES and v not in CHOICES[f.name]:
+            raise ConfigError(f"--{f.name.replace('_', '-')}: {v!r} is not one of {', '.join(CHOICES[f.name])}")
+
+
+def validate_model_config(m: "ModelConfig", where: str = "") -> None:
+    """Check a ModelConfig's choices and ranges (also used for every release that is loaded)."""
+    prefix = f"{where}: " if where else ""
+    try:
+        _check_choices(m)
+        for name, (lo, hi) in MODEL_LIMITS.items():
+            v = getattr(m, name)
+            if not math.isfinite(v) or not lo <= v <= hi:
+                raise ConfigError(f"--{name.replace('_', '-')} must be between {lo:g} and {hi:g}, got {v}")
+        if not 0.0 <= m.dropout < 1.0:
+            raise ConfigError(f"--dropout must be in [0, 1), got {m.dropout}")
+        if m.residual and m.in_channels != m.out_channels:
+            raise ConfigError(
+                f"--residual needs the same channels in both domains, got {m.in_channels} and {m.out_channels}")
+    except ConfigError as exc:
+        raise ConfigError(prefix + str(exc)) from None
+
+
 def validate_config(cfg: Config) -> None:
     """Check ranges and choices; raise one ConfigError that names the field and the fix."""
-    for section, obj in (("model", cfg.model), ("data", cfg.data), ("train", cfg.train)):
-        for f in dataclasses.fields(obj):
-            v = getattr(obj, f.name)
-            if f.name in CHOICES and v not in CHOICES[f.name]:
-                raise ConfigError(
-                    f"--{f.name.replace('_', '-')}: {v!r} is not one of {', '.join(CHOICES[f.name])}"
-                )
+    validate_model_config(cfg.model)
+    _check_choices(cfg.data)
+    _check_choices(cfg.train)
     m, d, t = cfg.model, cfg.data, cfg.train
-    positive = {
-        "in_channels": m.in_channels, "out_channels": m.out_channels, "ngf": m.ngf, "ndf": m.ndf,
-        "batch_size": t.batch_size, "crop_size": d.crop_size, "load_size": d.load_size,
-        "image_size": m.image_size,
-    }
+    positive = {"batch_size": t.batch_size, "crop_size": d.crop_size, "load_size": d.load_size}
     for name, v in positive.items():
         if v < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {v}")
     nonneg = {
-        "n_blocks": m.n_blocks, "d_layers": m.d_layers, "n_epochs": t.n_epochs,
-        "n_epochs_decay": t.n_epochs_decay, "max_steps": t.max_steps, "pool_size": t.pool_size,
-        "lambda_cycle": t.lambda_cycle, "lambda_identity": t.lambda_identity, "lr": t.lr,
-        "max_images": d.max_images, "num_workers": d.num_workers, "dropout": m.dropout,
-        "face_margin": m.face_margin, "max_minutes": t.max_minutes, "threads": t.threads, "save_every": t.save_every,
-        "val_every": t.val_every,
+        "n_epochs": t.n_epochs, "n_epochs_decay": t.n_epochs_decay, "max_steps": t.max_steps,
+        "pool_size": t.pool_size, "lambda_cycle": t.lambda_cycle, "lambda_identity": t.lambda_identity,
+        "lr": t.lr, "max_images": d.max_images, "num_workers": d.num_workers,
+        "max_minutes": t.max_minutes, "threads": t.threads, "save_every": t.save_every, "val_every": t.val_every,
     }
     for name, v in nonneg.items():
-        if v < 0:
+        if not v >= 0:  # also refuses NaN
             raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {v}")
-    if m.generator == "unet" and m.unet_levels < 1:
-        raise ConfigError(f"--unet-levels must be at least 1, got {m.unet_levels}")
     if t.n_epochs + t.n_epochs_decay < 1 and t.max_steps == 0:
         raise ConfigError("nothing to train: set --n-epochs/--n-epochs-decay or --max-steps")
     if t.val_images < 2:
         raise ConfigError(f"--val-images must be at least 2, got {t.val_images}")
-    if t.dist_timeout <= 0:
+    if not t.dist_timeout > 0:
         raise ConfigError(f"--dist-timeout must be a positive number of minutes, got {t.dist_timeout}")
     if t.log_every < 1:
         raise ConfigError(f"--log-every must be at least 1, got {t.log_every}")
@@ -270,32 +297,18 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(
             f"--load-size ({d.load_size}) must be at least --crop-size ({d.crop_size}) for {d.preprocess}"
         )
+    if d.preprocess in ("scale_width", "scale_width_and_crop") and (d.load_size % 4 or d.crop_size % 4):
+        raise ConfigError(f"--preprocess {d.preprocess} needs --load-size and --crop-size that are multiples "
+                          f"of 4 (got {d.load_size} and {d.crop_size})")
     if t.lambda_identity > 0 and m.in_channels != m.out_channels:
         raise ConfigError(
             f"the identity loss feeds domain B images to G_AB, so it needs the same channels in both "
             f"domains (got --in-channels {m.in_channels}, --out-channels {m.out_channels}); "
             "set --lambda-identity 0"
         )
-    if m.residual and m.in_channels != m.out_channels:
-        raise ConfigError(
-            f"--residual needs the same channels in both domains, got {m.in_channels} and {m.out_channels}"
-        )
-    if not 0.0 <= m.dropout < 1.0:
-        raise ConfigError(f"--dropout must be in [0, 1), got {m.dropout}")
 
 
 # ---------------------------------------------------------------------- files
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
 def load_config(path: Union[str, Path]) -> Config:
     """Load a ``.json`` (or, with PyYAML installed, ``.yaml``) config file."""
     path = Path(path)
@@ -321,7 +334,7 @@ def load_config(path: Union[str, Path]) -> Config:
 
 def generator_config_for(model: ModelConfig, direction: str) -> ModelConfig:
     """The ModelConfig of one generator: ``AtoB`` as configured, ``BtoA`` with channels swapped."""
-    if direction not in ("AtoB", "BtoA"):
+    if direction not in DIRECTIONS:
         raise ConfigError(f"direction must be AtoB or BtoA, got {direction!r}")
     if direction == "AtoB":
         return dataclasses.replace(model)

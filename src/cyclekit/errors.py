@@ -27,6 +27,10 @@ class CheckpointError(UserError):
     """A missing, incomplete or incompatible model or training-state file."""
 
 
+class OutputError(UserError, OSError):
+    """An output file could not be written (full disk, read-only folder, ...)."""
+
+
 class MissingDependencyError(UserError, ImportError):
     """An optional dependency is not installed."""
 

@@ -71,9 +71,9 @@ def format_summary(result: dict) -> str:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cyclekit.checkpoint import resolve_release
+    from cyclekit.release import resolve_release
     from cyclekit.metrics.evaluate import EvalOptions, evaluate_model
-    from cyclekit.train.trainer import pick_device
+    from cyclekit.runtime import pick_device
 
     if args.threads > 0:
         import torch

@@ -56,7 +56,7 @@ def _out_path(args, release, direction: str) -> "Path":
 
 
 def run(args: argparse.Namespace) -> int:
-    from cyclekit.checkpoint import load_generator, resolve_release
+    from cyclekit.release import load_generator, resolve_release
     from cyclekit.errors import ConfigError
     from cyclekit.export.onnx_export import export_generator
 
@@ -141,7 +141,7 @@ def _export_int8(args, release, net, cfg, direction, out):
         set_metadata(model, meta)
         save_onnx(model, out)
     report_path = out.with_suffix(".quant.json")
-    from cyclekit.config import atomic_write_text
+    from cyclekit.io.files import atomic_write_text
 
     atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
     return report

@@ -12,7 +12,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cyclekit.checkpoint import load_generator, resolve_release
+    from cyclekit.release import load_generator, resolve_release
     from cyclekit.nn import count_macs, count_parameters
 
     if str(args.model).lower().endswith(".onnx"):

@@ -48,7 +48,7 @@ def register(sub) -> None:
 def identity_translator(size: int, margin: float):
     """A Translator whose network returns its input: checks the pipeline without a model."""
     from cyclekit.config import ModelConfig
-    from cyclekit.translate import Translator
+    from cyclekit.infer.translator import Translator
 
     return Translator(lambda x: x, ModelConfig(image_size=size, face_margin=margin))
 
@@ -58,12 +58,13 @@ def run(args: argparse.Namespace) -> int:
     from cyclekit.faces.detect import make_detector
     from cyclekit.faces.overlays import load_overlays
     from cyclekit.faces.params import DEFAULT_MARGIN
-    from cyclekit.faces.pipeline import face_params_for, swap_path
+    from cyclekit.faces.batch import swap_path
+    from cyclekit.faces.pipeline import face_params_for
 
     if args.model == "identity":
         translator = identity_translator(args.size or 256, args.margin or DEFAULT_MARGIN)
     else:
-        from cyclekit.translate import load_translator
+        from cyclekit.infer.translator import load_translator
 
         translator = load_translator(args.model, args.direction, args.device, args.precision,
                                      backend=args.backend)

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from cyclekit.config import CHOICES, DIRECTIONS
+
 
 def register(sub) -> None:
     p = sub.add_parser("translate", help="translate images, folders or globs with a trained model")
@@ -10,13 +12,17 @@ def register(sub) -> None:
     p.add_argument("--model", "-m", required=True,
                    help="run directory or release folder (or an .onnx file with --backend onnxruntime)")
     p.add_argument("--out", "-o", required=True, help="output folder (PNG files, same relative names)")
-    p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+    p.add_argument("--direction", choices=DIRECTIONS, default="AtoB",
+                   help="AtoB applies G_AB (domain A -> B), BtoA applies G_BA")
+    p.add_argument("--batch-size", type=int, default=4,
+                   help="images of the same size translated together (memory grows with it, not with "
+                        "the number of inputs)")
+    p.add_argument("--device", choices=CHOICES["device"], default="auto",
+                   help="auto: the GPU when CUDA is available, else the CPU")
+    p.add_argument("--precision", choices=CHOICES["precision"], default="auto",
                    help="auto: bf16 (NHWC) on CPUs with native bf16 and on Ampere+ GPUs, fp16 on older "
                         "GPUs, else fp32 (onnxruntime: fp32)")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+    p.add_argument("--backend", choices=CHOICES["backend"], default="torch",
                    help="onnxruntime runs a release (exported on the fly) or an exported .onnx file "
                         "(fp32/fp16/int8) with the CPU or CUDA provider")
     p.add_argument("--compile", action="store_true",
@@ -29,15 +35,18 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cyclekit.errors import ConfigError
-    from cyclekit.translate import load_translator, translate_paths
+    from cyclekit.infer.stream import plan_outputs, expand_inputs, translate_paths
+    from cyclekit.infer.translator import load_translator
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    plan_outputs(expand_inputs(args.inputs), args.out, args.suffix)  # refuse a bad plan before loading the model
     translator = load_translator(args.model, args.direction, args.device, args.precision,
                                  backend=args.backend, compile=args.compile)
     done = translate_paths(
         translator, args.inputs, args.out, batch_size=args.batch_size, suffix=args.suffix,
         progress=not args.quiet, on_bad_file="skip" if args.skip_bad else "error",
     )
-    print(f"translated {len(done)} image(s) {args.direction} into {args.out}")
+    skipped = f", skipped {len(done.skipped)} unreadable" if done.skipped else ""
+    print(f"translated {len(done)} image(s) {args.direction} into {args.out}{skipped}")
     return 0

@@ -21,7 +21,7 @@ import numpy as np
 from torch.utils.data import Dataset, Sampler
 
 from cyclekit.config import DataConfig
-from cyclekit.data.images import IMAGE_EXTENSIONS, convert_channels, list_images, load_image, to_tensor
+from cyclekit.io.images import IMAGE_EXTENSIONS, convert_channels, list_images, load_image, to_tensor
 from cyclekit.data.transforms import preprocess
 from cyclekit.errors import DataError
 
@@ -365,42 +365,3 @@ def list_test_pairs(dataroot: PathLike, domain: str = "A") -> list[tuple[Path, O
     if not gt_dir.is_dir():
         return [(f, None) for f in files]
     return [(f, _find_gt(gt_dir, f.relative_to(test_dir))) for f in files]
-
-
-class TestDataset(Dataset):
-    """Test images of one domain (no randomness), with ground truth where it exists.
-
-    Items: ``{"image": CxHxW, "path": str, "gt_path": str}`` plus ``"gt": CxHxW`` when a ground
-    truth file exists (use batch_size 1, or a list collate, when only some items have one).
-    """
-
-    __test__ = False  # not a pytest class
-
-    def __init__(self, pairs: Sequence[tuple[PathLike, Optional[PathLike]]], cfg: DataConfig,
-                 channels: int, channels_gt: Optional[int] = None):
-        if not pairs:
-            raise DataError("no test images")
-        self.pairs = [(Path(p), Path(g) if g else None) for p, g in pairs]
-        self.cfg, self.channels = cfg, channels
-        self.channels_gt = channels if channels_gt is None else channels_gt
-
-    @classmethod
-    def from_dataroot(cls, dataroot: PathLike, cfg: DataConfig, model_cfg, domain: str = "A"):
-        pairs = list_test_pairs(dataroot, domain)
-        c_in, c_out = model_cfg.in_channels, model_cfg.out_channels
-        if domain == "B":
-            c_in, c_out = c_out, c_in
-        return cls(pairs, cfg, c_in, c_out)
-
-    def __len__(self) -> int:
-        return len(self.pairs)
-
-    def __getitem__(self, i: int) -> dict:
-        path, gt = self.pairs[i]
-        rng = np.random.default_rng(0)  # unused when train=False (centre crop, no flip)
-        img = preprocess(load_image(path, self.channels), self.cfg, rng, False, path=path)
-        item = {"image": to_tensor(img), "path": str(path), "gt_path": str(gt) if gt else ""}
-        if gt is not None:
-            g = preprocess(load_image(gt, self.channels_gt), self.cfg, rng, False, path=gt)
-            item["gt"] = to_tensor(g)
-        return item

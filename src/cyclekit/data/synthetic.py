@@ -29,13 +29,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from cyclekit.errors import ConfigError, DataError
+from cyclekit.io.files import atomic_path, atomic_write_text
 from cyclekit.data.worlds.base import Canvas, World
 from cyclekit.data.worlds.faces import FacesWorld
 from cyclekit.data.worlds.fruit import FruitWorld
@@ -137,22 +137,12 @@ def _write_png(arr: np.ndarray, path: Path, channels: int) -> None:
     im = Image.fromarray(arr, "RGB")
     if channels == 1:
         im = im.convert("L")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            im.save(fh, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        im.save(tmp, format="PNG")
 
 
 def _write_json(obj: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(obj, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _check_count(name: str, n: int, lo: int) -> int:

@@ -43,7 +43,7 @@ CALIB_METHODS = ("minmax", "percentile", "entropy")
 # --------------------------------------------------------------------------- data
 def load_arrays(files: Sequence[Union[str, Path]], channels: int, size: int) -> list[np.ndarray]:
     """Images as ``[1, C, size, size]`` float32 in [-1, 1]: shorter side resized to ``size``, centre crop."""
-    from cyclekit.data.images import load_image
+    from cyclekit.io.images import load_image
     from cyclekit.data.transforms import resize
 
     out = []
@@ -62,12 +62,15 @@ def load_arrays(files: Sequence[Union[str, Path]], channels: int, size: int) -> 
 def domain_images(model_path: Union[str, Path], direction: str = "AtoB",
                   folder: Optional[Union[str, Path]] = None) -> list[Path]:
     """The training images of the generator's input domain (trainA for AtoB), or ``folder``'s."""
-    from cyclekit.checkpoint import load_release_config
     from cyclekit.data.datasets import resolve_domain_dirs
-    from cyclekit.data.images import list_images
+    from cyclekit.io.images import list_images
+    from cyclekit.release import training_config
 
     if folder is None:
-        cfg = load_release_config(model_path)
+        cfg = training_config(model_path)
+        if cfg is None:
+            raise DataError(f"{model_path} does not say which images it was trained on (a release shipped "
+                            "without its run directory); give calibration images of the input domain with --calib-dir")
         try:
             dir_a, dir_b = resolve_domain_dirs(cfg.data, "train")
         except DataError as exc:
@@ -188,7 +191,7 @@ def mean_psnr(ref: list[np.ndarray], out: list[np.ndarray]) -> float:
 
 
 def run_model(path_or_session, arrays: list[np.ndarray], threads: int = 0) -> list[np.ndarray]:
-    from cyclekit.export.ort_backend import make_session
+    from cyclekit.infer.onnx_backend import make_session
 
     sess = path_or_session if hasattr(path_or_session, "run") else make_session(path_or_session, "cpu", threads)
     name = sess.get_inputs()[0].name

@@ -9,7 +9,7 @@ from __future__ import annotations
 from cyclekit.faces.params import DEFAULT_MARGIN, FACES_JSON, FaceParams, read_faces_json, write_faces_json
 
 _LAZY = {
-    "swap_image": "cyclekit.faces.pipeline", "swap_path": "cyclekit.faces.pipeline",
+    "swap_image": "cyclekit.faces.pipeline", "swap_path": "cyclekit.faces.batch",
     "face_params_for": "cyclekit.faces.pipeline", "SwapInfo": "cyclekit.faces.pipeline",
     "swap_video": "cyclekit.faces.video", "probe_video": "cyclekit.faces.video",
     "Face": "cyclekit.faces.detect", "FaceDetector": "cyclekit.faces.detect",

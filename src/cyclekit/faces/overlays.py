@@ -58,7 +58,7 @@ def load_overlay(spec: str) -> Overlay:
 
     Example: ``beard.png@chin,scale=2.4,dy=-0.2``. Files without alpha get an opaque one.
     """
-    from cyclekit.data.images import load_image
+    from cyclekit.io.images import load_image
 
     path, _, rest = spec.partition("@")
     parts = [p for p in rest.split(",") if p] if rest else []

@@ -70,7 +70,7 @@ class FaceParams:
 
 def write_faces_json(folder: Union[str, Path], params: FaceParams, extra: Optional[dict] = None) -> Path:
     """Write ``folder/faces.json`` atomically: the crop geometry plus provenance (``extra``)."""
-    from cyclekit.config import atomic_write_text
+    from cyclekit.io.files import atomic_write_text
 
     doc = {**params.to_dict(), **(extra or {})}
     path = Path(folder) / FACES_JSON

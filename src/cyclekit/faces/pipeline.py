@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -25,9 +24,6 @@ from cyclekit.faces.detect import Face, FaceDetector, make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams
 
 log = logging.getLogger(__name__)
-
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
-
 
 @dataclass
 class FaceResult:
@@ -69,13 +65,13 @@ def face_params_for(translator, margin: Optional[float] = None, align: bool = Tr
 def translate_crops(translator, crops: list[np.ndarray]) -> list[np.ndarray]:
     """Run the generator on float ``SxSx3`` crops in [0, 1]; returns ``SxSx3`` crops in [0, 1].
 
-    ``translator`` is a :class:`cyclekit.translate.Translator` (or any callable on ``[N,C,H,W]``
+    ``translator`` is a :class:`cyclekit.infer.translator.Translator` (or any callable on ``[N,C,H,W]``
     tensors in [-1, 1] with a ``cfg``); 1-channel models get luminance and their output is
     replicated to RGB.
     """
     import torch
 
-    from cyclekit.data.images import convert_channels, to_image, to_tensor
+    from cyclekit.io.images import convert_channels, to_image, to_tensor
 
     if not crops:
         return []
@@ -192,68 +188,3 @@ def side_by_side(before: np.ndarray, after: np.ndarray, gap: int = 4) -> np.ndar
     h = before.shape[0]
     sep = np.ones((h, gap, before.shape[2]), dtype=before.dtype) * (255 if before.dtype == np.uint8 else 1.0)
     return np.concatenate([before, sep.astype(before.dtype), after], axis=1)
-
-
-@dataclass
-class SwapRecord:
-    source: Path
-    output: Path
-    message: str
-    swapped: int
-
-
-def swap_path(
-    translator, inputs: Sequence[Union[str, Path]], out_dir: Union[str, Path], *, compare: bool = False,
-    progress: bool = False, params: Optional[FaceParams] = None, detector: Optional[FaceDetector] = None,
-    video_options: Optional[dict] = None, **swap_kwargs,
-) -> list[SwapRecord]:
-    """Swap faces in image files, folders (recursive) and video files; write PNGs / mp4s to ``out_dir``.
-
-    Images are written as ``out_dir/<relative name>.png`` (lossless, so untouched pixels stay
-    exact) and, with ``compare``, ``<name>_compare.png`` showing input and output side by side.
-    Videos go through :func:`cyclekit.faces.video.swap_video`.
-    """
-    from tqdm.auto import tqdm
-
-    from cyclekit.data.images import load_image, save_image
-    from cyclekit.errors import DataError, UserError
-    from cyclekit.translate import expand_inputs
-
-    out_dir = Path(out_dir)
-    params = params or face_params_for(translator)
-    detector = detector or make_detector(params.detector)
-    videos, images = [], []
-    for item in inputs:
-        p = Path(item)
-        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
-            videos.append(p)
-        else:
-            images.append(item)
-    pairs = expand_inputs(images) if images else []
-    sources = {src.resolve() for src, _ in pairs} | {v.resolve() for v in videos}
-    records: list[SwapRecord] = []
-    for src, rel in tqdm(pairs, disable=not progress, unit="img", desc="swap"):
-        dst = out_dir / rel.with_suffix(".png")
-        if dst.resolve() in sources:
-            raise UserError(f"output {dst} would overwrite an input; choose another --out folder")
-        try:
-            img = load_image(src, 3)
-        except DataError as exc:
-            log.warning("skipping %s", exc)
-            records.append(SwapRecord(src, dst, f"unreadable: {exc}", 0))
-            continue
-        result, info = swap_image(img, translator, params=params, detector=detector, **swap_kwargs)
-        save_image(dst, result)
-        if compare:
-            save_image(dst.with_name(dst.stem + "_compare.png"), side_by_side(img, result))
-        records.append(SwapRecord(src, dst, info.message, info.swapped))
-    for video in videos:
-        from cyclekit.faces.video import swap_video
-
-        dst = out_dir / (video.stem + ".mp4")
-        if dst.resolve() in sources:
-            raise UserError(f"output {dst} would overwrite an input; choose another --out folder")
-        vinfo = swap_video(video, dst, translator, params=params, detector=detector, compare=compare,
-                           progress=progress, **(video_options or {}), **swap_kwargs)
-        records.append(SwapRecord(video, dst, vinfo.message, vinfo.frames_swapped))
-    return records

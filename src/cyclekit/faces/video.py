@@ -24,11 +24,15 @@ from typing import Iterator, Optional, Union
 import numpy as np
 
 from cyclekit.errors import DataError, UserError, require
+from cyclekit.io.files import temp_path_for
 from cyclekit.faces.align import CropTransform
 from cyclekit.faces.detect import Face, FaceDetector, make_detector
 from cyclekit.faces.params import FaceParams
+from cyclekit.faces.pipeline import side_by_side, swap_image
 
 log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg"})
 
 
 def ffmpeg_exe() -> str:
@@ -233,7 +237,6 @@ def swap_video(
     """Swap the dominant face (or all faces) through a video; writes an H.264 mp4 at ``dst``."""
     from tqdm.auto import tqdm
 
-    from cyclekit.faces.pipeline import side_by_side, swap_image
 
     src, dst = Path(src), Path(dst)
     if detect_every < 1:
@@ -256,9 +259,9 @@ def swap_video(
     plan = plan_crops(detections, params, fps, all_faces, smooth, max_gap)
 
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp_video = dst.with_name(f".{dst.stem}.video-{os.getpid()}.mp4")
-    tmp_cmp = dst.with_name(f".{dst.stem}.compare-{os.getpid()}.mp4")
     cmp_path = dst.with_name(dst.stem + "_compare.mp4")
+    # hidden temporaries beside the outputs (see cyclekit.io.files): renamed only when complete
+    tmp_video, tmp_cmp, tmp_mux = temp_path_for(dst), temp_path_for(cmp_path), temp_path_for(dst)
     try:
         writer = VideoWriter(tmp_video, (w, h), fps, crf)
         cmp_writer = VideoWriter(tmp_cmp, (2 * w + 4, h), fps, crf) if compare else None
@@ -278,7 +281,6 @@ def swap_video(
             if cmp_writer is not None:
                 cmp_writer.close()
         if meta.get("audio_codec"):
-            tmp_mux = dst.with_name(f".{dst.stem}.mux-{os.getpid()}.mp4")
             info.audio = mux_audio(tmp_video, src, tmp_mux)
             if info.audio:
                 os.replace(tmp_mux, tmp_video)
@@ -288,7 +290,7 @@ def swap_video(
         if cmp_writer is not None:
             os.replace(tmp_cmp, cmp_path)
     finally:
-        for p in (tmp_video, tmp_cmp, dst.with_name(f".{dst.stem}.mux-{os.getpid()}.mp4")):
+        for p in (tmp_video, tmp_cmp, tmp_mux):
             p.unlink(missing_ok=True)
     missing = info.frames - info.frames_swapped
     info.message = f"swapped faces in {info.frames_swapped}/{info.frames} frames"

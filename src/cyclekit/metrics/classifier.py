@@ -106,7 +106,7 @@ def prepare(x: torch.Tensor, size: int, channels: int) -> torch.Tensor:
 
 def load_folder(files: Sequence[Path], channels: int, size: int) -> torch.Tensor:
     """Load image files into one ``[N, channels, size, size]`` tensor in [-1, 1]."""
-    from cyclekit.data.images import load_image, to_tensor
+    from cyclekit.io.images import load_image, to_tensor
 
     out = []
     for f in files:
@@ -184,7 +184,7 @@ def train_domain_classifier(
 ) -> DomainClassifier:
     """Train a :class:`DomainCNN` on ``dir_a`` (label 0) vs ``dir_b`` (label 1) and measure it on a
     held-out ``heldout`` fraction of each folder. Deterministic for a given ``seed``."""
-    from cyclekit.data.images import list_images
+    from cyclekit.io.images import list_images
 
     if size < 16:
         raise DataError(f"classifier size must be at least 16 px, got {size}")

@@ -85,7 +85,7 @@ def load_test_items(dataroot: Union[str, Path], domain: str, channels: int, chan
                     size: int = 0, max_images: int = 0) -> list[TestItem]:
     """``test{domain}`` images (and ``test{domain}_gt`` truths), resized to ``size`` when > 0."""
     from cyclekit.data.datasets import list_test_pairs
-    from cyclekit.data.images import load_image, to_tensor
+    from cyclekit.io.images import load_image, to_tensor
     from cyclekit.data.transforms import resize
 
     def load(path: Path, c: int, hw: Optional[tuple[int, int]]) -> np.ndarray:
@@ -174,7 +174,7 @@ class Evaluator:
 
     # ------------------------------------------------------------------ scoring
     def _direction(self, src: str, fwd: Generator, back: Generator, sink) -> tuple[list, dict]:
-        from cyclekit.data.images import to_image
+        from cyclekit.io.images import to_image
         from cyclekit.metrics.fid import quantize
         from cyclekit.metrics.paired import l1, paired_metrics
 
@@ -284,7 +284,7 @@ class Evaluator:
 # --------------------------------------------------------------------------- a release
 def find_metrics_log(model: Union[str, Path]) -> Optional[Path]:
     """The training log of a release: ``RUN/metrics.jsonl`` for ``RUN``, ``RUN/model``, ``RUN/best``."""
-    from cyclekit.checkpoint import resolve_release
+    from cyclekit.release import resolve_release
 
     release = resolve_release(model)
     for cand in (release / "metrics.jsonl", release.parent / "metrics.jsonl"):
@@ -297,8 +297,8 @@ def evaluate_model(model: Union[str, Path], data: Union[str, Path], out: Optiona
                    opts: Optional[EvalOptions] = None) -> dict:
     """Evaluate a release (run dir, release folder or ``model.safetensors``) on ``data``; write
     ``metrics.json``, ``metrics.csv``, ``per_image.csv`` and ``index.html`` to ``out`` when given."""
-    from cyclekit.checkpoint import load_release_config, resolve_release
-    from cyclekit.translate import load_translator
+    from cyclekit.release import load_release_config, resolve_release
+    from cyclekit.infer.translator import load_translator
 
     opts = (opts or EvalOptions()).validate()
     data = Path(data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from html import escape
 
-from cyclekit.metrics.report import curve_groups, features_label, svg_line_plot
+from cyclekit.metrics.plots import curve_groups, svg_line_plot
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1b1f24;background:#f6f7f9;margin:0}
@@ -34,6 +34,11 @@ SUMMARY = [  # (base key, label, format)
     ("cycle_l1", "cycle-consistency L1", "{:.4f}"), ("identity_l1", "identity drift L1", "{:.4f}"),
 ]
 
+
+
+def features_label(result: dict) -> str:
+    fe = result.get("feature_extractor")
+    return fe["name"] if fe else "none"
 
 def _fmt(v, fmt: str, std=None) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):

@@ -11,12 +11,12 @@ Pure ``torch.nn``, no I/O. Build from a :class:`cyclekit.config.ModelConfig`::
 """
 from cyclekit.nn.discriminators import PatchDiscriminator, PixelDiscriminator, build_discriminator
 from cyclekit.nn.generators import (
-    GiaUnetGenerator, ResnetGenerator, UnetGenerator, build_generator,
+    GiaUnetGenerator, ResnetGenerator, UnetGenerator, build_generator, min_input_size, size_multiple,
 )
 from cyclekit.nn.layers import count_macs, count_parameters, init_weights, make_norm
 
 __all__ = [
     "build_generator", "build_discriminator", "init_weights", "count_parameters", "count_macs",
     "make_norm", "ResnetGenerator", "UnetGenerator", "GiaUnetGenerator", "PatchDiscriminator",
-    "PixelDiscriminator",
+    "PixelDiscriminator", "size_multiple", "min_input_size",
 ]

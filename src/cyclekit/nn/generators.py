@@ -291,3 +291,24 @@ def _build_generator(cfg: ModelConfig) -> nn.Module:
 
         return MobileResnetGenerator(n_blocks=cfg.n_blocks, upsample=cfg.upsample, **common)
     raise ConfigError(f"generator {cfg.generator!r} is not one of resnet, unet, unet_gia, mobile_resnet")
+
+
+# Input sides must be multiples of this for each generator to return its input's size.
+_SIZE_MULTIPLE = {
+    "resnet": lambda cfg: 4, "mobile_resnet": lambda cfg: 4,
+    "unet": lambda cfg: 2 ** cfg.unet_levels, "unet_gia": lambda cfg: 16,
+}
+
+
+def size_multiple(cfg: ModelConfig) -> int:
+    """Input height and width must be a multiple of this (callers pad, see cyclekit.infer)."""
+    if cfg.generator not in _SIZE_MULTIPLE:
+        raise ConfigError(f"generator {cfg.generator!r} is not one of {', '.join(_SIZE_MULTIPLE)}")
+    return _SIZE_MULTIPLE[cfg.generator](cfg)
+
+
+def min_input_size(cfg: ModelConfig) -> int:
+    """The smallest side the generator accepts: twice its size multiple, so that the innermost
+    feature map keeps more than one pixel (instance norm needs two) and every reflection pad
+    has room; smaller images are padded up to it by the translator and cropped back."""
+    return 2 * size_multiple(cfg)

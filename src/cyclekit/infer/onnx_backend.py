@@ -1,7 +1,7 @@
 """onnxruntime as an inference backend, usable wherever a PyTorch generator is.
 
 :class:`OrtGenerator` is a callable with the generator's contract (``[N, C, H, W]`` float tensor in
-[-1, 1] in, same-size translated tensor out), so :class:`cyclekit.translate.Translator` wraps it
+[-1, 1] in, same-size translated tensor out), so :class:`cyclekit.infer.translator.Translator` wraps it
 unchanged and pads/crops to the size multiple exactly as for PyTorch. It runs either an exported
 ``.onnx`` file (fp32, fp16 or int8; its ``cyclekit.*`` metadata says what it is) or a release,
 which is exported in memory on load. The CUDA execution provider is used when asked for (or with
@@ -19,6 +19,7 @@ import torch
 
 from cyclekit.config import ModelConfig
 from cyclekit.errors import CheckpointError, ConfigError, require
+from cyclekit.nn.generators import size_multiple
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +158,8 @@ def load_onnx_generator(model: Union[str, Path], direction: str = "AtoB", device
             "(or fp16 on a GPU), or export an int8 file with `cyclekit export MODEL --precision int8` "
             "and pass that .onnx file as the model"
         )
-    from cyclekit.checkpoint import load_generator
-    from cyclekit.export.onnx_export import generator_metadata, set_metadata, to_onnx_model
-    from cyclekit.translate import size_multiple
+    from cyclekit.release import load_generator
+    from cyclekit.infer.onnx_graph import generator_metadata, set_metadata, to_onnx_model
 
     net, cfg = load_generator(model, direction, device="cpu")
     multiple = size_multiple(cfg)

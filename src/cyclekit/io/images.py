@@ -21,14 +21,13 @@ Decisions (documented once, relied on everywhere):
 from __future__ import annotations
 
 import logging
-import os
-import uuid
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 
 from cyclekit.errors import DataError, MissingDependencyError, require
+from cyclekit.io.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +96,43 @@ def load_image(path: PathLike, channels: int) -> np.ndarray:
     else:
         arr, kind = _read_image(path, channels)
     return convert_channels(arr, kind, channels, str(path))
+
+
+def probe_image(path: PathLike) -> tuple[int, int]:
+    """``(height, width)`` of an image file as :func:`load_image` will return it (EXIF rotation
+    applied), from its header alone: a fast check that every input of a run can be opened.
+    Raises :class:`DataError` like :func:`load_image` for missing, empty or non-image files
+    (a file truncated after its header is only found when it is decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"image not found: {path}" if not path.exists() else f"not a file: {path}")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty (0 bytes); delete it or re-export the image")
+    if path.suffix.lower() == ".npy":
+        try:
+            a = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise DataError(f"{path}: not a readable .npy array ({exc})") from None
+        if a.ndim not in (2, 3):
+            raise DataError(f"{path}: expected an HxW or HxWxC array, got shape {a.shape}")
+        return int(a.shape[0]), int(a.shape[1])
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            orientation = im.getexif().get(0x0112, 1)
+    except UnidentifiedImageError:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            arr = load_image(path, 1)  # tifffile fallback: decode to know
+            return int(arr.shape[0]), int(arr.shape[1])
+        raise DataError(f"{path}: not a recognised image file (is it really a {path.suffix or 'image'}? "
+                        "re-export it as PNG or JPEG, or remove it)") from None
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"{path}: image too large to open safely ({exc})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError) as exc:
+        raise DataError(f"{path}: cannot read the image header: {exc or type(exc).__name__}") from None
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
 
 
 def convert_channels(arr: np.ndarray, kind: str, channels: int, name: str = "image") -> np.ndarray:
@@ -304,14 +340,8 @@ def save_image(path: PathLike, array: np.ndarray, bit_depth: int = 8, quality: i
             raise DataError(f"{path}: 16-bit output needs a .png or .tif file name")
         if _FORMATS[ext] == "JPEG" and arr.shape[2] == 4:
             arr = convert_channels(arr, "RGBA", 3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.tmp{ext}")
-    try:
+    with atomic_path(path) as tmp:
         _write(tmp, ext, arr, bit_depth, quality)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -1,0 +1,215 @@
+"""Translate images, folders and globs in bounded memory.
+
+:func:`translate_paths` first plans every output (so that two inputs can never write the same
+file, and nothing is written when the plan is wrong), checks every input's header, then streams:
+a small thread pool decodes at most ``prefetch`` images ahead, same-size images are batched, and
+each output is written atomically as soon as its batch is done. Peak memory depends on the batch
+size and the largest image, not on how many images there are (``benchmarks/bench_stream.py``).
+"""
+from __future__ import annotations
+
+import glob
+import logging
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence, Union
+
+import torch
+
+from cyclekit.errors import DataError, OutputError, UserError
+from cyclekit.infer.translator import Translator
+from cyclekit.io.images import IMAGE_EXTENSIONS, list_images, load_image, probe_image, save_image, to_image, to_tensor
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+
+
+def expand_inputs(inputs: Sequence[PathLike]) -> list[tuple[Path, Path]]:
+    """Expand files, folders (recursive) and globs to (file, path relative to its root)."""
+    out: list[tuple[Path, Path]] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out += [(f, f.relative_to(p)) for f in list_images(p)]
+        elif p.is_file():
+            out.append((p, Path(p.name)))
+        else:
+            matches = sorted(glob.glob(str(item), recursive=True))
+            files = [Path(m) for m in matches if Path(m).suffix.lower() in IMAGE_EXTENSIONS]
+            if not files:
+                raise DataError(f"input not found: {item} (give an image, a folder or a quoted glob)")
+            out += [(f, Path(f.name)) for f in files]
+    return out
+
+
+def plan_outputs(pairs: Sequence[tuple[Path, Path]], out_dir: PathLike, suffix: str = "") -> list[tuple[Path, Path]]:
+    """``(source, destination)`` for every input, refusing anything that would lose data.
+
+    Outputs keep the input's relative path with ``.png``; when two inputs would get the same name
+    (``x.png`` and ``x.jpg``) the later ones keep their extension (``x.jpg.png``). Two inputs that
+    still collide (the same relative name from two folders), an output that would overwrite an
+    input, an ``--out`` that is a file and a ``--suffix`` with a path separator are refused before
+    anything is written.
+    """
+    out_dir = Path(out_dir)
+    if any(sep in suffix for sep in ("/", "\\", os.sep)) or suffix in (".", ".."):
+        raise UserError(f"--suffix {suffix!r} must not contain a path separator; it is added to file names")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a folder; give a folder for the outputs")
+    sources = {src.resolve() for src, _ in pairs}
+    unique: dict[Path, Path] = {}  # the same file named twice (a folder and a glob): once
+    for src, rel in pairs:
+        unique.setdefault(src.resolve(), rel)
+    default = {src: out_dir / rel.with_name(rel.stem + suffix + ".png") for src, rel in unique.items()}
+    keeper: dict[Path, Path] = {}  # default output -> the input that keeps the plain name (a .png first)
+    for src in sorted(unique, key=lambda s: unique[s].suffix.lower() != ".png"):
+        keeper.setdefault(default[src].resolve(), src)
+    taken: dict[Path, Path] = {}
+    jobs = []
+    for src, rel in unique.items():
+        dst = default[src]
+        owner = keeper[dst.resolve()]
+        if owner != src:
+            if unique[owner].name == rel.name:  # the same file name from two places: no honest rename
+                raise UserError(f"{owner} and {src} would both be written to {dst}; translate them "
+                                "into different --out folders or give their parent folder instead")
+            dst = out_dir / rel.with_name(rel.name + suffix + ".png")  # x.jpg -> x.jpg.png
+        key = dst.resolve()
+        if key in taken or (key in keeper and keeper[key] != src):
+            other = taken.get(key) or keeper[key]
+            raise UserError(f"{other} and {src} would both be written to {dst}; translate them "
+                            "into different --out folders or give their parent folder instead")
+        if key in sources:
+            raise UserError(f"output {dst} would overwrite an input; choose another --out folder")
+        taken[key] = src
+        jobs.append((src, dst))
+    return jobs
+
+
+@dataclass
+class Translated:
+    source: Path
+    output: Path
+
+
+@dataclass
+class StreamResult:
+    """What :func:`translate_paths` did: iterate over it for the :class:`Translated` files."""
+
+    written: list[Translated] = field(default_factory=list)  # in the order they were written
+    skipped: list[str] = field(default_factory=list)  # one-line reasons
+
+    def __len__(self) -> int:
+        return len(self.written)
+
+    def __iter__(self) -> Iterator[Translated]:
+        return iter(self.written)
+
+
+def _batches(jobs: list[tuple[Path, Path, tuple[int, int]]], batch_size: int) -> Iterator[list]:
+    """Same-size jobs in groups of at most ``batch_size`` (sizes from the headers)."""
+    by_size: dict[tuple[int, int], list] = {}
+    for job in jobs:
+        by_size.setdefault(job[2], []).append(job)
+    for group in by_size.values():
+        for i in range(0, len(group), batch_size):
+            yield group[i:i + batch_size]
+
+
+def translate_paths(
+    translator: Translator, inputs: Sequence[PathLike], out_dir: PathLike, batch_size: int = 4,
+    suffix: str = "", progress: bool = False, on_bad_file: str = "error", prefetch: int = 0,
+) -> StreamResult:
+    """Translate every input image and write ``out_dir/<relative path>.png`` (see the module notes).
+
+    ``on_bad_file="error"`` stops at the first unreadable input before anything is written (found
+    by the header check) or, for a file that only fails when decoded, with the outputs so far
+    complete; ``"skip"`` skips such files with a warning. ``prefetch`` bounds the decoded images
+    waiting for the model (default: two batches).
+    """
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {batch_size}")
+    pairs = expand_inputs(inputs)
+    if not pairs:
+        raise DataError("no input images given")
+    result = StreamResult()
+    jobs = []
+    for src, dst in plan_outputs(pairs, out_dir, suffix):
+        try:
+            jobs.append((src, dst, probe_image(src)))
+        except DataError as exc:
+            if on_bad_file != "skip":
+                raise
+            log.warning("skipping %s", exc)
+            result.skipped.append(str(exc))
+    channels = translator.cfg.in_channels
+    prefetch = prefetch or 2 * batch_size
+    order = [job for batch in _batches(jobs, batch_size) for job in batch]
+    bar = tqdm(total=len(order), disable=not progress, unit="img", desc="translate")
+    try:
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="decode") as pool:
+            ahead: deque = deque()
+            feed = iter(order)
+
+            def top_up() -> None:
+                while len(ahead) < prefetch:
+                    job = next(feed, None)
+                    if job is None:
+                        return
+                    ahead.append((job, pool.submit(load_image, job[0], channels)))
+
+            top_up()
+            while ahead:
+                batch, size = [], None
+                while ahead and len(batch) < batch_size:
+                    (src, dst, shape), fut = ahead[0]
+                    if size is not None and shape != size:
+                        break
+                    ahead.popleft()
+                    try:
+                        img = fut.result()
+                    except DataError as exc:
+                        if on_bad_file != "skip":
+                            raise
+                        log.warning("skipping %s", exc)
+                        result.skipped.append(str(exc))
+                        bar.update(1)
+                        continue
+                    if img.shape[:2] != shape:  # header and pixels disagree: batch it alone
+                        if batch:
+                            ahead.appendleft(((src, dst, img.shape[:2]), _done(img)))
+                            break
+                        shape = img.shape[:2]
+                    size = shape
+                    batch.append((src, dst, img))
+                    top_up()
+                if not batch:
+                    continue
+                y = translator(torch.stack([to_tensor(img) for _, _, img in batch])).cpu()
+                for (src, dst, _), out in zip(batch, y):
+                    save_image(dst, to_image(out))
+                    result.written.append(Translated(src, dst))
+                bar.update(len(batch))
+                del batch, y
+    except OutputError as exc:
+        raise OutputError(f"{exc} ({len(result.written)} of {len(order)} outputs were written to "
+                          f"{out_dir} before this)") from None
+    finally:
+        bar.close()
+    return result
+
+
+class _done:
+    """A finished future holding ``value`` (to put a decoded image back in the queue)."""
+
+    def __init__(self, value) -> None:
+        self.value = value
+
+    def result(self):
+        return self.value
