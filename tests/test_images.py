@@ -229,3 +229,19 @@ def test_quiet_logging(caplog, tmp_path):
         Image.fromarray(_rgb()).save(tmp_path / "ok.png")
         load_image(tmp_path / "ok.png", 3)
     assert caplog.records == []
+
+
+def test_bytes_and_files_decode_identically(tmp_path):
+    """The server's uploads and the CLI's files go through the same decoder (16-bit, alpha)."""
+    from cyclekit.io.images import decode_image_bytes
+
+    g16 = (np.arange(20 * 30, dtype=np.uint16).reshape(20, 30) * 97).astype(np.uint16)
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    rgba = np.random.default_rng(1).integers(0, 256, (12, 10, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "rgba.png")
+    for name, channels in (("g16.png", 1), ("g16.png", 3), ("rgba.png", 3), ("rgba.png", 4)):
+        data = (tmp_path / name).read_bytes()
+        assert np.array_equal(decode_image_bytes(data, channels), load_image(tmp_path / name, channels))
+    assert decode_image_bytes((tmp_path / "g16.png").read_bytes(), 1).max() > 200 / 255  # 16 bits kept
+    with pytest.raises(DataError, match="the upload"):
+        decode_image_bytes(b"\x89PNG\r\n\x1a\n garbage", 3)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -96,6 +96,17 @@ def load_image(path: PathLike, channels: int) -> np.ndarray:
     else:
         arr, kind = _read_image(path, channels)
     return convert_channels(arr, kind, channels, str(path))
+
+
+def decode_image_bytes(data: bytes, channels: int, name: str = "the upload",
+                       formats: Optional[tuple[str, ...]] = None) -> np.ndarray:
+    """Decode an image held in memory exactly as :func:`load_image` decodes a file (16-bit,
+    alpha, EXIF and channel rules included); ``formats`` limits the Pillow decoders tried.
+    Raises :class:`DataError` naming ``name``."""
+    if not data:
+        raise DataError(f"{name}: the image is empty (0 bytes)")
+    arr, kind = _read_image(Path(name), channels, data=bytes(data), formats=formats)
+    return convert_channels(arr, kind, channels, name)
 
 
 def probe_image(path: PathLike) -> tuple[int, int]:
@@ -209,15 +220,23 @@ def _rawmode(im) -> str:
     return args if isinstance(args, str) else str(args[0]) if args else ""
 
 
-def _read_image(path: Path, channels: int) -> tuple[np.ndarray, str]:
+def _read_image(path: Path, channels: int, data: Optional[bytes] = None,
+                formats: Optional[tuple[str, ...]] = None) -> tuple[np.ndarray, str]:
+    """Decode ``path`` (or, when given, the bytes ``data`` that ``path`` names) with Pillow."""
+    import io
+
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    is_tiff = path.suffix.lower() in (".tif", ".tiff")
+    if data is None:
+        is_tiff = path.suffix.lower() in (".tif", ".tiff")
+    else:
+        is_tiff = data[:4] in (b"II*\x00", b"MM\x00*")
     try:
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data) if data is not None else path, formats=formats) as im:
+            im.seek(0)  # the first frame of an animation
             raw = _rawmode(im)
             if ";16" in raw and im.mode in ("RGB", "RGBA", "LA"):
-                arr = _read_16bit_colour(path, is_tiff)
+                arr = _read_16bit_colour(path, is_tiff, data)
                 if arr is not None:
                     return arr, _KIND_OF.get(arr.shape[2], "multi")
             im.load()  # decode everything now, so a truncated file fails here
@@ -225,7 +244,7 @@ def _read_image(path: Path, channels: int) -> tuple[np.ndarray, str]:
             return _pil_to_array(im, str(path))
     except UnidentifiedImageError:
         if is_tiff:
-            arr = _read_tifffile(path)
+            arr = _read_tifffile(path, data=data)
             if arr is not None:
                 return arr, _kind_of(arr.shape[2])
         raise DataError(
@@ -264,10 +283,10 @@ def _pil_to_array(im, name: str) -> tuple[np.ndarray, str]:
     return arr, im.mode
 
 
-def _read_16bit_colour(path: Path, is_tiff: bool):
+def _read_16bit_colour(path: Path, is_tiff: bool, data: Optional[bytes] = None):
     """16-bit RGB(A) without losing precision: tifffile for TIFF, else OpenCV; None if neither."""
     if is_tiff:
-        arr = _read_tifffile(path, strict=False)
+        arr = _read_tifffile(path, strict=False, data=data)
         if arr is not None:
             return arr
     try:
@@ -276,8 +295,8 @@ def _read_16bit_colour(path: Path, is_tiff: bool):
         _warn_once("cv2-16", f"{path}: 16-bit colour image read at 8-bit precision; install "
                    "opencv-python-headless (pip install 'cyclekit[faces]') to keep 16 bits")
         return None
-    data = np.fromfile(str(path), dtype=np.uint8)
-    a = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.fromfile(str(path), dtype=np.uint8)
+    a = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
     if a is None:
         raise DataError(f"{path}: cannot decode 16-bit image (truncated or corrupt?)")
     if a.ndim == 3 and a.shape[2] == 3:
@@ -287,7 +306,7 @@ def _read_16bit_colour(path: Path, is_tiff: bool):
     return _as_float(_hwc(np.ascontiguousarray(a), str(path)), str(path))
 
 
-def _read_tifffile(path: Path, strict: bool = True):
+def _read_tifffile(path: Path, strict: bool = True, data: Optional[bytes] = None):
     """Read a TIFF's first page with tifffile; None when it is missing (or fails, if not strict)."""
     try:
         import tifffile
@@ -296,7 +315,9 @@ def _read_tifffile(path: Path, strict: bool = True):
                    "4 channels) need it: pip install tifffile")
         return None
     try:
-        with tifffile.TiffFile(path) as tf:
+        import io
+
+        with tifffile.TiffFile(io.BytesIO(data) if data is not None else path) as tf:
             page = tf.pages[0]
             a, axes = page.asarray(), page.axes
     except Exception as exc:  # tifffile raises many types (TiffFileError, ValueError, ...)

@@ -21,23 +21,36 @@ modes, directions and limits (JSON); ``GET /api/health``; ``POST /api/translate`
 (the raw body, or a multipart field named ``image``; ``model``, ``mode`` = ``image`` | ``face``,
 ``direction`` = ``AtoB`` | ``BtoA`` as query or form fields), a PNG out. Every error is JSON
 ``{"error": "<what went wrong and what to do>", "status": <code>}``.
+
+Order of a translation request
+------------------------------
+Host and Origin are checked first (:mod:`~cyclekit.serve.guard`: ``400`` / ``403``), then the
+body is read under the byte limit and the body timeouts (``413`` / ``408``), the parameters and
+the image header are checked (``400`` / ``413`` / ``415``), and only then does the request take
+a place in the work queue (``503`` with ``Retry-After`` when full): a slow upload never holds a
+place that a complete one could use. A :class:`~cyclekit.errors.UserError` raised by the model
+code is about the image (e.g. too small for the network) and answers ``422`` with its sentence; a
+broken model file is ``500`` with its sentence; anything else is ``500`` with a generic message,
+and each is one line in the log.
 """
 
 import logging
 import re
-import socket
-import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
-from cyclekit.errors import UserError
+from cyclekit.errors import CheckpointError, UserError
+from cyclekit.serve.guard import GuardMiddleware, HostPolicy
 from cyclekit.serve.limits import BodyLimitMiddleware, Limits, UploadError, decode_image, encode_png, inspect_image
 from cyclekit.serve.models import DIRECTIONS, ModelStore, face_swap_support
 from cyclekit.serve.queue import QueueFull, WorkQueue
+from cyclekit.serve.server import BackgroundServer, bind_socket, url_of
+
+__all__ = ["BackgroundServer", "Service", "bind_socket", "create_app", "url_of"]
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +125,7 @@ class Service:
     def translate(self, data: bytes, model: str, mode: str, direction: str,
                   all_faces: bool = False) -> tuple[bytes, dict]:
         """Worker-thread job: decode, translate (whole image or faces), encode PNG."""
-        from cyclekit.translate import translate_array
+        from cyclekit.infer.translator import translate_array
 
         t0 = time.perf_counter()
         translator = self.store.get(model, direction)
@@ -131,13 +144,15 @@ class Service:
 
 def create_app(model: Union[str, Path], limits: Optional[Limits] = None, *, backend: str = "torch",
                device: str = "cpu", precision: str = "fp32", max_pending: int = 64, workers: int = 1,
-               threads: Optional[int] = None, max_loaded: int = 4, preload: bool = True):
+               threads: Optional[int] = None, max_loaded: int = 4, preload: bool = True,
+               allowed_hosts: Iterable[str] = ()):
     """Build the FastAPI app for one model or a folder of models (see the module notes).
 
     ``model``: a run directory, a release folder, an exported ``.onnx`` file (always run with
     onnxruntime; one direction), or a folder of those. ``backend`` runs releases with ``torch`` or
-    ``onnxruntime`` (exported in memory). ``preload`` loads the first model now, so a broken
-    model fails at start-up rather than on the first visitor's request.
+    ``onnxruntime`` (exported in memory). ``preload`` loads every model once now, so a broken
+    one is skipped at start-up (a warning) rather than failing on a visitor's request.
+    ``allowed_hosts``: host names accepted besides localhost, 127.0.0.1 and [::1] (``"*"``: any).
     """
     import importlib.util
 
@@ -167,8 +182,10 @@ def create_app(model: Union[str, Path], limits: Optional[Limits] = None, *, back
     # Docs pages are off: Swagger UI and ReDoc load their scripts from a CDN.
     app = FastAPI(title="cyclekit", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.service = service
-    app.add_middleware(BodyLimitMiddleware, limits=limits)
-    app.add_middleware(SecurityHeaders)
+    app.state.hosts = HostPolicy(allowed_hosts)
+    app.add_middleware(BodyLimitMiddleware, limits=limits)  # innermost of the three
+    app.add_middleware(GuardMiddleware, policy=app.state.hosts)
+    app.add_middleware(SecurityHeaders)  # outermost: refusals carry the headers too
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def error(status: int, message: str, headers: Optional[dict] = None) -> JSONResponse:
@@ -216,21 +233,24 @@ def create_app(model: Union[str, Path], limits: Optional[Limits] = None, *, back
         q = request.query_params
         if any(k in q for k in ("model", "mode", "direction")):  # fail before reading the body
             service.check_params(q.get("model"), q.get("mode"), q.get("direction"))
-        async with queue.slot():  # 503 when full, before the body is read
-            data, fields, filename = await read_upload(request)
-            model, mode, direction = service.check_params(
-                fields.get("model"), fields.get("mode"), fields.get("direction"))
-            inspect_image(data, limits)  # 413/415/400 from the header, nothing decoded yet
-            all_faces = fields.get("all_faces", "").lower() in ("1", "true", "yes", "on")
+        data, fields, filename = await read_upload(request)  # 408/413 while it streams in
+        model, mode, direction = service.check_params(fields.get("model"), fields.get("mode"), fields.get("direction"))
+        inspect_image(data, limits)  # 413/415/400 from the header, nothing decoded yet
+        all_faces = fields.get("all_faces", "").lower() in ("1", "true", "yes", "on")
+        job = f"model {model}, {mode}, {direction}"
+        async with queue.slot():  # only complete, checked uploads wait here; 503 when full
             try:
                 png, meta = await queue.run(service.translate, data, model, mode, direction, all_faces)
             except UploadError:
                 raise
-            except UserError as exc:  # e.g. a model file in the folder is broken
-                log.error("translation failed (model %s, %s, %s): %s", model, mode, direction, exc)
+            except CheckpointError as exc:  # a model file that cannot be read: the server's problem
+                log.error("translation failed (%s): %s", job, exc)
                 return error(500, f"the server could not run the model: {exc}")
-            except Exception:
-                log.exception("translation failed (model %s, %s, %s)", model, mode, direction)
+            except UserError as exc:  # about this image (e.g. too small for the network)
+                log.info("refused an image (%s): %s", job, exc)
+                return error(422, str(exc))
+            except Exception as exc:  # a bug or the machine (out of memory): one line, no traceback
+                log.error("translation failed (%s): %s: %s", job, type(exc).__name__, exc)
                 return error(500, "the translation failed on the server; its log has the details")
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(filename).stem)[:80] or "image"
         headers = {"Content-Disposition": f'inline; filename="{stem}_{model}_{direction}.png"',
@@ -259,53 +279,3 @@ def create_app(model: Union[str, Path], limits: Optional[Limits] = None, *, back
         return await request.body(), fields, request.query_params.get("filename", "image")
 
     return app
-
-
-# ---------------------------------------------------------------------- running
-def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """A listening-ready socket (port 0 = any free port), so the real URL is known before serving."""
-    from cyclekit.errors import UserError
-
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port "
-                        "or stop the program using it") from None
-    sock.set_inheritable(True)
-    return sock
-
-
-def url_of(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-class BackgroundServer:
-    """``with BackgroundServer(app) as url:`` serves ``app`` on a free loopback port in a thread."""
-
-    def __init__(self, app, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
-        import uvicorn
-
-        self.sock = bind_socket(host, port)
-        self.url = url_of(self.sock)
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on",
-                                                    server_header=False))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the background server did not start")
-            time.sleep(0.02)
-        return self.url
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        self.sock.close()

@@ -4,7 +4,10 @@ Three gates stand between an upload and the model, each cheaper than the next:
 
 1. **Bytes.** :class:`BodyLimitMiddleware` refuses a request whose ``Content-Length`` is over the
    limit before reading any of it, and counts the bytes of every body as they stream in, so a
-   client that lies about (or omits) the length is cut off at the limit too: ``413``.
+   client that lies about (or omits) the length is cut off at the limit too: ``413``. It also
+   times the body: an upload that sends nothing for ``body_idle_timeout`` seconds, or is not
+   complete after ``body_timeout`` seconds, is answered ``408`` and its connection closed, so a
+   stalled or trickling client cannot hold the server's memory or connections for long.
 2. **Header.** :func:`inspect_image` opens the upload lazily with Pillow (only the header is
    parsed; nothing is decoded), restricted to the formats a camera or an editor writes (no EPS,
    which would run Ghostscript). Not an image: ``415``. More pixels than ``max_pixels``:
@@ -12,14 +15,16 @@ Three gates stand between an upload and the model, each cheaper than the next:
    "decompression bomb") costs nothing. Pillow's own ``DecompressionBombError`` is caught too.
 3. **Pixels.** :func:`decode_image` decodes the whole image (a truncated or corrupt file fails
    here: ``400``), applies the EXIF orientation and returns ``HxWxC`` float32 in ``[0, 1]`` with
-   the channel conventions of :mod:`cyclekit.data.images` (alpha composited on white).
+   the channel conventions of :mod:`cyclekit.io.images` (alpha composited on white).
 
 Every refusal is an :class:`UploadError` carrying an HTTP status and a sentence a person can act
 on; the app turns it into ``{"error": "..."}``.
 """
 from __future__ import annotations
 
+import asyncio
 import io
+import logging
 import re
 import warnings
 from dataclasses import asdict, dataclass
@@ -29,9 +34,11 @@ import numpy as np
 
 from cyclekit.errors import UserError
 
+log = logging.getLogger(__name__)
 # Formats Pillow may try. Everything else (EPS, PSD, ICO, ...) is refused unopened.
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
 MULTIPART_SLACK = 64 * 1024  # multipart boundaries and headers around the file itself
+CUT_OFF = (408, 413)  # answers after which the rest of the request body is not read
 
 
 def human_bytes(n: float) -> str:
@@ -53,11 +60,21 @@ class Limits:
     max_upload_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 2048 * 2048
     max_side: int = 16384  # a 1 x 4,000,000 strip is within the pixel count but not a photo
+    body_idle_timeout: float = 10.0  # seconds an upload may send nothing before it is dropped (408)
+    body_timeout: float = 120.0  # seconds a whole upload may take, however it trickles in (408)
+    header_timeout: float = 10.0  # seconds a connection has to send a complete request head
+    max_connections: int = 128  # open connections at once; uvicorn answers 503 beyond
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_pixels", "max_side"):
+        for name in ("max_upload_bytes", "max_pixels", "max_side", "max_connections"):
             if getattr(self, name) < 1:
                 raise UserError(f"serve: {name} must be at least 1, got {getattr(self, name)}")
+        for name in ("body_idle_timeout", "body_timeout", "header_timeout"):
+            if not getattr(self, name) > 0:
+                raise UserError(f"serve: {name} must be a positive number of seconds, got {getattr(self, name)}")
+        if self.body_idle_timeout > self.body_timeout:
+            raise UserError(f"serve: body_idle_timeout ({self.body_idle_timeout} s) cannot exceed "
+                            f"body_timeout ({self.body_timeout} s)")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,12 +96,20 @@ def too_large_message(limits: Limits, size: int | None = None) -> str:
 
 
 # ---------------------------------------------------------------------- bytes
+class ClientGone(Exception):
+    """The client closed its connection before its upload was complete (nobody to answer)."""
+
+
 class BodyLimitMiddleware:
     """Pure ASGI middleware: ``413`` for request bodies over ``max_body`` bytes, without buffering.
 
     The declared ``Content-Length`` is checked first; the body is then counted chunk by chunk as
     the application reads it, and the application is interrupted at the first byte over the limit
-    (a chunked upload or a lying header cannot get past it).
+    (a chunked upload or a lying header cannot get past it). Each wait for the next chunk is
+    bounded by ``body_idle_timeout`` and the whole body by ``body_timeout`` (``408``). Those two
+    answers carry ``Connection: close``: the server reads no more of that body. (Other early
+    answers, e.g. a bad parameter, let uvicorn discard the rest, so the client reads the answer
+    rather than a reset.) A client that leaves mid-upload is one log line, not a traceback.
     """
 
     def __init__(self, app, limits: Limits) -> None:
@@ -107,13 +132,33 @@ class BodyLimitMiddleware:
                 await send_json_error(send, 413, too_large_message(self.limits, n))
                 return
         received = 0
-        started = False
+        started = body_done = False
+        clock = asyncio.get_running_loop().time
+        deadline = clock() + self.limits.body_timeout
+        who = "%s:%s" % tuple(scope.get("client") or ("?", "?"))
 
         async def counted_receive():
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body only http.disconnect can come: no deadline
+                return await receive()
+            idle = self.limits.body_idle_timeout
+            wait = min(idle, deadline - clock())
+            try:
+                message = await asyncio.wait_for(receive(), max(wait, 0.0))
+            except asyncio.TimeoutError:
+                if wait >= idle:
+                    reason = (f"the upload stalled: nothing arrived for {idle:g} seconds, so the server "
+                              "dropped it; check the connection and try again")
+                else:
+                    reason = (f"the upload took longer than {self.limits.body_timeout:g} seconds, so the "
+                              "server dropped it; send a smaller file or use a faster connection")
+                log.info("dropped the upload from %s after %d bytes: %s", who, received, reason.split(":")[0])
+                raise UploadError(408, reason) from None
+            if message["type"] == "http.disconnect":
+                raise ClientGone()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > self.max_body:
                     raise UploadError(413, too_large_message(self.limits))
             return message
@@ -122,23 +167,27 @@ class BodyLimitMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                if not body_done and message["status"] in CUT_OFF:  # read no more of it
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 
         try:
             await self.app(scope, counted_receive, tracked_send)
+        except ClientGone:
+            log.info("client %s disconnected mid-upload (after %d bytes); request dropped", who, received)
         except UploadError as exc:
             if started:
                 raise
-            await send_json_error(send, exc.status, exc.message)
+            await send_json_error(send, exc.status, exc.message, close=exc.status in CUT_OFF)
 
 
-async def send_json_error(send, status: int, message: str) -> None:
+async def send_json_error(send, status: int, message: str, close: bool = True) -> None:
     import json
 
     body = json.dumps({"error": message, "status": status}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close")]})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status,
+                "headers": headers + [(b"connection", b"close")] if close else headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -195,50 +244,23 @@ def inspect_image(data: bytes, limits: Limits) -> ImageInfo:
 
 # ---------------------------------------------------------------------- pixels
 def decode_image(data: bytes, channels: int, limits: Limits) -> np.ndarray:
-    """Decode a checked upload to float32 ``HxWxchannels`` in ``[0, 1]``; ``400`` if it is corrupt."""
-    from PIL import Image, ImageOps
+    """Decode a checked upload to float32 ``HxWxchannels`` in ``[0, 1]`` with the one image decoder
+    (:func:`cyclekit.io.images.decode_image_bytes`, so 16-bit, alpha and EXIF are handled as for
+    files); ``400`` if it is corrupt, ``422`` if its channels do not suit the model."""
+    from PIL import Image
 
-    from cyclekit.data.images import convert_channels
+    from cyclekit.errors import DataError
+    from cyclekit.io.images import decode_image_bytes
 
     inspect_image(data, limits)  # cheap, and keeps this function safe on its own
     try:
-        with _open(data) as im:
-            im.seek(0)  # first frame of an animation
-            im.load()  # decodes everything: a truncated file fails here
-            im = ImageOps.exif_transpose(im)
-            arr, kind = _to_array(im)
-    except UploadError:
-        raise
-    except Image.DecompressionBombError as exc:  # pragma: no cover - inspect_image runs first
-        raise UploadError(413, f"the image is far too large to open safely ({exc})") from None
-    except (OSError, ValueError, SyntaxError, EOFError, IndexError) as exc:
-        reason = str(exc) or type(exc).__name__
-        if "truncated" in reason.lower() or isinstance(exc, EOFError):
-            reason = "the file is truncated (an interrupted download or copy?)"
-        raise UploadError(400, f"the image cannot be decoded: {reason}; re-export it as PNG or JPEG") from None
-    try:
-        return convert_channels(arr, kind, channels, "the upload")
-    except UserError as exc:
-        raise UploadError(422, str(exc)) from None
-
-
-def _to_array(im) -> tuple[np.ndarray, str]:
-    """A decoded Pillow image -> (float32 HxWxK array in [0, 1], what its channels mean)."""
-    if im.mode in ("I;16", "I;16L", "I;16B", "I;16N"):
-        return np.asarray(im).astype(np.float32)[:, :, None] / 65535.0, "L"
-    if im.mode in ("I", "F"):
-        a = np.asarray(im).astype(np.float32)
-        scale = 65535.0 if im.mode == "I" else 1.0
-        return np.clip(a / scale, 0.0, 1.0)[:, :, None], "L"
-    has_alpha = im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in im.info
-    if im.mode in ("1", "L", "LA", "La"):
-        target = "LA" if has_alpha else "L"
-    else:
-        target = "RGBA" if has_alpha else "RGB"
-    if im.mode != target:
-        im = im.convert(target)
-    a = np.asarray(im, dtype=np.uint8).astype(np.float32) / 255.0
-    return (a[:, :, None] if a.ndim == 2 else a), target
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # inspect_image judged the size
+            return decode_image_bytes(data, channels, "the upload", formats=ALLOWED_FORMATS)
+    except DataError as exc:
+        text = str(exc)
+        status = 422 if "channel" in text else 400
+        raise UploadError(status, f"{text}; re-export it as PNG or JPEG" if status == 400 else text) from None
 
 
 def encode_png(image: np.ndarray, compress_level: int = 3) -> bytes:

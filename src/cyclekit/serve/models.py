@@ -5,13 +5,15 @@ or a folder whose sub-folders are models; each is offered under its folder name.
 small ``config.json`` files are read at start-up; weights are loaded the first time a model and
 direction are asked for, and at most ``max_loaded`` translators stay in memory (least recently
 used ones are dropped), so a folder of many models cannot exhaust memory either.
+
+In a folder, a model that cannot be used (an unreadable ``config.json``, weights that do not
+load when :meth:`ModelStore.preload` tries them) is skipped with one warning line; only when no
+model is left does the server refuse to start, with one line saying why.
 """
 from __future__ import annotations
 
-import inspect
 import logging
 import os
-import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -23,7 +25,6 @@ from cyclekit.errors import CheckpointError, UserError
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("AtoB", "BtoA")
-_GENERIC_FOLDERS = {"traina", "trainb", "testa", "testb", "a", "b", ""}
 
 
 @dataclass
@@ -47,22 +48,18 @@ class ModelEntry:
                 "directions": [{"id": d, "label": labels[d]} for d in self.directions]}
 
 
-def domain_names(cfg) -> tuple[str, str]:
-    """Readable names for the two domains: ``horse2zebra`` -> (horse, zebra), else the folder names."""
-    a = Path(cfg.data.dir_a).name if cfg.data.dir_a else ""
-    b = Path(cfg.data.dir_b).name if cfg.data.dir_b else ""
-    if a.lower() not in _GENERIC_FOLDERS and b.lower() not in _GENERIC_FOLDERS and a != b:
-        return a, b
-    root = Path(cfg.data.dataroot).stem if cfg.data.dataroot else ""
-    m = re.fullmatch(r"([A-Za-z][\w-]*?)2([A-Za-z][\w-]*)", root)
-    if m:
-        return m.group(1), m.group(2)
-    return "A", "B"
+def _why(exc: BaseException) -> str:
+    """One line for a model that failed: a UserError's sentence, else the type and message."""
+    text = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:500]
 
 
 def discover(path: Union[str, Path]) -> dict[str, ModelEntry]:
-    """One model, or every model one level below ``path``; raise :class:`CheckpointError` if none."""
-    from cyclekit.checkpoint import load_release_config, resolve_release
+    """One model, or every model one level below ``path``; raise :class:`CheckpointError` if none.
+
+    A broken model in a folder is skipped with a warning; a single model given directly fails.
+    """
+    from cyclekit.release import load_release_config, release_domains, resolve_release
 
     path = Path(path)
     if not path.exists():
@@ -70,9 +67,11 @@ def discover(path: Union[str, Path]) -> dict[str, ModelEntry]:
                               "an exported .onnx file, or a folder of them)")
     if path.is_file() and path.suffix.lower() == ".onnx":
         return {path.stem: _onnx_entry(path.stem, path)}
+    single = True
     try:
         found = [(path, resolve_release(path))]
     except CheckpointError:
+        single = False
         if not path.is_dir():
             raise
         found = []
@@ -98,12 +97,20 @@ def discover(path: Union[str, Path]) -> dict[str, ModelEntry]:
             name = folder.parent.name if folder.name == "model" else folder.name  # run/model -> run
         while name in out:
             name += "_"
-        if release.suffix.lower() == ".onnx":
-            out[name] = _onnx_entry(name, release)
-            continue
-        cfg = load_release_config(release)
-        out[name] = ModelEntry(name, release, cfg.model.in_channels, cfg.model.image_size,
-                               cfg.model.generator, domain_names(cfg))
+        try:
+            if release.suffix.lower() == ".onnx":
+                out[name] = _onnx_entry(name, release)
+                continue
+            cfg = load_release_config(release)
+            out[name] = ModelEntry(name, release, cfg.model.in_channels, cfg.model.image_size,
+                                   cfg.model.generator, release_domains(release))
+        except Exception as exc:
+            if single:
+                raise
+            log.warning("skipping model %s: %s", name, _why(exc))
+    if not out:
+        raise CheckpointError(f"no usable model in {path}: every model there failed to load (see the "
+                              "warnings above); fix or remove them, or train one with `cyclekit train`")
     return out
 
 
@@ -112,7 +119,7 @@ def _onnx_entry(name: str, path: Path) -> ModelEntry:
     from cyclekit.errors import require
 
     require("onnxruntime", "onnx", f"serving the ONNX file {path}")
-    from cyclekit.export.ort_backend import config_from_metadata, make_session
+    from cyclekit.infer.onnx_backend import config_from_metadata, make_session
 
     session = make_session(path, "cpu")
     cfg, direction, _ = config_from_metadata(session.get_modelmeta().custom_metadata_map, session, str(path))
@@ -125,40 +132,50 @@ class ModelStore:
 
     def __init__(self, path: Union[str, Path], backend: str = "torch", device: str = "cpu",
                  precision: str = "fp32", max_loaded: int = 4) -> None:
+        self.path = Path(path)
         self.entries = discover(path)
         self.backend, self.device, self.precision = backend, device, precision
         self.max_loaded = max(1, max_loaded)
         self._cache: "OrderedDict[tuple[str, str], Any]" = OrderedDict()
         self._lock = threading.Lock()
-        self._check_backend()
 
     @property
     def default(self) -> str:
         return next(iter(self.entries))
 
     def preload(self) -> None:
-        """Load the default model now: a broken file fails at start-up, not on a visitor."""
-        self.get(self.default, self.entries[self.default].directions[0])
+        """Load every model once now (the last ``max_loaded`` stay loaded): a broken one fails here.
 
-    def _check_backend(self) -> None:
-        from cyclekit.translate import load_translator
+        With several models a broken one is dropped with a warning; if none loads, or the only
+        model does not, :class:`CheckpointError` says why in one line.
+        """
+        from cyclekit.release import resolve_release
 
-        params = inspect.signature(load_translator).parameters
-        takes = "backend" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-        if self.backend != "torch" and not takes:
-            raise UserError(f"--backend {self.backend} is not available in this version of cyclekit "
-                            "(load_translator has no backend option); use --backend torch")
+        try:  # a model given directly must load; in a folder, the others may still serve
+            several = not (self.path.suffix.lower() == ".onnx" or resolve_release(self.path))
+        except CheckpointError:
+            several = True
+        for name in list(self.entries):
+            try:
+                self.get(name, self.entries[name].directions[0])
+            except Exception as exc:
+                if not several:
+                    raise CheckpointError(f"model {name} ({self.path}) does not load: {_why(exc)}") from None
+                log.warning("skipping model %s: %s", name, _why(exc))
+                del self.entries[name]
+        if not self.entries:
+            raise CheckpointError(f"no usable model in {self.path}: none of its models loads (see the warnings "
+                                  "above); fix or remove them, or train one with `cyclekit train`")
 
     def _load(self, name: str, direction: str):
-        from cyclekit.translate import load_translator
+        from cyclekit.infer.translator import load_translator
 
         entry = self.entries[name]
         backend = "onnxruntime" if entry.onnx else self.backend
         kwargs: dict[str, Any] = {"device": self.device, "precision": self.precision}
         if entry.onnx:
             kwargs["precision"] = "fp32"  # an .onnx file runs in the precision it was exported in
-        if backend != "torch":
-            kwargs["backend"] = backend
+        kwargs["backend"] = backend
         log.info("loading model %s (%s, %s backend)", name, direction, backend)
         return load_translator(entry.release, direction, **kwargs)
 

@@ -1,10 +1,11 @@
 """A bounded work queue: load can make the server say "busy", never run it out of memory.
 
-Every translation request takes a *slot* before its body is read. There are ``max_pending``
-slots (waiting + running); when all are taken the request is answered ``503`` with a
-``Retry-After`` estimate at once, without reading its body. So at most ``max_pending`` uploads
-(each at most ``Limits.max_upload_bytes``) are ever held in memory, and at most ``workers``
-images are decoded and translated at a time.
+A translation request takes a *slot* once its upload is complete and its image header has
+passed the checks of :mod:`cyclekit.serve.limits`, so a client that uploads slowly (or stalls)
+holds a connection, bounded by ``Limits.max_connections`` and the body timeouts, but never a
+place in the queue. There are ``max_pending`` slots (waiting + running); when all are taken the
+request is answered ``503`` with a ``Retry-After`` estimate (:class:`DrainEstimate`). At most
+``workers`` images are decoded and translated at a time; the others wait as compressed bytes.
 
 The model runs in a fixed pool of ``workers`` threads (one by default). One worker is the right
 default on a CPU: PyTorch already spreads one convolution over every core (intra-op threads),
@@ -31,6 +32,39 @@ class QueueFull(Exception):
         self.retry_after = retry_after
 
 
+class DrainEstimate:
+    """How long one queued job keeps the ones behind it waiting: the basis of ``Retry-After``.
+
+    Two exponential moving averages (weight ``alpha`` on the newest sample, the first sample
+    replaces the prior): the worker's seconds per job, and the interval between two slots being
+    released while others were waiting (the drain rate as clients see it, which also counts the
+    event loop, uploads and responses competing for the same CPUs). The larger wins.
+    """
+
+    def __init__(self, prior_s: float = 0.5, alpha: float = 0.3) -> None:
+        self.alpha = alpha
+        self.job_s: Optional[float] = None
+        self.interval_s: Optional[float] = None
+        self.prior_s = prior_s
+        self._last_release: Optional[float] = None
+
+    def _blend(self, old: Optional[float], new: float) -> float:
+        return new if old is None else (1 - self.alpha) * old + self.alpha * new
+
+    def job(self, seconds: float) -> None:
+        self.job_s = self._blend(self.job_s, seconds)
+
+    def released(self, now: float, backlog: bool) -> None:
+        """A slot was released at ``now``; ``backlog``: another job was already waiting to run."""
+        if backlog and self._last_release is not None:
+            self.interval_s = self._blend(self.interval_s, now - self._last_release)
+        self._last_release = now if backlog else None
+
+    def seconds_per_job(self, workers: int) -> float:
+        by_worker = (self.prior_s if self.job_s is None else self.job_s) / workers
+        return max(by_worker, self.interval_s or 0.0)
+
+
 class WorkQueue:
     """``async with queue.slot(): result = await queue.run(fn, *args)``."""
 
@@ -46,10 +80,12 @@ class WorkQueue:
         self.peak_pending = 0
         self.completed = 0
         self.rejected = 0
-        self._service_s = 0.5  # moving average of one job, for Retry-After
+        self.estimate = DrainEstimate()
 
-    def retry_after(self) -> int:
-        return max(1, math.ceil(self.pending * self._service_s / self.workers))
+    def retry_after(self, jobs_ahead: Optional[int] = None) -> int:
+        """Seconds until ``jobs_ahead`` jobs (default: all pending) have drained, rounded up, at least 1."""
+        jobs = self.pending if jobs_ahead is None else jobs_ahead
+        return max(1, math.ceil(jobs * self.estimate.seconds_per_job(self.workers) - 1e-9))
 
     @asynccontextmanager
     async def slot(self):
@@ -64,6 +100,7 @@ class WorkQueue:
         finally:
             with self._lock:
                 self.pending -= 1
+                self.estimate.released(time.monotonic(), backlog=self.pending >= self.workers)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn(*args)`` on a worker thread and wait for it.
@@ -80,14 +117,14 @@ class WorkQueue:
                 dt = time.perf_counter() - t0
                 with self._lock:
                     self.completed += 1
-                    self._service_s = 0.8 * self._service_s + 0.2 * dt
+                    self.estimate.job(dt)
 
         return await asyncio.wrap_future(self.executor.submit(timed))
 
     def stats(self) -> dict[str, Any]:
         return {"pending": self.pending, "peak_pending": self.peak_pending, "max_pending": self.max_pending,
                 "workers": self.workers, "completed": self.completed, "rejected": self.rejected,
-                "mean_service_s": round(self._service_s, 4)}
+                "seconds_per_job": round(self.estimate.seconds_per_job(self.workers), 4)}
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
