@@ -47,3 +47,46 @@ def test_train_translate_info_end_to_end(tiny_world, tmp_path, capsys):
     assert len(list((tmp_path / "o").glob("*.png"))) == 3
     assert main(["info", str(run), "--size", "32"]) == 0
     assert "params=" in capsys.readouterr().out
+
+
+def _all_parsers():
+    import argparse
+
+    from cyclekit.cli import build_parser
+
+    todo = [("cyclekit", build_parser())]
+    while todo:
+        name, parser = todo.pop()
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo += [(f"{name} {sub}", p) for sub, p in action.choices.items()]
+
+
+def test_every_flag_is_described():
+    """`--help` explains every option: config flags take their text from the config's comments."""
+    import argparse
+
+    bare = [f"{name} {action.option_strings or action.dest}" for name, parser in _all_parsers()
+            for action in parser._actions
+            if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+            and (not (action.help or "").strip() or (action.help or "").startswith("(default"))]
+    assert bare == []
+
+
+def test_no_command_is_a_usage_error(capsys):
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"[1, 2, 3]", "expected a JSON object"),
+    (b"\xff\xfe\x00not utf8", "not a UTF-8 text file"),
+    (b"{\"model\": {\"ngf\": -8}}", "ngf must be between"),
+])
+def test_bad_config_files_are_one_line(tmp_path, capsys, content, needle):
+    cfg = tmp_path / "config.json"
+    cfg.write_bytes(content)
+    assert main(["train", "--config", str(cfg), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

@@ -306,3 +306,17 @@ def test_residual_generator_adds_its_change_to_the_input(generator):
             p.zero_()
         y = net(x)
     assert torch.allclose(y, x, atol=1e-5)
+
+
+def test_every_generator_choice_has_a_builder_and_a_size_rule():
+    """The option values are listed once (config.CHOICES); every one must be buildable."""
+    from cyclekit.config import CHOICES, ModelConfig
+    from cyclekit.nn import build_generator, min_input_size, size_multiple
+
+    for name in CHOICES["generator"]:
+        cfg = ModelConfig(generator=name, ngf=4, n_blocks=1, unet_levels=3, image_size=32)
+        net = build_generator(cfg)
+        side = min_input_size(cfg)
+        assert side % size_multiple(cfg) == 0
+        with torch.no_grad():
+            assert net(torch.zeros(1, 3, side, side)).shape == (1, 3, side, side)

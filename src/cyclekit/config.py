@@ -48,26 +48,26 @@ CHOICES: dict[str, tuple[str, ...]] = {
 class ModelConfig:
     """The four networks. ``G_AB`` maps ``in_channels`` (domain A) to ``out_channels`` (domain B)."""
 
-    in_channels: int = 3
-    out_channels: int = 3
+    in_channels: int = 3  # channels of domain A images (1 = grayscale, 3 = RGB)
+    out_channels: int = 3  # channels of domain B images
     generator: str = "resnet"  # resnet | unet (official 7/8 levels) | unet_gia (GANs in Action) | mobile_resnet (compact student, see `cyclekit distill`)
     n_blocks: int = 9  # residual blocks of the ResNet generator (6 for 128 px, 9 for 256 px)
     ngf: int = 64  # generator filters in the first layer
     unet_levels: int = 8  # official U-Net: 7 for 128 px, 8 for 256 px
     block: str = "add"  # ResNet block: add (paper) | concat (the Keras seed tutorials)
     upsample: str = "convtranspose"  # convtranspose (paper) | resize_conv (no checkerboard)
-    norm: str = "instance"
+    norm: str = "instance"  # generator normalisation: instance (paper) | batch | none
     norm_affine: bool = False  # the Keras seeds use affine instance norm
     norm_before_tanh: bool = False  # the Keras seeds normalise the last conv before tanh
     residual: bool = False  # generators predict a change to their input (starts at identity)
-    dropout: float = 0.0
+    dropout: float = 0.0  # dropout in the generator's residual blocks / U-Net levels (0 = off, as the paper)
     discriminator: str = "patchgan"  # patchgan (70x70 with d_layers=3) | pixelgan (1x1)
-    ndf: int = 64
-    d_layers: int = 3
-    d_norm: str = "instance"
+    ndf: int = 64  # discriminator filters in the first layer
+    d_layers: int = 3  # PatchGAN stride-2 layers: 3 gives the paper's 70x70 receptive field
+    d_norm: str = "instance"  # discriminator normalisation: instance | batch | none
     d_padding: str = "official"  # official (pad 1) | same (TensorFlow 'same', as the seeds)
-    init: str = "normal"
-    init_gain: float = 0.02
+    init: str = "normal"  # weight initialisation: normal (paper, N(0, init_gain)) | xavier | kaiming | orthogonal
+    init_gain: float = 0.02  # standard deviation (normal) or gain of the initialisation
     image_size: int = 256  # the size the model was trained at (crop size)
     face_margin: float = 0.0  # face crops: box widened by this fraction (used by faces/)
 
@@ -79,13 +79,13 @@ class DataConfig:
     dataroot: str = ""  # folder with trainA/ trainB/ (testA/ testB/), or a seed-style .npz file
     dir_a: str = ""  # explicit folder of domain A images (overrides dataroot/trainA)
     dir_b: str = ""  # explicit folder of domain B images (overrides dataroot/trainB)
-    preprocess: str = "resize_and_crop"
-    load_size: int = 286
-    crop_size: int = 256
-    flip: bool = True
+    preprocess: str = "resize_and_crop"  # how images become crop_size squares (the official modes)
+    load_size: int = 286  # images are first resized to this (resize_and_crop, scale_width*)
+    crop_size: int = 256  # then randomly cropped to this square (centre crop at test time)
+    flip: bool = True  # random horizontal flips during training
     on_bad_file: str = "error"  # error | skip (skip with a warning)
     max_images: int = 0  # use at most this many images per domain (0 = all)
-    num_workers: int = 0
+    num_workers: int = 0  # DataLoader worker processes decoding images (0 = in the training process)
     serial_batches: bool = False  # pair A[i] with B[i] instead of a random B
 
 
@@ -93,35 +93,35 @@ class DataConfig:
 class TrainConfig:
     """Optimisation, losses, schedule, logging and checkpoints."""
 
-    run_dir: str = "runs/cyclegan"
-    seed: int = 0
-    batch_size: int = 1
+    run_dir: str = "runs/cyclegan"  # where config, metrics, samples, checkpoints and the release go
+    seed: int = 0  # seed of every random choice (weights, data order, augmentation, pools)
+    batch_size: int = 1  # images per domain per iteration (per process under torchrun)
     n_epochs: int = 100  # epochs at the initial learning rate
     n_epochs_decay: int = 100  # epochs of decay to zero afterwards
     max_steps: int = 0  # stop after this many iterations in total (0 = run all epochs)
     max_minutes: float = 0.0  # stop (and save) after this much wall time in this process (0 = no limit)
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    lr_policy: str = "linear"
+    lr: float = 2e-4  # Adam learning rate of generators and discriminators
+    beta1: float = 0.5  # Adam beta1 (the paper: 0.5)
+    beta2: float = 0.999  # Adam beta2
+    lr_policy: str = "linear"  # after n_epochs: linear decay to 0 (paper) | cosine | step | constant
     lr_step_unit: str = "epoch"  # the schedule advances per epoch (official) or per step (TF2 seed)
     lr_decay_every: int = 50  # step policy: multiply by lr_gamma every this many epochs/steps
-    lr_gamma: float = 0.1
-    gan_loss: str = "lsgan"
-    lambda_adv: float = 1.0
+    lr_gamma: float = 0.1  # step policy: the factor applied every lr_decay_every
+    gan_loss: str = "lsgan"  # adversarial loss: lsgan (paper, least squares) | vanilla (cross-entropy) | wgangp
+    lambda_adv: float = 1.0  # weight of the adversarial terms in the generator objective
     lambda_cycle: float = 10.0  # paper's lambda, on both cycle terms
     lambda_identity: float = 0.5  # identity weight as a fraction of lambda_cycle (0 = off)
     lambda_gp: float = 10.0  # WGAN-GP gradient penalty weight
     d_loss_scale: float = 0.5  # the paper halves the discriminator objective
-    pool_size: int = 50
+    pool_size: int = 50  # history of generated images shown to the discriminators (0 = latest only)
     log_every: int = 20  # iterations between metrics.jsonl rows
     save_every: int = 0  # iterations between resumable checkpoints (0 = at epoch ends only)
-    sample_every_epochs: int = 1
-    tensorboard: bool = False
-    progress: bool = True
-    device: str = "auto"
+    sample_every_epochs: int = 1  # write samples/epoch_NNNN.png every this many epochs (0 = never)
+    tensorboard: bool = False  # also log to run_dir/tensorboard (needs the tensorboard extra)
+    progress: bool = True  # show a progress bar
+    device: str = "auto"  # auto: the GPU when CUDA is available, else the CPU
     precision: str = "auto"  # auto: bf16 on CPUs with native bf16 (AVX512-BF16/AMX) and Ampere+ GPUs, fp16 on older GPUs, else fp32
-    channels_last: bool = False
+    channels_last: bool = False  # NHWC memory layout (helps tensor-core GPUs; slower on CPU)
     compile: bool = False  # torch.compile the four networks (cached; falls back to eager with a warning)
     cuda_graphs: bool = False  # GPU: replay the fixed-shape step as one CUDA graph (bf16/fp32, one process)
     threads: int = 0  # torch CPU threads (0 = leave PyTorch's default)
@@ -129,6 +129,9 @@ class TrainConfig:
     val_every: int = 0  # iterations between validations on a held-out slice of the test set (0 = off)
     val_metric: str = "auto"  # the metric that picks run_dir/best/ (auto: psnr with ground truth, else kid)
     val_images: int = 32  # test images per domain used for validation
+    # recipe options (presets/fast.json); the defaults reproduce the paper
+    lr_d: float = 0.0  # discriminators' learning rate (0 = the same as --lr); TTUR when different
+    ema_decay: float = 0.0  # translate/export with an EMA of the generator weights (0 = off), see train/ema.py
 
 
 @dataclass
@@ -217,6 +220,21 @@ def coerce(value: Any, typ: Any, where: str) -> Any:
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 
+def field_help() -> dict[str, str]:
+    """Each field's description: the comment after it in this file (the one source of the
+    ``--help`` texts, so code and documentation cannot drift apart)."""
+    import inspect
+    import re
+
+    out: dict[str, str] = {}
+    for cls in SECTIONS.values():
+        for line in inspect.getsource(cls).splitlines():
+            m = re.match(r"\s+(\w+): [^=]+=.*?  # (.+)$", line)
+            if m:
+                out[m.group(1)] = m.group(2).strip()
+    return out
+
+
 def field_index() -> dict[str, tuple[str, Any]]:
     """Map every field name to (section, type). Field names are unique across sections."""
     out: dict[str, tuple[str, Any]] = {}
@@ -281,12 +299,15 @@ def validate_config(cfg: Config) -> None:
         "pool_size": t.pool_size, "lambda_cycle": t.lambda_cycle, "lambda_identity": t.lambda_identity,
         "lr": t.lr, "max_images": d.max_images, "num_workers": d.num_workers,
         "max_minutes": t.max_minutes, "threads": t.threads, "save_every": t.save_every, "val_every": t.val_every,
+        "lr_d": t.lr_d,
     }
     for name, v in nonneg.items():
         if not v >= 0:  # also refuses NaN
             raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {v}")
     if t.n_epochs + t.n_epochs_decay < 1 and t.max_steps == 0:
         raise ConfigError("nothing to train: set --n-epochs/--n-epochs-decay or --max-steps")
+    if not 0.0 <= t.ema_decay < 1.0:
+        raise ConfigError(f"--ema-decay must be in [0, 1) (0 = off), got {t.ema_decay}")
     if t.val_images < 2:
         raise ConfigError(f"--val-images must be at least 2, got {t.val_images}")
     if not t.dist_timeout > 0:
@@ -316,7 +337,12 @@ def load_config(path: Union[str, Path]) -> Config:
         path = path / "config.json"
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file; save the config as UTF-8 JSON or YAML") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     if path.suffix.lower() in (".yaml", ".yml"):
         import yaml
 

@@ -23,6 +23,7 @@ from torch import nn
 
 from cyclekit import __version__
 from cyclekit.config import Config, ModelConfig, generator_config_for, validate_model_config
+from cyclekit.data.domains import domain_names
 from cyclekit.errors import CheckpointError, ConfigError
 from cyclekit.io.files import atomic_path, atomic_write_text
 
@@ -71,7 +72,8 @@ def release_domains(path: Union[str, Path]) -> tuple[str, str]:
     names = release_info(path).get("domains")
     if isinstance(names, (list, tuple)) and len(names) == 2 and all(isinstance(n, str) and n for n in names):
         return names[0], names[1]
-    return "A", "B"
+    cfg = training_config(path)  # a release from before domain names were recorded
+    return domain_names(cfg.data) if cfg is not None else ("A", "B")
 
 
 def resolve_release(path: Union[str, Path]) -> Path:

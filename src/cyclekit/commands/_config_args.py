@@ -11,13 +11,14 @@ import json
 from pathlib import Path
 from typing import Iterable, Optional
 
-from cyclekit.config import CHOICES, SECTIONS, Config, field_index, load_config, set_field
+from cyclekit.config import CHOICES, SECTIONS, Config, field_help, field_index, load_config, set_field
 from cyclekit.errors import ConfigError
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, sections: Iterable[str] = ("model", "data", "train")) -> None:
+    described = field_help()
     for section in sections:
         cls = SECTIONS[section]
         group = parser.add_argument_group(f"{section} options (config section '{section}')")
@@ -32,7 +33,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, sections: Iterable[str
                 kwargs["choices"] = CHOICES[f.name]
             else:
                 kwargs["type"] = {"int": int, "float": float, "str": str}.get(str(f.type), str)
-            kwargs["help"] = f"(default: {default!r})"
+                kwargs["metavar"] = {"int": "N", "float": "X"}.get(str(f.type), "TEXT")
+            text = described.get(f.name, "").replace("%", "%%")
+            kwargs["help"] = f"{text} (default: {default!r})" if text else f"(default: {default!r})"
             group.add_argument(flag, **kwargs)
 
 

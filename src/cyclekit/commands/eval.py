@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from cyclekit.config import CHOICES
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -16,8 +18,9 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="folder with testA/ testB/ (and trainA/ trainB/, testA_gt/ testB_gt/)")
     p.add_argument("--out", help="output folder (default: MODEL/eval)")
     p.add_argument("--seed", type=int, default=0, help="classifier and KID subset seed (default: 0)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", choices=CHOICES["device"], default="auto",
+                   help="auto: the GPU when CUDA is available, else the CPU")
+    p.add_argument("--batch-size", type=int, default=8, help="test images translated together")
     p.add_argument("--size", type=int, default=-1,
                    help="resize test images to SIZE x SIZE (-1: the model's training size, default; 0: as they are)")
     p.add_argument("--max-images", type=int, default=0, help="use the first N test images per domain (0 = all)")
@@ -25,11 +28,14 @@ def register(sub) -> None:
                    help="FID/KID features: auto = Inception-v3 when its weights are found, else the domain "
                    "classifier's (labelled as not comparable to published FID)")
     p.add_argument("--fid-weights", default="", help="path to pt_inception-2015-12-05-6726825d.pth (pytorch-fid)")
-    p.add_argument("--kid-subsets", type=int, default=100)
-    p.add_argument("--kid-subset-size", type=int, default=1000)
-    p.add_argument("--classifier-steps", type=int, default=300)
-    p.add_argument("--classifier-size", type=int, default=64)
+    p.add_argument("--kid-subsets", type=int, default=100, help="random subsets KID is averaged over")
+    p.add_argument("--kid-subset-size", type=int, default=1000,
+                   help="images per KID subset (capped at the number of test images)")
+    p.add_argument("--classifier-steps", type=int, default=300,
+                   help="training steps of the domain classifier behind the success rate")
+    p.add_argument("--classifier-size", type=int, default=64, help="side in pixels the classifier sees (16-256)")
     p.add_argument("--no-classifier", action="store_true", help="skip the domain classifier (no success rate)")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable test images with a warning")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = PyTorch's default)")
     p.add_argument("--report-images", type=int, default=24, help="images per direction shown in the HTML report")
     p.set_defaults(func=run)
@@ -84,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, batch_size=args.batch_size, size=args.size, max_images=args.max_images,
         features=args.features, fid_weights=args.fid_weights, kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size, classifier=not args.no_classifier,
-        classifier_steps=args.classifier_steps, classifier_size=args.classifier_size, device=device,
+        skip_bad=args.skip_bad, classifier_steps=args.classifier_steps, classifier_size=args.classifier_size, device=device,
         report_images=args.report_images,
     ).validate()
     release = resolve_release(args.model)  # fail early with a clear message

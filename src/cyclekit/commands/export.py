@@ -14,13 +14,14 @@ def register(sub) -> None:
                     "hurt quality in float (measured, see --float-layers).",
     )
     p.add_argument("model", help="run directory or release folder")
-    p.add_argument("--format", choices=("onnx",), default="onnx")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="output format (ONNX only)")
     p.add_argument("--out", "-o", default="",
                    help="output .onnx file (one direction) or folder (default: MODEL's release/onnx/)")
-    p.add_argument("--direction", choices=("AtoB", "BtoA", "both"), default="AtoB")
+    p.add_argument("--direction", choices=("AtoB", "BtoA", "both"), default="AtoB",
+                   help="which generator(s) to export: AtoB is G_AB, BtoA is G_BA")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
                    help="fp16: half-precision weights and activations for GPUs (float32 I/O)")
-    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset version (default 18)")
     p.add_argument("--no-parity", action="store_true", help="skip the onnxruntime vs PyTorch comparison")
     q = p.add_argument_group("int8 quantisation")
     q.add_argument("--calib-dir", default="", help="calibration images (default: the training images of "
@@ -28,7 +29,8 @@ def register(sub) -> None:
     q.add_argument("--calib-images", type=int, default=32, help="images used for calibration (default 32)")
     q.add_argument("--eval-images", type=int, default=8, help="other images used to measure PSNR vs fp32")
     q.add_argument("--calib-size", type=int, default=0, help="side of calibration crops (default: training size)")
-    q.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax")
+    q.add_argument("--calib-method", choices=("minmax", "percentile", "entropy"), default="minmax",
+                   help="how activation ranges are set from the calibration images")
     q.add_argument("--float-layers", default="auto",
                    help="'auto' (measure each layer, keep the harmful ones in float until --target-psnr), "
                         "'none', or comma-separated layer names (e.g. head.conv,stem.conv)")

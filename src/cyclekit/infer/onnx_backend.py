@@ -116,12 +116,13 @@ def config_from_metadata(meta: dict[str, str], session, source: str) -> tuple[Mo
     A foreign ONNX file (no metadata) is accepted with its channel counts read from the graph
     and a size multiple of 4 (the ResNet generator's).
     """
-    from cyclekit.config import Config
+    from cyclekit.config import Config, validate_model_config
 
     if "cyclekit.model_config" in meta:
         try:
             fields = json.loads(meta["cyclekit.model_config"])
             cfg = Config.from_dict({"model": fields}, source=f"{source} metadata").model
+            validate_model_config(cfg)
         except (ValueError, ConfigError) as exc:
             raise CheckpointError(f"{source}: unreadable cyclekit metadata ({exc})") from None
         return cfg, meta.get("cyclekit.direction", "AtoB"), meta.get("cyclekit.precision", "fp32")

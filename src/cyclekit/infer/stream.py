@@ -110,14 +110,25 @@ class StreamResult:
         return iter(self.written)
 
 
+# A batch holds at most this many pixels (one image when it alone is larger): batching does not
+# speed up large images on a CPU, and each image's activations cost hundreds of MB. Decoded images
+# waiting for the model are bounded the same way (at most 4x this, and ``prefetch`` images).
+MAX_BATCH_PIXELS = 1_048_576
+
+
+def batch_size_for(shape: tuple[int, int], batch_size: int) -> int:
+    return max(1, min(batch_size, MAX_BATCH_PIXELS // max(1, shape[0] * shape[1])))
+
+
 def _batches(jobs: list[tuple[Path, Path, tuple[int, int]]], batch_size: int) -> Iterator[list]:
     """Same-size jobs in groups of at most ``batch_size`` (sizes from the headers)."""
     by_size: dict[tuple[int, int], list] = {}
     for job in jobs:
         by_size.setdefault(job[2], []).append(job)
-    for group in by_size.values():
-        for i in range(0, len(group), batch_size):
-            yield group[i:i + batch_size]
+    for shape, group in by_size.items():
+        n = batch_size_for(shape, batch_size)
+        for i in range(0, len(group), n):
+            yield group[i:i + n]
 
 
 def translate_paths(
@@ -158,16 +169,18 @@ def translate_paths(
             feed = iter(order)
 
             def top_up() -> None:
-                while len(ahead) < prefetch:
+                pixels = sum(job[2][0] * job[2][1] for job, _ in ahead)
+                while len(ahead) < prefetch and (len(ahead) < 2 or pixels < 4 * MAX_BATCH_PIXELS):
                     job = next(feed, None)
                     if job is None:
                         return
                     ahead.append((job, pool.submit(load_image, job[0], channels)))
+                    pixels += job[2][0] * job[2][1]
 
             top_up()
             while ahead:
                 batch, size = [], None
-                while ahead and len(batch) < batch_size:
+                while ahead and len(batch) < batch_size_for(ahead[0][0][2], batch_size):
                     (src, dst, shape), fut = ahead[0]
                     if size is not None and shape != size:
                         break

@@ -62,6 +62,7 @@ class EvalOptions:
     classifier_max_images: int = 1000
     device: str = "cpu"
     report_images: int = 24  # per direction, shown in the HTML report
+    skip_bad: bool = False  # skip unreadable test images with a warning
 
     def validate(self) -> "EvalOptions":
         for name in ("batch_size", "kid_subsets", "kid_subset_size"):
@@ -69,6 +70,8 @@ class EvalOptions:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.max_images < 0 or self.classifier_steps < 0 or self.report_images < 0:
             raise ConfigError("--max-images, --classifier-steps and --report-images must not be negative")
+        if self.size < -1:
+            raise ConfigError(f"--size must be -1 (the model's size), 0 (as they are) or a side in pixels, got {self.size}")
         if not 16 <= self.classifier_size <= 256:
             raise ConfigError(f"--classifier-size must be between 16 and 256, got {self.classifier_size}")
         return self
@@ -82,8 +85,9 @@ class TestItem:
 
 
 def load_test_items(dataroot: Union[str, Path], domain: str, channels: int, channels_truth: int,
-                    size: int = 0, max_images: int = 0) -> list[TestItem]:
-    """``test{domain}`` images (and ``test{domain}_gt`` truths), resized to ``size`` when > 0."""
+                    size: int = 0, max_images: int = 0, skip_bad: bool = False) -> list[TestItem]:
+    """``test{domain}`` images (and ``test{domain}_gt`` truths), resized to ``size`` when > 0.
+    ``skip_bad`` skips an unreadable image (or truth) with a warning instead of stopping."""
     from cyclekit.data.datasets import list_test_pairs
     from cyclekit.io.images import load_image, to_tensor
     from cyclekit.data.transforms import resize
@@ -100,8 +104,14 @@ def load_test_items(dataroot: Union[str, Path], domain: str, channels: int, chan
         pairs = pairs[:max_images]
     items = []
     for p, g in pairs:
-        img = load(p, channels, (size, size) if size > 0 else None)
-        truth = load(g, channels_truth, img.shape[:2]) if g is not None else None  # truth at the input's size
+        try:
+            img = load(p, channels, (size, size) if size > 0 else None)
+            truth = load(g, channels_truth, img.shape[:2]) if g is not None else None  # truth at the input's size
+        except DataError as exc:
+            if not skip_bad:
+                raise DataError(f"{exc} (or pass --skip-bad to leave it out)") from None
+            log.warning("skipping %s", exc)
+            continue
         items.append(TestItem(str(p.relative_to(root / f"test{domain}")), to_tensor(img),
                               to_tensor(truth) if truth is not None else None))
     return items
@@ -142,8 +152,8 @@ class Evaluator:
         size = opts.size if opts.size >= 0 else image_size
         self.size = size
         self.test = {
-            "A": load_test_items(self.root, "A", channels_a, channels_b, size, opts.max_images),
-            "B": load_test_items(self.root, "B", channels_b, channels_a, size, opts.max_images),
+            "A": load_test_items(self.root, "A", channels_a, channels_b, size, opts.max_images, opts.skip_bad),
+            "B": load_test_items(self.root, "B", channels_b, channels_a, size, opts.max_images, opts.skip_bad),
         }
         self.notes: list[str] = []
         self.classifier = self._train_classifier(train_dirs) if opts.classifier else None

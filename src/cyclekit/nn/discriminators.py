@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from cyclekit.config import ModelConfig
+from cyclekit.config import CHOICES, ModelConfig
 from cyclekit.errors import ConfigError
 from cyclekit.nn.layers import ConvBlock, conv_bias
 
@@ -26,7 +26,7 @@ class PatchDiscriminator(nn.Module):
     def __init__(self, in_channels: int = 3, ndf: int = 64, n_layers: int = 3, norm: str = "instance",
                  norm_affine: bool = False, padding: str = "official") -> None:
         super().__init__()
-        if padding not in ("official", "same"):
+        if padding not in CHOICES["d_padding"]:
             raise ConfigError(f"d_padding {padding!r} is not one of official, same")
         pad = "zeros" if padding == "official" else "same"
         kw = dict(padding=pad, pad=1, norm=norm, affine=norm_affine, bias=conv_bias(norm))

@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cyclekit.config import ModelConfig
+from cyclekit.config import CHOICES, ModelConfig
 from cyclekit.errors import ConfigError
 from cyclekit.nn.layers import (
     ConcatBlock, Conv2dSame, ConvBlock, ResnetBlock, UpBlock, conv_bias, make_norm,
@@ -56,7 +56,7 @@ class ResnetGenerator(nn.Module):
                  block: str = "add", upsample: str = "convtranspose",
                  norm_before_tanh: bool = False) -> None:
         super().__init__()
-        if block not in ("add", "concat"):
+        if block not in CHOICES["block"]:
             raise ConfigError(f"block {block!r} is not one of add, concat")
         self.size_multiple = 4
         keras = block == "concat"

@@ -19,9 +19,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from cyclekit.config import CHOICES
 from cyclekit.errors import ConfigError
 
-NORMS = ("instance", "batch", "none")
+NORMS = CHOICES["norm"]
 
 
 def make_norm(kind: str, channels: int, affine: bool = False) -> nn.Module:
@@ -153,7 +154,7 @@ class UpBlock(nn.Module):
             self.up = nn.Upsample(scale_factor=2, mode="nearest")
             self.conv = ConvBlock(in_channels, out_channels, 3, padding=padding, norm="none", bias=bias)
         else:
-            raise ConfigError(f"upsample {mode!r} is not one of convtranspose, resize_conv")
+            raise ConfigError(f"upsample {mode!r} is not one of {', '.join(CHOICES['upsample'])}")
         self.norm = make_norm(norm, out_channels, affine)
         self.act = nn.ReLU(inplace=True)
 
@@ -205,7 +206,7 @@ class ConcatBlock(nn.Module):
 
 
 # ----------------------------------------------------------------------------- utilities
-INITS = ("normal", "xavier", "kaiming", "orthogonal")
+INITS = CHOICES["init"]
 
 
 def init_weights(module: nn.Module, init: str = "normal", gain: float = 0.02) -> nn.Module:
