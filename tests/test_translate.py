@@ -152,3 +152,12 @@ def test_skip_bad_counts_the_skipped(tiny_release, tmp_path):
     assert not (tmp_path / "out").exists()  # the header check found it before any write
     done = translate_paths(tr, [tmp_path / "in"], tmp_path / "out", on_bad_file="skip")
     assert len(done) == 1 and len(done.skipped) == 1 and "broken.png" in done.skipped[0]
+
+
+def test_tiny_image_through_onnxruntime(tiny_release, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    save_image(tmp_path / "in" / "t.png", np.random.default_rng(0).random((2, 3, 3)))
+    tr = load_translator(tiny_release, "AtoB", device="cpu", backend="onnxruntime")
+    translate_paths(tr, [tmp_path / "in"], tmp_path / "out")
+    assert load_image(tmp_path / "out" / "t.png", 3).shape == (2, 3, 3)

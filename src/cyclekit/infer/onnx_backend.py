@@ -53,10 +53,9 @@ def make_session(model: ModelLike, device: str = "auto", threads: int = 0,
                  optimization: str = "all", spin: bool = False):
     """An ``InferenceSession`` for a file path, serialized bytes or an ``onnx.ModelProto``.
 
-    ``spin=False`` (default) stops idle worker threads from busy-waiting between operators.
-    On a 2-core machine shared with other work this halved the compact generator's latency
-    (256 px: 37 ms median instead of 72 ms; the ResNet-9: 0.93 s instead of 1.02 s); busy-waiting
-    only pays on an otherwise idle machine.
+    ``spin=False`` (default) stops idle worker threads from busy-waiting between operators: on a
+    small machine shared with other work busy-waiting costs more than it saves (BENCHMARKS.md,
+    "Timings behind code choices"); it only pays on an otherwise idle machine.
     """
     ort = _ort()
     opts = ort.SessionOptions()

@@ -87,7 +87,7 @@ class MobileResnetGenerator(nn.Module):
         self.up2 = UpBlock(2 * ngf, ngf, mode=upsample, padding="reflect", **kw)
         head_norm = norm if norm_before_tanh else "none"
         # 3x3 instead of the paper's 7x7: the 7x7 head with 3 output channels was the single
-        # slowest layer in onnxruntime (16 of ~80 ms per 256 px image on 2 cores)
+        # slowest layer in onnxruntime (BENCHMARKS.md, "Timings behind code choices")
         self.head = ConvBlock(ngf, out_channels, 3, padding="reflect", norm=head_norm,
                               affine=norm_affine, act=nn.Tanh(), bias=True)
         self.feature_channels = 4 * ngf
