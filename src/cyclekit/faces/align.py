@@ -107,7 +107,8 @@ def warp_crop(image: np.ndarray, t: CropTransform) -> np.ndarray:
 
     When the crop shrinks the face (the usual case), the region is first reduced with area
     averaging to the crop's scale so the final rotation/resampling does not alias. Pixels
-    outside the image are mirrored (OpenCV's reflect-101), as a dataset crop near an edge is.
+    outside the image repeat the image's own border (a portrait's background or shoulders run
+    on), never a mirror image of the face; dataset crops near an edge are made the same way.
     """
     cv2 = require("cv2", "faces", "face cropping")
     img = np.asarray(image)
@@ -128,7 +129,7 @@ def warp_crop(image: np.ndarray, t: CropTransform) -> np.ndarray:
             m = m[:, :2] @ to_img[:, :2], m[:, :2] @ to_img[:, 2] + m[:, 2]
             m = np.hstack([m[0], m[1][:, None]])
             img = small if small.ndim == 3 else small[:, :, None]
-    out = cv2.warpAffine(img, m, (t.size, t.size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
+    out = cv2.warpAffine(img, m, (t.size, t.size), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     if out.ndim == 2:
         out = out[:, :, None]
     if out.dtype != np.uint8:
