@@ -194,3 +194,14 @@ def load_generator(
             f"{str(exc).splitlines()[0]}"
         ) from None
     return net.to(device).eval(), gcfg
+
+
+def direction_label(path: Union[str, Path], direction: str) -> str:
+    """``"AtoB (horse -> zebra)"`` for a release whose domains are named, else ``"AtoB"``."""
+    try:
+        a, b = release_domains(path)
+    except CheckpointError:  # an .onnx file or an identity model: no release to ask
+        return direction
+    if (a, b) == ("A", "B"):
+        return direction
+    return f"{direction} ({a} -> {b})" if direction == "AtoB" else f"{direction} ({b} -> {a})"

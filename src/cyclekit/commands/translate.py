@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from cyclekit.errors import ConfigError
     from cyclekit.infer.stream import plan_outputs, expand_inputs, translate_paths
     from cyclekit.infer.translator import load_translator
+    from cyclekit.release import direction_label
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
@@ -48,5 +49,5 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet, on_bad_file="skip" if args.skip_bad else "error",
     )
     skipped = f", skipped {len(done.skipped)} unreadable" if done.skipped else ""
-    print(f"translated {len(done)} image(s) {args.direction} into {args.out}{skipped}")
+    print(f"translated {len(done)} image(s) {direction_label(args.model, args.direction)} into {args.out}{skipped}")
     return 0
