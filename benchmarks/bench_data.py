@@ -49,7 +49,7 @@ def loader_rate(size: int, workers: int, device: torch.device, tmp: Path, n: int
 def end_to_end(net: str, size: int, device: torch.device, tmp: Path, steps: int = 7) -> dict:
     """``Trainer.fit()`` with the default config: pairs/s it logs over steps 4..7 (steady state)."""
     from cyclekit.data.synthetic import make_world
-    from cyclekit.train.trainer import Trainer
+    from cyclekit.train.loop import Trainer
 
     root = make_world("fruit", tmp / f"fruit_e2e{size}", size=size, n_train=16, n_test=1, seed=3)
     cfg = make_config(net, size, 1, root, tmp / f"e2e_{net}_{size}", str(device), max_steps=steps,
@@ -61,7 +61,7 @@ def end_to_end(net: str, size: int, device: torch.device, tmp: Path, steps: int 
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
     steady = [r["pairs_per_s"] for r in rows if r["step"] > 3]
     return {"pairs_per_s": steady[-1] if steady else rows[-1]["pairs_per_s"], "steps": steps,
-            "seconds": time.perf_counter() - t0, "precision": str(tr.amp_dtype or "fp32"),
+            "seconds": time.perf_counter() - t0, "precision": str(tr.objective.amp_dtype or "fp32"),
             "num_workers": cfg.data.num_workers}
 
 

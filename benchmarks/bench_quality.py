@@ -43,7 +43,7 @@ def test_psnr(run_dir: Path, dataroot: Path) -> float:
 def run(precisions: list[str], steps: int, size: int = 64, device: str = "cpu", tmp: Path | None = None,
         progress=print, seeds: tuple[int, ...] = (0, 1)) -> dict:
     from cyclekit.data.synthetic import make_world
-    from cyclekit.train.trainer import Trainer
+    from cyclekit.train.loop import Trainer
 
     tmp = Path(tmp or tempfile.mkdtemp())
     root = make_world("fruit", tmp / f"fruit_q{size}", size=size, n_train=40, n_test=8, seed=5)
@@ -58,7 +58,7 @@ def run(precisions: list[str], steps: int, size: int = 64, device: str = "cpu", 
             trainer = Trainer(cfg)
             trainer.fit()
             dt = time.perf_counter() - t0
-            resolved = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[trainer.amp_dtype]
+            resolved = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[trainer.objective.amp_dtype]
             row = runs.setdefault(precision, {"resolved": resolved, "psnr_seeds": [], "seconds": 0.0})
             row["psnr_seeds"].append(test_psnr(trainer.run_dir, root))
             row["seconds"] += dt

@@ -1,6 +1,6 @@
 """Training-step throughput and peak memory: the official step against our trainer's step.
 
-The candidate is the step ``cyclekit train`` runs: a real :class:`cyclekit.train.trainer.Trainer`
+The candidate is the step ``cyclekit train`` runs: a real :class:`cyclekit.train.loop.Trainer`
 built from a config (on a small synthetic world of the right size), whose ``step_fn`` is called
 on a fixed batch. The baseline is :class:`benchmarks.official.OfficialCycleGAN` with the same
 weights. FLOPs of one step are counted on the baseline with ``torch.utils.flop_counter``.
@@ -91,11 +91,11 @@ def world(root: Path, size: int, n: int) -> Path:
 
 def build_candidate(case: Case, variant: str, dataroot: Path, device: str, base: OfficialCycleGAN):
     """A Trainer for ``variant`` with the baseline's weights, and its step on a fixed batch."""
-    from cyclekit.train.trainer import Trainer
+    from cyclekit.train.loop import Trainer
 
     cfg = make_config(case.net, case.size, case.batch, dataroot, Path(tempfile.mkdtemp()), device,
                       **VARIANTS[variant])
-    tr = Trainer(cfg)
+    tr = Trainer(cfg).objective
     for name, sd in base.state_dict().items():
         getattr(tr.nets, name).load_state_dict(sd)
     return tr

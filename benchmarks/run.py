@@ -115,7 +115,7 @@ def main(argv=None) -> int:
         del shown[i:i + 2]
     results: dict = {"machine": machine(device), "profile": args.profile or device.type,
                      "command": "python benchmarks/run.py " + " ".join(shown)}
-    from cyclekit.train.compiled import ensure_compile_cache
+    from cyclekit.runtime import ensure_compile_cache
 
     cache = ensure_compile_cache()
     results["compile_cache"] = "warm" if any(cache.iterdir()) else "cold"  # before our first compile
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
         peaks["fp16"] = matmul_peak(device, torch.float16)
     results["peaks"] = peaks
     progress("matmul peaks: " + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peaks.items()))
-    from cyclekit.train.fast import resolve_precision
+    from cyclekit.runtime import resolve_precision
 
     results["auto_precision"] = resolve_precision("auto", device)
     if "train" in parts:

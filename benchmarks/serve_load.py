@@ -37,7 +37,7 @@ SECTION = "## Web server (issue 8)"
 def make_model(folder: Path, n_blocks: int, ngf: int) -> Path:
     import torch
 
-    from cyclekit.checkpoint import save_release
+    from cyclekit.release import save_release
     from cyclekit.config import Config, generator_config_for
     from cyclekit.nn import build_generator
     from cyclekit.nn.layers import init_weights
@@ -122,7 +122,7 @@ def pct(values, q: float) -> float:
 def run(args) -> dict:
     from PIL import Image
 
-    from cyclekit.translate import load_translator, translate_array
+    from cyclekit.infer.translator import load_translator, translate_array
 
     tmp = tempfile.TemporaryDirectory()
     model = Path(args.model) if args.model else make_model(Path(tmp.name), args.n_blocks, args.ngf)

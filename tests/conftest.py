@@ -39,7 +39,7 @@ def tiny_world(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_release(tmp_path_factory, tiny_world) -> Path:
     """A trained-for-4-steps run directory (with its release in run/model)."""
-    from cyclekit.train.trainer import Trainer
+    from cyclekit.train.loop import Trainer
 
     run = tmp_path_factory.mktemp("run")
     Trainer(tiny_config(tiny_world, run, max_steps=4)).fit()

@@ -34,9 +34,9 @@ def test_compact_generator_shapes_and_features():
 
 
 def test_distill_writes_a_loadable_compact_release(tiny_release, tmp_path, capsys):
-    from cyclekit.checkpoint import load_generator, load_release_config, resolve_release
+    from cyclekit.release import load_generator, load_release_config, resolve_release
     from cyclekit.nn.compact import MobileResnetGenerator
-    from cyclekit.translate import load_translator
+    from cyclekit.infer.translator import load_translator
 
     out = tmp_path / "student"
     rc = main(["distill", str(tiny_release), "--out", str(out), "--steps", "3", "--ngf", "4", "--n-blocks", "1",
@@ -62,7 +62,7 @@ def test_distill_writes_a_loadable_compact_release(tiny_release, tmp_path, capsy
 
 def test_distill_one_direction_learns_the_teacher(tiny_release, tmp_path):
     """With only the L1 term, a few steps bring the student much closer to the teacher."""
-    from cyclekit.distill import DistillConfig, distill
+    from cyclekit.train.distill import DistillConfig, distill
 
     out = distill(DistillConfig(teacher=str(tiny_release), out=str(tmp_path / "s"), directions="AtoB", ngf=4,
                                 n_blocks=1, steps=20, lambda_adv=0.0, lambda_feat=0.0, lr=2e-3, log_every=1,
@@ -76,10 +76,57 @@ def test_distill_one_direction_learns_the_teacher(tiny_release, tmp_path):
 
 
 def test_distill_options_are_validated(tiny_release, tmp_path):
-    from cyclekit.distill import DistillConfig
+    from cyclekit.train.distill import DistillConfig
 
     with pytest.raises(ConfigError, match="--directions"):
         DistillConfig(teacher="x", directions="sideways").validate()
     with pytest.raises(ConfigError, match="--ngf"):
         DistillConfig(teacher="x", ngf=0).validate()
     assert main(["distill", str(tmp_path / "missing"), "--out", str(tmp_path / "o")]) == 2
+
+
+def test_distill_resumes_exactly_on_the_training_loop(tiny_release, tmp_path):
+    """Stopped after 3 of 6 steps and resumed == 6 steps in one go (checkpoint, RNG, schedules, log)."""
+    import functools
+
+    from safetensors.torch import load_file
+
+    from cyclekit.train.distill import DistillConfig, Distillation, distill, student_config, teacher_config
+    from cyclekit.train.loop import Trainer
+    from cyclekit.train.state import load_training_state
+
+    def dc(out, resume=False):
+        return DistillConfig(teacher=str(tiny_release), out=str(out), ngf=4, n_blocks=1, ndf=4, steps=6,
+                             log_every=1, save_every=0, progress=False, threads=1, device="cpu", resume=resume)
+
+    one = distill(dc(tmp_path / "one"))
+    first = dc(tmp_path / "two")
+    release, teacher_cfg = teacher_config(first)
+    cfg = student_config(teacher_cfg, first)
+    cfg.train.max_steps = 3  # stop half-way (the schedule still spans 6 steps)
+    Trainer(cfg, objective=functools.partial(Distillation, dc=first, teacher=release)).fit()
+    assert load_training_state(tmp_path / "two" / "checkpoints" / "last.pt")["global_step"] == 3
+    two = distill(dc(tmp_path / "two", resume=True))
+    wa, wb = load_file(str(one / "model" / "model.safetensors")), load_file(str(two / "model" / "model.safetensors"))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    state = load_training_state(two / "checkpoints" / "last.pt")
+    assert state["global_step"] == 6 and {"student_AtoB", "disc_BtoA", "adapter_AtoB"} <= set(state["nets"])
+    rows = [json.loads(line) for line in (two / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 7))
+    ref = [json.loads(line) for line in (one / "metrics.jsonl").read_text().splitlines()]
+    assert [r["AtoB_l1"] for r in rows] == [r["AtoB_l1"] for r in ref]
+
+
+def test_distill_from_a_bare_release_needs_a_dataroot(tiny_release, tmp_path):
+    import shutil
+
+    from cyclekit.train.distill import DistillConfig, distill
+
+    bare = tmp_path / "release"
+    shutil.copytree(tiny_release / "model", bare)  # no run directory around it: no data recorded
+    dc = DistillConfig(teacher=str(bare), out=str(tmp_path / "s"), ngf=4, n_blocks=1, ndf=4, steps=1,
+                       progress=False, device="cpu")
+    with pytest.raises(ConfigError, match="pass --dataroot"):
+        distill(dc)
+    dc.dataroot = json.loads((tiny_release / "config.json").read_text())["data"]["dataroot"]
+    assert (distill(dc) / "model" / "model.safetensors").is_file()

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from cyclekit.checkpoint import load_training_state
-from cyclekit.train.trainer import Trainer
+from cyclekit.train.state import load_training_state
+from cyclekit.train.loop import Trainer
 
 from conftest import assert_same, tiny_config
 
@@ -34,7 +34,8 @@ WORKER = textwrap.dedent(
     import torch
     import torch.distributed as dist
     from conftest import assert_same, tiny_config
-    from cyclekit.train.trainer import Trainer, TrainingInterrupted
+    from cyclekit.train.hooks import Callback
+    from cyclekit.train.loop import Trainer, TrainingInterrupted
 
     rank = int(os.environ["RANK"])
     run_dir = os.path.realpath(spec["run"])
@@ -67,7 +68,8 @@ WORKER = textwrap.dedent(
 
     dist.all_reduce = counting_all_reduce
 
-    def hook(trainer, step):
+    def hook(view):
+        step = view.step
         per_step.append(list(calls))
         calls.clear()
         if rank == spec.get("kill_rank") and step == spec.get("kill_at"):
@@ -77,7 +79,7 @@ WORKER = textwrap.dedent(
 
     def bn_check():
         """GlooSyncBatchNorm on half a batch per rank == BatchNorm2d on the whole batch."""
-        from cyclekit.train.distributed import GlooSyncBatchNorm
+        from cyclekit.train.parallel.syncbn import GlooSyncBatchNorm
         g = torch.Generator().manual_seed(0)
         x, gy = torch.randn(4, 3, 5, 5, generator=g), torch.randn(4, 3, 5, 5, generator=g)
         w, b = torch.randn(3, generator=g), torch.randn(3, generator=g)
@@ -106,15 +108,16 @@ WORKER = textwrap.dedent(
         result["bn"] = bn_check()
         calls.clear()
     cfg = tiny_config(spec["world"], spec["run"], **spec["cfg"])
-    trainer = Trainer(cfg, resume=spec.get("resume", False), step_hook=hook)
+    trainer = Trainer(cfg, resume=spec.get("resume", False), hooks=[Callback(hook)])
     try:
         trainer.fit()
     except TrainingInterrupted:
         result["interrupted"] = True
     if dist.is_initialized():
         dist.destroy_process_group()
-    torch.save({"nets": trainer.nets.state_dict(), "opt_G": trainer.opt_G.state_dict(),
-                "opt_D": trainer.opt_D.state_dict(), "mine": trainer._rank_state(),
+    obj = trainer.objective
+    torch.save({"nets": obj.nets.state_dict(), "opt_G": obj.opt_G.state_dict(),
+                "opt_D": obj.opt_D.state_dict(), "mine": trainer.rank_state(),
                 "global_step": trainer.global_step, "epoch": trainer.epoch,
                 "samples_in_epoch": trainer.samples_in_epoch}, os.path.join(spec["out"], f"rank{rank}.pt"))
     result.update(writes=writes, all_reduce=per_step)
@@ -158,17 +161,19 @@ def test_two_ranks_stay_identical_and_match_one_process_of_the_global_batch(tiny
     for key in ("nets", "opt_G", "opt_D"):
         assert_same(r0[key], r1[key], key)
     assert r0["global_step"] == 4 and r0["epoch"] == 1 and r0["samples_in_epoch"] == 2  # 6 images, 2 per step
-    # 2. exactly one gradient all-reduce for the generators (+2 control flags) and one for the
-    #    discriminators per iteration; the logged losses add one small reduction at log steps only
+    # 2. exactly one gradient all-reduce for the generators and one for the discriminators per
+    #    iteration, then one of the 2 stop flags; the logged losses add one small reduction at
+    #    log steps only
     ref = Trainer(tiny_config(tiny_world, tmp_path / "single", batch_size=2, max_steps=4, save_every=2,
                               pool_size=10, log_every=2))
-    n_g, n_d = n_params(ref.nets.G_AB, ref.nets.G_BA), n_params(ref.nets.D_A, ref.nets.D_B)
+    nets = ref.objective.nets
+    n_g, n_d = n_params(nets.G_AB, nets.G_BA), n_params(nets.D_A, nets.D_B)
     n_losses = 9
     for rank in (0, 1):
         steps = info[rank]["all_reduce"]
         assert len(steps) == 4
         for i, calls in enumerate(steps, start=1):
-            assert calls == [n_g + 2, n_d] + ([n_losses] if i % 2 == 0 else []), (rank, i, calls)
+            assert calls == [n_g, n_d, 2] + ([n_losses] if i % 2 == 0 else []), (rank, i, calls)
     # 3. rank 0 alone writes the run directory (the audit hook saw rank 0 write, so it works)
     assert info[1]["writes"] == []
     assert any("last.pt" in w for w in info[0]["writes"]) and any("metrics.jsonl" in w for w in info[0]["writes"])
@@ -178,11 +183,11 @@ def test_two_ranks_stay_identical_and_match_one_process_of_the_global_batch(tiny
     #    instance norm have a true gradient of zero; Adam normalises their float noise into
     #    +-lr steps, so they are not compared.)
     ref.fit()
-    single = ref.nets.state_dict()
+    single = nets.state_dict()
     for k, v in r0["nets"].items():
         if v.dim() > 1:
             assert torch.allclose(v, single[k], atol=1e-6), k
-    ref_opt = ref.opt_G.state_dict()["state"]
+    ref_opt = ref.objective.opt_G.state_dict()["state"]
     for i, st in r0["opt_G"]["state"].items():
         if st["exp_avg"].dim() > 1:
             scale = ref_opt[i]["exp_avg"].abs().max()
@@ -218,14 +223,16 @@ def test_stop_kill_and_resume_across_world_sizes(tiny_world, tmp_path):
     assert dumps[0]["global_step"] == dumps[1]["global_step"] == 3
     assert_same(dumps[0]["nets"], dumps[1]["nets"], "nets")  # batch-norm running stats included
     state = load_training_state(run / "checkpoints" / "last.pt")
-    assert state["global_step"] == 3 and state["world_size"] == 2 and state["samples_in_epoch"] == 5
+    # step 3 (images 4-5 of 6) finished epoch 1 (5 + 2 > 6: the last image is dropped, as drop_last
+    # does): the stop's checkpoint holds the finished epoch
+    assert state["global_step"] == 3 and state["world_size"] == 2
+    assert state["epoch"] == 1 and state["samples_in_epoch"] == 0
     assert_same(state["other_ranks"][0]["pool_A"], dumps[1]["mine"]["pool_A"], "rank 1 pool")
     assert info[1]["writes"] == []
     backup = tmp_path / "run_b"
     shutil.copytree(run, backup)
 
-    # Reference: steps 4..7 uninterrupted on 2 ranks. Epoch 1 ends at once (5 + 2 > 6 images: the
-    # last image is dropped, as drop_last does), epoch 2 is steps 4-6, step 7 starts epoch 3.
+    # Reference: steps 4..7 uninterrupted on 2 ranks: epoch 2 is steps 4-6, step 7 starts epoch 3.
     proc, _, ref, _ = torchrun(tmp_path, "ref", tiny_world, run, {**cfg, "max_steps": 7}, resume=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert ref[0]["global_step"] == 7 and ref[0]["epoch"] == 2 and ref[0]["samples_in_epoch"] == 2
@@ -277,7 +284,7 @@ def test_resume_with_another_global_batch_keeps_the_epoch_position_and_retimes_t
     t.load_state_dict(load_training_state(tmp_path / "r" / "checkpoints" / "last.pt"))
     # 6 iterations per epoch now; image 4 of epoch 1 is iteration 4: still at the full rate
     assert t.samples_in_epoch == 4 and t.step_in_epoch == 4 and t.steps_per_epoch == 6
-    assert t.opt_G.param_groups[0]["lr"] == pytest.approx(1e-3)
+    assert t.objective.opt_G.param_groups[0]["lr"] == pytest.approx(1e-3)
     t.fit()  # 2 more images end epoch 1: the decay starts with epoch 2 (iteration 6 of 12), factor 6/7
     assert t.epoch == 1 and t.samples_in_epoch == 0 and t.global_step == 4
-    assert t.opt_G.param_groups[0]["lr"] == pytest.approx(1e-3 * 6 / 7)
+    assert t.objective.opt_G.param_groups[0]["lr"] == pytest.approx(1e-3 * 6 / 7)

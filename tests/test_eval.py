@@ -47,7 +47,7 @@ def _oracles(world):
     """Perfect generators for the synthetic world: each maps a test image to its true translation
     (and a true translation back to its source, so cycles close); other images pass unchanged."""
     from cyclekit.data.datasets import list_test_pairs
-    from cyclekit.data.images import load_image, to_tensor
+    from cyclekit.io.images import load_image, to_tensor
 
     tables = {"AtoB": {}, "BtoA": {}}
     for d, fwd, back in (("A", "AtoB", "BtoA"), ("B", "BtoA", "AtoB")):
@@ -162,15 +162,15 @@ def _weights(run_dir):
 
 
 def test_val_every_logs_keeps_best_and_does_not_change_training(tiny_world, tmp_path, monkeypatch):
-    from cyclekit.checkpoint import load_training_state
+    from cyclekit.train.state import load_training_state
     from cyclekit.metrics import validation
-    from cyclekit.train.trainer import Trainer
+    from cyclekit.train.loop import Trainer
 
     monkeypatch.setattr(validation, "VAL_OPTIONS", {"classifier_steps": 20, "classifier_size": 32,
                                                     "kid_subsets": 5})
     plain = Trainer(tiny_config(tiny_world, tmp_path / "plain", max_steps=4)).fit()
     cfg = tiny_config(tiny_world, tmp_path / "val", max_steps=4, val_every=2, val_images=3, val_metric="psnr")
-    run = Trainer(cfg).fit()
+    run = Trainer(cfg, hooks=[validation.make_validator(cfg)]).fit()
     # Validation consumed no training randomness: the weights are bit-identical.
     wa, wb = _weights(plain), _weights(run)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -190,11 +190,11 @@ def test_val_every_logs_keeps_best_and_does_not_change_training(tiny_world, tmp_
     assert state["validation"]["best_value"] == pytest.approx(psnrs[best_step], abs=1e-5)
     # Stopped at step 2 and resumed: same weights, same validation rows, same best.
     half = tiny_config(tiny_world, tmp_path / "resumed", max_steps=2, val_every=2, val_images=3, val_metric="psnr")
-    Trainer(half).fit()
+    Trainer(half, hooks=[validation.make_validator(half)]).fit()
     full = tiny_config(tiny_world, tmp_path / "resumed", max_steps=4, val_every=2, val_images=3, val_metric="psnr")
-    resumed = Trainer(full, resume=True)
-    resumed.fit()
-    assert resumed.validator.best_step == best_step
+    validator = validation.make_validator(full)
+    Trainer(full, resume=True, hooks=[validator]).fit()
+    assert validator.best_step == best_step
     wc = _weights(tmp_path / "resumed")
     assert all(torch.equal(wa[k], wc[k]) for k in wa)
     rows_c = [json.loads(line) for line in (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()]
@@ -203,11 +203,11 @@ def test_val_every_logs_keeps_best_and_does_not_change_training(tiny_world, tmp_
 
 def test_val_every_needs_a_test_set(tmp_path, tiny_world):
     from cyclekit.errors import ConfigError
-    from cyclekit.train.trainer import Trainer
+    from cyclekit.metrics.validation import make_validator
 
     cfg = tiny_config("", tmp_path / "r", max_steps=2, val_every=1, dir_a=str(tiny_world / "trainA"),
                       dir_b=str(tiny_world / "trainB"))
     with pytest.raises(ConfigError, match="--val-every needs a held-out test set"):
-        Trainer(cfg)
+        make_validator(cfg)
     with pytest.raises(ConfigError, match="not one of"):
         tiny_config(tiny_world, tmp_path / "r", val_metric="bogus")

@@ -9,7 +9,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 skdata = pytest.importorskip("skimage.data")
 
-from cyclekit.data.images import load_image, save_image  # noqa: E402
+from cyclekit.io.images import load_image, save_image  # noqa: E402
 from cyclekit.errors import ConfigError, DataError  # noqa: E402
 from cyclekit.faces.params import FaceParams, read_faces_json  # noqa: E402
 
@@ -141,11 +141,11 @@ def test_trainer_records_the_face_margin(tmp_path):
     """A model trained on `data faces` crops carries their margin; swap then uses it."""
     from conftest import tiny_config
 
-    from cyclekit.checkpoint import load_release_config
+    from cyclekit.release import load_release_config
     from cyclekit.faces.pipeline import face_params_for
     from cyclekit.faces.prepare import prepare_folders
-    from cyclekit.train.trainer import Trainer
-    from cyclekit.translate import load_translator
+    from cyclekit.commands.train import build_trainer
+    from cyclekit.infer.translator import load_translator
 
     photos = face_photos(4)
     for i, img in enumerate(photos):
@@ -153,7 +153,7 @@ def test_trainer_records_the_face_margin(tmp_path):
         save_image(tmp_path / "b" / f"b{i}.png", img[:, ::-1] * 0.8)
     data = prepare_folders(tmp_path / "a", tmp_path / "b", tmp_path / "faces",
                            params=FaceParams(size=32, margin=0.27), test_fraction=0.0)
-    run = Trainer(tiny_config(data, tmp_path / "run", max_steps=1)).fit()
+    run = build_trainer(tiny_config(data, tmp_path / "run", max_steps=1)).fit()
     assert load_release_config(run).model.face_margin == pytest.approx(0.27)
     params = face_params_for(load_translator(run, "AtoB", device="cpu"))
     assert params.margin == pytest.approx(0.27) and params.size == 32

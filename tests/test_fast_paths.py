@@ -5,17 +5,20 @@ import copy
 import logging
 import math
 import os
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package (official step)
+from cyclekit import runtime
+from cyclekit.errors import ConfigError
+from cyclekit.train import fast
+from cyclekit.train.optim import make_optimizers
 
-from cyclekit.errors import ConfigError  # noqa: E402
-from cyclekit.train import compiled, fast  # noqa: E402
+from conftest import tiny_config
+
+# `benchmarks` (the official step's transcription) is imported as a package from the repository
+# root, which `python -m pytest` puts on sys.path.
 
 
 def _max_rel(pairs) -> float:
@@ -41,13 +44,35 @@ def test_fp32_compile_matches_official_step(tmp_path):
     assert _max_rel(parity(net="tiny", size=32, steps=3, variant="fp32+compile", tmp=tmp_path)) < 1e-4
 
 
-def test_bf16_path_runs_and_stays_close(tmp_path):
-    from benchmarks.bench_train import parity
+def _spied_parity(variant: str, tmp_path) -> tuple[list, set]:
+    """bench_train.parity's comparison, plus the dtypes of the generator's convolution outputs."""
+    from benchmarks.bench_train import Case, batch_for, build_candidate, make_config, world
+    from benchmarks.official import OfficialCycleGAN
 
-    pairs = parity(net="tiny", size=32, batch=1, steps=3, variant="bf16", tmp=tmp_path)
+    case = Case("tiny", 32, 1, [variant])
+    cfg = make_config("tiny", 32, 1, tmp_path, tmp_path / "run", "cpu")
+    base = OfficialCycleGAN(cfg.model, cfg.train, "cpu")
+    ours = build_candidate(case, variant, world(tmp_path, 32, 2), "cpu", base)
+    seen: set = set()
+    for m in ours.nets.G_AB.modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_hook(lambda mod, inp, out: seen.add(out.dtype))
+    pairs = []
+    for s in range(3):
+        a, b = batch_for(case, torch.device("cpu"), seed=s)
+        base.step(a, b)
+        got = ours.step_fn(ours.step_state, a, b, ours.cfg.train)
+        pairs.append((base.losses(), {k: float(v) for k, v in got.items()}))
+    return pairs, seen
+
+
+def test_bf16_path_runs_and_stays_close(tmp_path):
+    pairs, seen = _spied_parity("bf16", tmp_path / "bf16")
     assert all(math.isfinite(v) for _, o in pairs for v in o.values())
     assert _max_rel(pairs) < 0.1  # bf16 has 8 bits of mantissa; the losses agree to a few %
-    assert any(abs(b[k] - o[k]) > 0 for b, o in pairs for k in b)  # and it really ran in bf16
+    assert seen == {torch.bfloat16}  # the convolutions really ran in bf16
+    _, seen32 = _spied_parity("fp32", tmp_path / "fp32")
+    assert seen32 == {torch.float32}  # ... and the spy tells the two apart
 
 
 def test_instance_norm_guard_fixes_channels_last_gradients():
@@ -72,11 +97,11 @@ def test_compile_falls_back_when_torch_compile_raises(monkeypatch, caplog):
         raise RuntimeError("no compiler here")
 
     monkeypatch.setattr(torch, "compile", broken)
-    monkeypatch.setattr(compiled, "_warned_compile", False)
+    monkeypatch.setattr(runtime, "_warned_compile", False)
     net = nn.Conv2d(3, 4, 3)
     x = torch.randn(1, 3, 8, 8)
-    with caplog.at_level(logging.WARNING, logger="cyclekit.train.compiled"):
-        wrapped = fast.CompiledModule(net, name="G_AB")
+    with caplog.at_level(logging.WARNING, logger="cyclekit.runtime"):
+        wrapped = runtime.CompiledModule(net, name="G_AB")
     assert wrapped.failed and "G_AB" in caplog.text and "no compiler here" in caplog.text
     torch.testing.assert_close(wrapped(x), net(x))
 
@@ -91,14 +116,14 @@ def test_compile_falls_back_at_first_call_and_warns_once(monkeypatch, caplog, tm
         return run
 
     monkeypatch.setattr(torch, "compile", lazy_failure)
-    monkeypatch.setattr(compiled, "_warned_compile", False)
+    monkeypatch.setattr(runtime, "_warned_compile", False)
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
     nets = nn.Module()
     for name in ("G_AB", "G_BA", "D_A", "D_B"):
         setattr(nets, name, nn.Conv2d(3, 3, 1))
-    view = fast.compile_nets(nets)
+    view = runtime.compile_nets(nets)
     x = torch.randn(2, 3, 4, 4)
-    with caplog.at_level(logging.WARNING, logger="cyclekit.train.compiled"):
+    with caplog.at_level(logging.WARNING, logger="cyclekit.runtime"):
         outs = [getattr(view, n)(x) for n in ("G_AB", "G_BA", "D_A", "D_B")]
         again = view.G_AB(x)
     for n, out in zip(("G_AB", "G_BA", "D_A", "D_B"), outs):
@@ -114,7 +139,7 @@ def test_compile_falls_back_at_first_call_and_warns_once(monkeypatch, caplog, tm
 
 def test_compile_wrapper_reraises_real_errors(monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda module, **kw: module)
-    wrapped = fast.CompiledModule(nn.Conv2d(3, 4, 3))
+    wrapped = runtime.CompiledModule(nn.Conv2d(3, 4, 3))
     with pytest.raises(RuntimeError):
         wrapped(torch.randn(1, 5, 8, 8))  # wrong channels: eager fails too, so it is raised
     assert not wrapped.failed
@@ -123,46 +148,49 @@ def test_compile_wrapper_reraises_real_errors(monkeypatch):
 # ---------------------------------------------------------------------- precision choice
 def test_auto_precision_resolves_as_designed(monkeypatch):
     cpu = torch.device("cpu")
-    expected = "bf16" if fast.cpu_has_fast_bf16() else "fp32"
-    assert fast.resolve_precision("auto", cpu) == expected
-    if hasattr(torch.cpu, "_is_avx512_bf16_supported") and hasattr(torch.cpu, "_is_amx_tile_supported"):
-        native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-        assert (expected == "bf16") == bool(native and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    monkeypatch.delenv("CYCLEKIT_CPU_BF16", raising=False)
+    # Detection, on made-up CPUs: bf16 only with AVX512-BF16 or AMX *and* oneDNN bf16 kernels.
+    for avx512_bf16, amx, onednn, want in ((False, False, True, "fp32"), (True, False, True, "bf16"),
+                                           (False, True, True, "bf16"), (True, True, False, "fp32")):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda v=onednn: v)
+        assert runtime.resolve_precision("auto", cpu) == want, (avx512_bf16, amx, onednn)
     monkeypatch.setenv("CYCLEKIT_CPU_BF16", "0")
-    assert fast.resolve_precision("auto", cpu) == "fp32" and fast.precision_dtype("auto", cpu) is None
+    assert runtime.resolve_precision("auto", cpu) == "fp32" and runtime.precision_dtype("auto", cpu) is None
     monkeypatch.setenv("CYCLEKIT_CPU_BF16", "1")
-    assert fast.resolve_precision("auto", cpu) == "bf16"
+    assert runtime.resolve_precision("auto", cpu) == "bf16"
     # ... unless the model is too small for bf16 to pay (measured break-even ~0.15 GMAC)
     from cyclekit.config import ModelConfig
 
-    big = fast.generator_macs(ModelConfig(n_blocks=9, ngf=64, image_size=128))
-    tiny = fast.generator_macs(ModelConfig(n_blocks=6, ngf=16, image_size=32))
-    assert 12e9 < big < 13e9 and tiny < fast.CPU_BF16_MIN_MACS  # ResNet-9 @ 128: 12.39 GMAC
-    assert fast.resolve_precision("auto", cpu, big) == "bf16" and fast.resolve_precision("auto", cpu, tiny) == "fp32"
-    assert fast.resolve_precision("bf16", cpu, tiny) == "bf16"  # an explicit choice is kept
-    assert fast.inference_plan("auto", cpu) == (torch.bfloat16, True)
-    assert fast.inference_plan("fp32", cpu) == (None, False)
+    big = runtime.generator_macs(ModelConfig(n_blocks=9, ngf=64, image_size=128))
+    tiny = runtime.generator_macs(ModelConfig(n_blocks=6, ngf=16, image_size=32))
+    assert 12e9 < big < 13e9 and tiny < runtime.CPU_BF16_MIN_MACS  # ResNet-9 @ 128: 12.39 GMAC
+    assert runtime.resolve_precision("auto", cpu, big) == "bf16" and runtime.resolve_precision("auto", cpu, tiny) == "fp32"
+    assert runtime.resolve_precision("bf16", cpu, tiny) == "bf16"  # an explicit choice is kept
+    assert runtime.inference_plan("auto", cpu) == (torch.bfloat16, True)
+    assert runtime.inference_plan("fp32", cpu) == (None, False)
     with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
-        fast.resolve_precision("fp16", cpu)
+        runtime.resolve_precision("fp16", cpu)
     with pytest.raises(ConfigError):
-        fast.resolve_precision("int4", cpu)
+        runtime.resolve_precision("int4", cpu)
     # CUDA: bf16 from Ampere (8.x) on, fp16 with a gradient scaler before.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     for capability, want in (((8, 0), "bf16"), ((9, 0), "bf16"), ((7, 5), "fp16")):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
-        assert fast.resolve_precision("auto", torch.device("cuda")) == want
+        assert runtime.resolve_precision("auto", torch.device("cuda")) == want
 
 
 def test_trainer_defaults_use_fast_paths(tiny_world, tmp_path):
     """The trainer resolves `auto`, builds fused Adams, and keeps them fused after a resume
     from a checkpoint whose optimizer was not fused."""
-    from cyclekit.train.trainer import Trainer
-    from tests.conftest import tiny_config
+    from cyclekit.train.loop import Trainer
 
     cfg = tiny_config(tiny_world, tmp_path / "run", precision="auto", max_steps=1)
-    tr = Trainer(cfg)
+    trainer = Trainer(cfg)
+    tr = trainer.objective
     assert tr.amp_dtype is None  # a 32 px model with ngf 4: too small for bf16 to pay on any CPU
-    assert fast.generator_macs(cfg.model, cfg.train.batch_size) < fast.CPU_BF16_MIN_MACS
+    assert runtime.generator_macs(cfg.model, cfg.train.batch_size) < runtime.CPU_BF16_MIN_MACS
     assert all(g["fused"] for g in tr.opt_G.param_groups + tr.opt_D.param_groups)
     plain = torch.optim.Adam(tr.opt_G.param_groups[0]["params"], lr=1e-3)
     for p in plain.param_groups[0]["params"]:
@@ -171,19 +199,18 @@ def test_trainer_defaults_use_fast_paths(tiny_world, tmp_path):
     tr.opt_G.load_state_dict(plain.state_dict())
     g = tr.opt_G.param_groups[0]
     assert g["fused"] and g["lr"] == 1e-3 and isinstance(g["lr"], float)
-    tr.fit()
+    trainer.fit()
     assert (tmp_path / "run" / "model" / "model.safetensors").exists()
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
 def test_cuda_graph_optimizers_take_lr_tensors_updated_in_place(tiny_world, tmp_path):
     from cyclekit.train.schedule import make_scheduler
-    from cyclekit.train.step import CycleGANNets
-    from tests.conftest import tiny_config
+    from cyclekit.nn.cyclegan import CycleGANNets
 
     cfg = tiny_config(tiny_world, tmp_path / "run", lr_policy="linear", n_epochs=1, n_epochs_decay=2)
     nets = CycleGANNets(cfg.model)
-    opt_G, _ = fast.make_optimizers(nets, cfg.train, torch.device("cpu"), cuda_graphs=True)
+    opt_G, _ = make_optimizers(nets, cfg.train, torch.device("cpu"), cuda_graphs=True)
     lr = opt_G.param_groups[0]["lr"]
     assert torch.is_tensor(lr) and opt_G.param_groups[0]["capturable"]
     sched = make_scheduler(opt_G, cfg.train, steps_per_epoch=3)
@@ -196,12 +223,11 @@ def test_cuda_graph_optimizers_take_lr_tensors_updated_in_place(tiny_world, tmp_
 def test_graphed_step_without_capture_equals_eager_step(tiny_world, tmp_path):
     """The CUDA-graph step's plumbing (static inputs, device-side history pools drawing the same
     random choices) run eagerly on CPU gives the plain step's losses and pool contents."""
-    from cyclekit.train.graphs import GraphedStep
-    from cyclekit.train.trainer import Trainer
-    from tests.conftest import tiny_config
+    from cyclekit.train.loop import Trainer
+    from cyclekit.train.parallel.graphs import GraphedStep
 
     cfg = tiny_config(tiny_world, tmp_path / "a", precision="fp32", pool_size=2, batch_size=2)
-    plain, graphed = Trainer(cfg), Trainer(copy.deepcopy(cfg))
+    plain, graphed = Trainer(cfg).objective, Trainer(copy.deepcopy(cfg)).objective
     graphed.nets.load_state_dict(plain.nets.state_dict())
     step = GraphedStep(graphed.step_state, warmup=1, capture=False)
     g = torch.Generator().manual_seed(0)
@@ -215,20 +241,24 @@ def test_graphed_step_without_capture_equals_eager_step(tiny_world, tmp_path):
         sa, sb = pa.state_dict(), pb.state_dict()
         torch.testing.assert_close(sb["images"], sa["images"], rtol=1e-5, atol=1e-6)
         assert torch.equal(sa["rng"], sb["rng"])
+    with pytest.raises(ValueError, match="StepState it was built for"):
+        step(plain.step_state, a, b, cfg.train)  # a graph replays its own tensors only
 
 
 def test_cuda_graphs_refused_with_reason_on_cpu(tiny_world, tmp_path, caplog):
+    from cyclekit.train.loop import Trainer
     from cyclekit.train.step import train_step
-    from cyclekit.train.trainer import Trainer
-    from tests.conftest import tiny_config
 
-    with caplog.at_level(logging.WARNING, logger="cyclekit.train.fast"):
-        tr = Trainer(tiny_config(tiny_world, tmp_path / "run", cuda_graphs=True))
+    with caplog.at_level(logging.WARNING, logger="cyclekit.train.parallel.graphs"):
+        tr = Trainer(tiny_config(tiny_world, tmp_path / "run", cuda_graphs=True)).objective
     assert tr.step_fn is train_step and "CUDA graphs off: no CUDA device" in caplog.text
+    # the one decision also kept the optimizers plain (not capturable, float learning rates)
+    assert not any(g.get("capturable") for g in tr.opt_G.param_groups)
+    assert isinstance(tr.opt_G.param_groups[0]["lr"], float)
 
 
 def test_translator_bf16_is_nhwc_bf16_weights_and_close_to_fp32(tiny_release, monkeypatch):
-    from cyclekit.translate import load_translator
+    from cyclekit.infer.translator import load_translator
 
     monkeypatch.setenv("CYCLEKIT_CPU_BF16", "1")  # the path this CPU family takes
     auto = load_translator(tiny_release, "AtoB", device="cpu", precision="auto")

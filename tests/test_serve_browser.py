@@ -90,7 +90,7 @@ def photo(tmp_path_factory, tiny_world) -> Path:
 def translate_directly(tiny_release, data: bytes, direction: str) -> np.ndarray:
     from PIL import Image
 
-    from cyclekit.translate import load_translator, translate_array
+    from cyclekit.infer.translator import load_translator, translate_array
 
     rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), dtype=np.float32) / 255.0
     tr = load_translator(tiny_release, direction, device="cpu")
@@ -200,7 +200,7 @@ def test_face_swap_in_the_page(page, server, tiny_release, tmp_path_factory, sho
     if swapper is None:
         pytest.skip(f"face pipeline unavailable: {reason}")
     from cyclekit.data.synthetic import make_world
-    from cyclekit.translate import load_translator
+    from cyclekit.infer.translator import load_translator
 
     root = tmp_path_factory.mktemp("faces")
     make_world("faces", root, size=128, n_train=1, n_test=1, seed=1)

@@ -7,12 +7,12 @@ import textwrap
 import pytest
 import torch
 
-from cyclekit.checkpoint import load_training_state
+from cyclekit.train.state import load_training_state
 from cyclekit.config import TrainConfig
 from cyclekit.losses import GANLoss, gradient_penalty
 from cyclekit.train.pool import ImagePool
 from cyclekit.train.schedule import LRFactor, make_scheduler
-from cyclekit.train.trainer import Trainer
+from cyclekit.train.loop import Trainer
 
 from conftest import assert_same, tiny_config
 
@@ -100,9 +100,9 @@ def test_per_step_schedule_scales_with_iterations_per_epoch():
 def test_train_step_changes_weights_and_logs_every_term(tiny_world, tmp_path):
     cfg = tiny_config(tiny_world, tmp_path / "run", max_steps=3, dropout=0.2)
     t = Trainer(cfg)
-    before = {k: v.clone() for k, v in t.nets.state_dict().items()}
+    before = {k: v.clone() for k, v in t.objective.nets.state_dict().items()}
     t.fit()
-    after = t.nets.state_dict()
+    after = t.objective.nets.state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert any(k.startswith("G_AB") for k in changed) and any(k.startswith("D_B") for k in changed)
     rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -149,14 +149,15 @@ KILLER = textwrap.dedent(
     import os, signal, sys
     sys.path.insert(0, {tests!r})
     from conftest import assert_same, tiny_config
-    from cyclekit.train.trainer import Trainer
+    from cyclekit.train.hooks import Callback
+    from cyclekit.train.loop import Trainer
 
-    def hook(trainer, step):
-        if step == {kill_at}:
+    def kill(view):
+        if view.step == {kill_at}:
             os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no final save
 
     cfg = tiny_config({world!r}, {run!r}, max_steps={n}, save_every=3, dropout=0.3)
-    Trainer(cfg, step_hook=hook).fit()
+    Trainer(cfg, hooks=[Callback(kill)]).fit()
     """
 )
 

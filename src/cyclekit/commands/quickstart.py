@@ -22,7 +22,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cyclekit.quickstart import QuickstartOptions, format_report, run_quickstart
+    from cyclekit.commands.synthetic_quickstart import QuickstartOptions, format_report, run_quickstart
 
     opts = QuickstartOptions(
         out=args.out, world=args.world, size=args.size, steps=args.steps,

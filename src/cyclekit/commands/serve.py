@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from cyclekit.config import CHOICES
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -28,8 +30,10 @@ def register(sub) -> None:
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                    help="run releases with PyTorch or onnxruntime (exported in memory at start); "
                         ".onnx files always use onnxruntime")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
+    p.add_argument("--device", choices=CHOICES["device"], default="auto",
+                   help="auto: the GPU when CUDA is available, else the CPU")
+    p.add_argument("--precision", choices=CHOICES["precision"], default="auto",
+                   help="auto: bf16 on CPUs with native bf16 and on Ampere+ GPUs, fp16 on older GPUs, else fp32")
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default 20)")
     p.add_argument("--max-pixels", type=int, default=2048 * 2048,
                    help="largest image accepted, width x height (default 4194304 = 2048x2048)")
@@ -73,11 +77,9 @@ def run(args: argparse.Namespace) -> int:
     from cyclekit.serve.limits import Limits
     from cyclekit.serve.server import uvicorn_config
 
-    device = args.device
-    if device == "auto":
-        import torch
+    from cyclekit.runtime import pick_device
 
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(pick_device(args.device).type)  # the one device policy
     limits = Limits(max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), max_pixels=args.max_pixels,
                     body_idle_timeout=min(args.upload_idle_timeout, args.upload_timeout),
                     body_timeout=args.upload_timeout, max_connections=args.max_connections)

@@ -15,6 +15,8 @@ def register(sub) -> None:
     p.add_argument("--config", help="JSON/YAML config file (e.g. a run's config.json)")
     p.add_argument("--preset", help="a built-in preset: " + ", ".join(list_presets()))
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run exactly from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a --run-dir that already holds a run (its checkpoint and metrics are replaced)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     p.add_argument("--nproc", type=int, metavar="N", help="train with N processes on this machine (one per GPU, "
                    "or N CPU processes): re-runs this command under torchrun --standalone --nproc_per_node N; "
@@ -39,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
         cfg.train.run_dir = str(run_dir)
     else:
         cfg = resolve_config(args)
+        if not args.overwrite:
+            refuse_existing_run(Path(cfg.train.run_dir))
     if args.dry_run:
         print_config(cfg)
         return 0
@@ -54,10 +58,10 @@ def run(args: argparse.Namespace) -> int:
 
         root = logging.getLogger()
         root.setLevel(max(root.level, logging.WARNING))
-    from cyclekit.train.trainer import Trainer, TrainingInterrupted
+    from cyclekit.train.loop import TrainingInterrupted
 
     try:
-        run_dir = Trainer(cfg, resume=bool(args.resume)).fit()
+        run_dir = build_trainer(cfg, resume=bool(args.resume), main_rank=main_rank).fit()
     except TrainingInterrupted as exc:
         if main_rank:
             print(str(exc))
@@ -65,6 +69,32 @@ def run(args: argparse.Namespace) -> int:
     if main_rank:
         print(f"done: {run_dir} (release: {run_dir / 'model'})")
     return 0
+
+
+def refuse_existing_run(run_dir) -> None:
+    """A fresh run in a folder that holds one would replace its checkpoint and metrics: refuse."""
+    from cyclekit.errors import ConfigError
+    from cyclekit.train.rundir import METRICS_FILE
+    from cyclekit.train.state import STATE_FILE
+
+    held = [name for name in (STATE_FILE, METRICS_FILE, "model/model.safetensors") if (run_dir / name).exists()]
+    if held:
+        raise ConfigError(f"{run_dir} already holds a run ({', '.join(held)}); continue it with "
+                          f"--resume {run_dir}, start over there with --overwrite, or choose another --run-dir")
+
+
+def build_trainer(cfg, resume: bool = False, main_rank: bool = True):
+    """The Trainer ``cyclekit train`` runs: the margin of ``data faces`` crops copied into the model
+    config (so it travels with the release) and, with ``--val-every``, the validator as an
+    after-step hook on rank 0. Training itself knows nothing of faces or metrics."""
+    from cyclekit.faces.params import apply_dataset_face_params
+    from cyclekit.metrics.validation import make_validator
+    from cyclekit.train.loop import Trainer
+
+    cfg.validate()
+    apply_dataset_face_params(cfg)
+    validator = make_validator(cfg) if main_rank else None
+    return Trainer(cfg, resume=resume, hooks=[validator] if validator else [])
 
 
 def torchrun_command(args: argparse.Namespace) -> list[str]:

@@ -95,7 +95,7 @@ def read_faces_json(folder: Union[str, Path]) -> Optional[FaceParams]:
 def apply_dataset_face_params(cfg) -> Optional[FaceParams]:
     """Copy the crop margin of a ``data faces`` dataset into ``cfg.model.face_margin``.
 
-    Called by the trainer: when ``cfg.data.dataroot`` holds ``faces.json``, the released model
+    Called by ``cyclekit train`` (:func:`cyclekit.commands.train.build_trainer`): when ``cfg.data.dataroot`` holds ``faces.json``, the released model
     records the margin its training crops were made with, and ``swap`` reuses it. An explicit,
     different non-zero ``face_margin`` wins, with a warning.
     """

@@ -17,7 +17,8 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
-from cyclekit.config import Config, atomic_write_text, generator_config_for
+from cyclekit.config import Config, generator_config_for
+from cyclekit.io.files import atomic_write_text
 from cyclekit.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,10 @@ def _base(metric: str) -> str:
 
 
 class Validator:
-    """Owned by the Trainer when ``--val-every`` > 0; call :meth:`maybe_run` after every step."""
+    """An after-step hook of the training loop (:mod:`cyclekit.train.hooks`) for ``--val-every`` > 0:
+    give it to rank 0's Trainer; its state is saved in the checkpoint under ``"validation"``."""
+
+    name = "validation"
 
     def __init__(self, cfg: Config) -> None:
         t, d = cfg.train, cfg.data
@@ -87,26 +91,25 @@ class Validator:
                 log.info("validation: %s", note)
         return self._evaluator
 
-    def maybe_run(self, trainer) -> Optional[dict]:
-        if self.every and trainer.global_step % self.every == 0:
-            return self.run(trainer)
+    def after_step(self, view) -> Optional[dict]:
+        """``view``: a :class:`cyclekit.train.hooks.StepView` (generators, device, step, epoch, log)."""
+        if self.every and view.step % self.every == 0:
+            return self.run(view)
         return None
 
-    def run(self, trainer) -> dict:
+    def run(self, view) -> dict:
         """Evaluate the live generators, log a ``val/`` row, update ``best/`` when it improved."""
-        from cyclekit.checkpoint import unwrap
         from cyclekit.metrics.evaluate import metric_goal
-        from cyclekit.translate import Translator
+        from cyclekit.infer.translator import Translator
 
-        nets = unwrap(trainer.nets)
-        gens = (unwrap(nets.G_AB), unwrap(nets.G_BA))
+        gens = tuple(view.generators)
         modes = [g.training for g in gens]
-        evaluator = self.evaluator(trainer.device)
+        evaluator = self.evaluator(view.device)
         try:
             for g in gens:
                 g.eval()
-            t_ab = Translator(gens[0], generator_config_for(self.cfg.model, "AtoB"), trainer.device)
-            t_ba = Translator(gens[1], generator_config_for(self.cfg.model, "BtoA"), trainer.device)
+            t_ab = Translator(gens[0], generator_config_for(self.cfg.model, "AtoB"), view.device)
+            t_ba = Translator(gens[1], generator_config_for(self.cfg.model, "BtoA"), view.device)
             result = evaluator.evaluate(t_ab, t_ba)
         finally:
             for g, mode in zip(gens, modes):
@@ -114,7 +117,7 @@ class Validator:
         metrics = result["metrics"]
         if self.metric is None:  # auto
             self.metric = next((k for k in ("psnr", "kid", "success", "cycle_l1") if k in metrics), "cycle_l1")
-        row: dict[str, Any] = {"step": trainer.global_step, "epoch": trainer.epoch + 1}
+        row: dict[str, Any] = {"step": view.step, "epoch": view.epoch + 1}
         row.update({f"val/{k}": round(v, 6) for k, v in metrics.items() if math.isfinite(v)})
         fe = result["feature_extractor"]
         row["val/features"] = fe["name"] if fe else "none"
@@ -124,20 +127,20 @@ class Validator:
         better = metric_goal(self.metric) == "max"
         improved = self.best_value is None or (value > self.best_value if better else value < self.best_value)
         if improved and math.isfinite(value):
-            self.best_value, self.best_step = float(value), trainer.global_step
-            self._save_best(trainer, gens, result)
+            self.best_value, self.best_step = float(value), view.step
+            self._save_best(view, gens, result)
         row["val/best_step"] = self.best_step
-        trainer.log_metrics(row)
-        log.info("validation at step %d: %s = %.4f (best %.4f at step %s)", trainer.global_step, self.metric,
+        view.log(row)
+        log.info("validation at step %d: %s = %.4f (best %.4f at step %s)", view.step, self.metric,
                  value, self.best_value if self.best_value is not None else float("nan"), self.best_step)
         return row
 
-    def _save_best(self, trainer, gens, result: dict) -> None:
-        from cyclekit.checkpoint import save_release
+    def _save_best(self, view, gens, result: dict) -> None:
+        from cyclekit.release import save_release
         from cyclekit.metrics.report import clean
 
         out = Path(self.cfg.train.run_dir) / BEST_DIR
-        meta = {"epoch": trainer.epoch, "global_step": trainer.global_step, "val_metric": self.metric,
+        meta = {"epoch": view.epoch, "global_step": view.step, "val_metric": self.metric,
                 "val_value": self.best_value}
         save_release(out, self.cfg, gens[0], gens[1], meta=meta)
         doc = {k: v for k, v in result.items() if k != "per_image"} | {"best": meta}

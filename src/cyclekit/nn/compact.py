@@ -17,7 +17,7 @@ norm, which halves the memory-bound normalisation work per block on CPUs for no 
 after distillation. The rest (stem, downsampling, transposed-convolution upsampling and head)
 is the paper's generator at the smaller width, so the student's layers mirror the teacher's and
 an intermediate feature map (after the blocks, ``4 ngf`` channels at H/4) can be distilled
-through a 1x1 adapter (see :mod:`cyclekit.distill`).
+through a 1x1 adapter (see :mod:`cyclekit.train.distill`).
 
 The head is a 3x3 convolution (the paper's is 7x7): with three output channels the 7x7 head was
 the slowest layer in onnxruntime. With ``ngf=16`` and 9 blocks a 256x256 RGB image costs 0.83 G

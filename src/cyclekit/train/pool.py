@@ -22,8 +22,19 @@ class ImagePool:
     def __len__(self) -> int:
         return len(self.images)
 
-    def _rand(self) -> float:
-        return float(torch.rand((), generator=self.generator))
+    def draw(self) -> tuple[int, bool, bool]:
+        """Decide the fate of one incoming image: ``(slot, use_old, store)``.
+
+        ``use_old``: return the image stored in ``slot`` instead of the new one; ``store``: put the
+        new image in ``slot`` (``slot == len(self)`` appends). The only place the pool's random
+        numbers are drawn, so :meth:`query` and the CUDA-graph pool make the same choices.
+        """
+        k = len(self.images)
+        if k < self.size:  # filling up: keep the new image, return it
+            return k, False, True
+        if float(torch.rand((), generator=self.generator)) > 0.5:  # return a stored one, keep the new one
+            return int(torch.randint(0, self.size, (), generator=self.generator)), True, True
+        return 0, False, False  # return the new image, keep the pool as it is
 
     def query(self, images: torch.Tensor) -> torch.Tensor:
         """Return a batch the same shape as ``images`` mixing new and stored fakes."""
@@ -33,15 +44,13 @@ class ImagePool:
         out = []
         for image in images:
             image = image.unsqueeze(0)
-            if len(self.images) < self.size:
-                self.images.append(image.clone())
-                out.append(image)
-            elif self._rand() > 0.5:
-                idx = int(torch.randint(0, self.size, (), generator=self.generator))
-                out.append(self.images[idx].clone())
-                self.images[idx] = image.clone()
-            else:
-                out.append(image)
+            slot, use_old, store = self.draw()
+            out.append(self.images[slot].clone() if use_old else image)
+            if store:
+                if slot == len(self.images):
+                    self.images.append(image.clone())
+                else:
+                    self.images[slot] = image.clone()
         return torch.cat(out, dim=0)
 
     def state_dict(self) -> dict:

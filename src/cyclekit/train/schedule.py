@@ -42,3 +42,20 @@ def make_scheduler(
         cfg.lr_policy, cfg.n_epochs * scale, cfg.n_epochs_decay * scale, cfg.lr_decay_every, cfg.lr_gamma
     )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def retime_scheduler(sched, cfg, steps_per_epoch: int, position: int) -> None:
+    """Re-time a per-iteration LR schedule after the iterations per epoch changed (another world
+    size or batch size on resume): the factor is rebuilt for the new epoch length (``cfg`` is the
+    TrainConfig) and the schedule moved to iteration ``position``, so the learning rate still
+    reaches its decay at the same *epoch*."""
+    saved_lr = [g["lr"] for g in sched.optimizer.param_groups]
+    factor = make_scheduler(sched.optimizer, cfg, steps_per_epoch).lr_lambdas[0]
+    for group, lr in zip(sched.optimizer.param_groups, saved_lr):
+        group["lr"] = lr  # undo the throwaway scheduler's initial step
+    sched.lr_lambdas = [factor for _ in sched.optimizer.param_groups]
+    sched.last_epoch = position
+    lrs = [g["initial_lr"] * factor(position) for g in sched.optimizer.param_groups]
+    for group, lr in zip(sched.optimizer.param_groups, lrs):
+        group["lr"] = lr
+    sched._last_lr = lrs

@@ -1,7 +1,9 @@
 """Resumable training state (``checkpoints/last.pt``).
 
-It holds all four networks, both optimizers, both schedulers, both history pools, the RNG
-states, the epoch and the iteration: a plain ``torch.save`` of tensors, numbers and strings,
+It holds what the objective saves (for CycleGAN all four networks, both optimizers, both
+schedulers, both history pools), the RNG states, the position in the data (epoch, iteration,
+samples) and the after-step hooks' states (the validator's under ``"validation"``), packed by
+:meth:`cyclekit.train.loop.Trainer.state_dict`: a plain ``torch.save`` of tensors, numbers and strings,
 loaded back with ``weights_only=True`` (never unpickling arbitrary objects). Written atomically
 (:mod:`cyclekit.io.files`), so a crash at any moment leaves the previous good state intact.
 """

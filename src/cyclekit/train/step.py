@@ -13,35 +13,16 @@ Per iteration (Zhu et al. 2017, section 4 and the official implementation):
 from __future__ import annotations
 
 import contextlib
-import itertools
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-from cyclekit.config import ModelConfig, TrainConfig, generator_config_for
+from cyclekit.config import TrainConfig
 from cyclekit.losses import GANLoss, gradient_penalty, l1
+from cyclekit.train.parallel.ddp import NoSync
 from cyclekit.train.pool import ImagePool
-
-
-class CycleGANNets(nn.Module):
-    """The four networks, nothing else. ``D_A`` judges domain A, ``D_B`` judges domain B."""
-
-    def __init__(self, cfg: ModelConfig) -> None:
-        super().__init__()
-        from cyclekit.nn import build_discriminator, build_generator
-
-        self.G_AB = build_generator(generator_config_for(cfg, "AtoB"))
-        self.G_BA = build_generator(generator_config_for(cfg, "BtoA"))
-        self.D_A = build_discriminator(cfg, cfg.in_channels)
-        self.D_B = build_discriminator(cfg, cfg.out_channels)
-
-    def generators(self) -> list[nn.Module]:
-        return [self.G_AB, self.G_BA]
-
-    def discriminators(self) -> list[nn.Module]:
-        return [self.D_A, self.D_B]
 
 
 @dataclass
@@ -54,21 +35,12 @@ class StepState:
     pool_A: ImagePool
     pool_B: ImagePool
     gan_loss: GANLoss
-    scaler: torch.amp.GradScaler | None = None
+    # Always present; enabled for fp16 only (a disabled scaler passes losses and steps through).
+    scaler: torch.amp.GradScaler = field(default_factory=lambda: torch.amp.GradScaler("cpu", enabled=False))
     autocast_dtype: torch.dtype | None = None
-    # Multi-process training: called as grad_sync("G" | "D", params) between backward() and the
-    # optimizer step, to average gradients over ranks (see cyclekit.train.distributed.GradSync).
-    grad_sync: Callable[[str, list[nn.Parameter]], None] | None = None
-
-
-def make_optimizers(nets: CycleGANNets, cfg: TrainConfig, fused: bool | None = None):
-    """Adam(lr, (beta1, beta2)) over both generators jointly and both discriminators jointly."""
-    kwargs = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    if fused is not None:
-        kwargs["fused" if fused else "foreach"] = True
-    opt_G = torch.optim.Adam(itertools.chain(nets.G_AB.parameters(), nets.G_BA.parameters()), **kwargs)
-    opt_D = torch.optim.Adam(itertools.chain(nets.D_A.parameters(), nets.D_B.parameters()), **kwargs)
-    return opt_G, opt_D
+    # Called as grad_sync(params) between backward() and the optimizer step: averages gradients
+    # over ranks under torchrun (parallel.ddp.GradSync), does nothing in one process (NoSync).
+    grad_sync: Callable[[Sequence[nn.Parameter]], None] = field(default_factory=NoSync)
 
 
 def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
@@ -83,14 +55,10 @@ def _autocast(device_type: str, dtype: torch.dtype | None):
     return torch.autocast(device_type=device_type, dtype=dtype)
 
 
-def _backward_and_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler, sync=None, name: str = "") -> None:
-    (scaler.scale(loss) if scaler is not None else loss).backward()
-    if sync is not None:  # one all-reduce of all of this optimizer's gradients (scaled, if fp16)
-        sync(name, [p for group in opt.param_groups for p in group["params"]])
-    if scaler is not None:
-        scaler.step(opt)
-    else:
-        opt.step()
+def _backward_and_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler, sync) -> None:
+    scaler.scale(loss).backward()
+    sync([p for group in opt.param_groups for p in group["params"]])  # gradients scaled, if fp16
+    scaler.step(opt)
 
 
 def train_step(
@@ -124,7 +92,7 @@ def train_step(
         else:
             idt_A = idt_B = torch.zeros((), device=real_A.device)
         loss_G = cfg.lambda_adv * (adv_AB + adv_BA) + cycle_A + cycle_B + idt_A + idt_B
-    _backward_and_step(loss_G, state.opt_G, state.scaler, state.grad_sync, "G")
+    _backward_and_step(loss_G, state.opt_G, state.scaler, state.grad_sync)
 
     # ---- 2. discriminators, on real images and pooled fakes
     _set_requires_grad([D_A, D_B], True)
@@ -138,9 +106,8 @@ def train_step(
         if gan.mode == "wgangp" and cfg.lambda_gp > 0:
             gp = gradient_penalty(D_A, real_A, pooled_A) + gradient_penalty(D_B, real_B, pooled_B)
             loss_D = loss_D + cfg.lambda_gp * gp
-    _backward_and_step(loss_D, state.opt_D, state.scaler, state.grad_sync, "D")
-    if state.scaler is not None:
-        state.scaler.update()
+    _backward_and_step(loss_D, state.opt_D, state.scaler, state.grad_sync)
+    state.scaler.update()
 
     out = {
         "G_AB_adv": adv_AB, "G_BA_adv": adv_BA, "cycle_A": cycle_A, "cycle_B": cycle_B,

@@ -18,15 +18,14 @@ networks identical by averaging gradients. The design choices, and why:
 * **Gradients are averaged** (sum / world size), so ``N`` ranks of batch ``b`` make the same
   update as one process of batch ``N*b``, the *global batch*. The learning rate is never scaled
   automatically: the paper's 2e-4 is for batch 1, and scaling it is the user's decision.
-* **Control flags ride on the generator all-reduce.** Two extra numbers (stop requested by a
-  signal, time limit reached) are summed with the generator gradients, so every rank takes the
-  same stop/save decision at the same iteration without another collective per step.
+* **Stop decisions are agreed.** A signal or the time limit may reach one rank only; after
+  every update one tiny all-reduce of the stop flags (:func:`any_rank`) makes every rank stop
+  and save at the same iteration.
 * **Rank 0 owns the run directory.** Other ranks never create or write files there; checkpoints
   are collective (:func:`gather_to_main` of each rank's history pools and RNG state) and then
   written by rank 0 alone; resuming, rank 0 reads the file and hands each rank its part
   (:func:`broadcast_from_main`, :func:`scatter_from_main`).
-* **Batch norm is synchronised** (:func:`convert_sync_batchnorm`): ``torch.nn.SyncBatchNorm`` on
-  CUDA, :class:`GlooSyncBatchNorm` on CPU (PyTorch's refuses CPU tensors), so batch statistics
+* **Batch norm is synchronised** (:mod:`cyclekit.train.parallel.syncbn`), so batch statistics
   are those of the global batch and the running statistics stay identical on every rank.
 * **Failures end the run instead of hanging it.** The process group has a timeout
   (``--dist-timeout`` minutes); a dead peer makes gloo collectives raise at once (NCCL's watchdog
@@ -48,6 +47,7 @@ import torch.distributed as dist
 from torch import nn
 
 from cyclekit.errors import CheckpointError, ConfigError, UserError
+from cyclekit.train.parallel.syncbn import GlooSyncBatchNorm, convert_sync_batchnorm  # noqa: F401  (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -136,43 +136,34 @@ def rank_seed(seed: int, rank: int, stream: int = 0) -> int:
 
 
 # --------------------------------------------------------------------------- gradients
+class NoSync:
+    """The gradient sync of a single process: nothing to average. Same interface as GradSync."""
+
+    collective = False
+
+    def __call__(self, params: Sequence[nn.Parameter]) -> None:
+        pass
+
+
 class GradSync:
     """Average the gradients of one optimizer's parameters over all ranks, in one all-reduce.
 
-    Called by :func:`cyclekit.train.step.train_step` as ``sync(name, params)`` between
-    ``backward()`` and ``optimizer.step()`` (name ``"G"`` or ``"D"``). Parameters without a
-    gradient are skipped; every rank runs the same graph, so the set is the same everywhere.
-    The ``"G"`` reduction also sums :attr:`flags` (set by the trainer before the step); read the
-    agreed values after the step with :meth:`agreed`.
+    Called by :func:`cyclekit.train.step.train_step` as ``sync(params)`` between ``backward()``
+    and ``optimizer.step()``. Parameters without a gradient are skipped; every rank runs the
+    same graph, so the set is the same everywhere.
     """
 
-    def __init__(self, world_size: int, n_flags: int = 2) -> None:
-        self.world_size = world_size
-        self.flags = [0.0] * n_flags
-        self._agreed: Optional[torch.Tensor] = None
-        self._event = None
+    collective = True
 
-    def __call__(self, name: str, params: Sequence[nn.Parameter]) -> None:
+    def __init__(self, world_size: int) -> None:
+        self.world_size = world_size
+
+    def __call__(self, params: Sequence[nn.Parameter]) -> None:
         grads = [p.grad for p in params if p.grad is not None]
         if not grads:
             return
-        dev = grads[0].device
-        parts = [g.reshape(-1).float() for g in grads]
-        carry = name == "G"
-        if carry:
-            parts.append(torch.tensor(self.flags, dtype=torch.float32, device=dev))
-        flat = torch.cat(parts)
+        flat = torch.cat([g.reshape(-1).float() for g in grads])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        if carry:
-            n = len(self.flags)
-            flags = flat[-n:]
-            if dev.type == "cuda":  # read after the step, without stalling the GPU queue now
-                self._agreed = flags.to("cpu", non_blocking=True)
-                self._event = torch.cuda.Event()
-                self._event.record()
-            else:
-                self._agreed = flags.clone()
-            flat = flat[:-n]
         flat.div_(self.world_size)
         offset = 0
         for g in grads:
@@ -180,13 +171,20 @@ class GradSync:
             g.copy_(flat[offset:offset + k].view_as(g))
             offset += k
 
-    def agreed(self) -> list[bool]:
-        """Which flags any rank raised during the last generator reduction."""
-        if self._agreed is None:
-            return [False] * len(self.flags)
-        if self._event is not None:
-            self._event.synchronize()
-        return [v > 0 for v in self._agreed.tolist()]
+
+def make_grad_sync(ctx: DistContext):
+    """:class:`GradSync` under torchrun, :class:`NoSync` for one process."""
+    return GradSync(ctx.world_size) if ctx.enabled else NoSync()
+
+
+def any_rank(ctx: DistContext, flags: Sequence[bool]) -> list[bool]:
+    """For each flag, whether any rank raised it: one all-reduce of ``len(flags)`` numbers
+    under torchrun, the flags themselves in one process."""
+    if not ctx.enabled:
+        return [bool(f) for f in flags]
+    t = torch.tensor([float(f) for f in flags], device=ctx.device if ctx.backend == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return [v > 0 for v in t.tolist()]
 
 
 def broadcast_module(module: nn.Module, src: int = 0) -> None:
@@ -263,108 +261,11 @@ def lost_peer_message(ctx: DistContext, exc: BaseException, last_step: Optional[
             f"(or cyclekit train --resume {run_dir} --nproc N)")
 
 
-# --------------------------------------------------------------------------- batch norm
-class _SyncBNFunction(torch.autograd.Function):
-    """Batch norm over the global batch: statistics and their gradients summed over ranks."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, eps, factor, group):
-        c = x.shape[1]
-        dims = [0] + list(range(2, x.dim()))
-        n_local = x.numel() // c
-        stats = torch.cat([
-            x.sum(dims, dtype=torch.float64), (x.double() ** 2).sum(dims),
-            torch.tensor([float(n_local)], dtype=torch.float64, device=x.device),
-        ])
-        dist.all_reduce(stats, group=group)
-        n = stats[-1]
-        mean = stats[:c] / n
-        var = (stats[c:2 * c] / n - mean * mean).clamp_min(0.0)  # biased, as batch norm normalises
-        if running_mean is not None:
-            with torch.no_grad():
-                running_mean.mul_(1 - factor).add_(mean.to(running_mean.dtype), alpha=factor)
-                unbiased = var * n / (n - 1).clamp_min(1)
-                running_var.mul_(1 - factor).add_(unbiased.to(running_var.dtype), alpha=factor)
-        shape = [1, c] + [1] * (x.dim() - 2)
-        invstd = (var + eps).rsqrt().to(x.dtype).view(shape)
-        xhat = (x - mean.to(x.dtype).view(shape)) * invstd
-        y = xhat
-        if weight is not None:
-            y = y * weight.view(shape) + bias.view(shape)
-        ctx.save_for_backward(xhat, invstd, weight)
-        ctx.n, ctx.group = float(n), group
-        return y
-
-    @staticmethod
-    def backward(ctx, dy):
-        xhat, invstd, weight = ctx.saved_tensors
-        c = dy.shape[1]
-        dims = [0] + list(range(2, dy.dim()))
-        shape = [1, c] + [1] * (dy.dim() - 2)
-        sum_dy = dy.sum(dims)
-        sum_dy_xhat = (dy * xhat).sum(dims)
-        both = torch.cat([sum_dy, sum_dy_xhat]).double()
-        dist.all_reduce(both, group=ctx.group)  # every rank's rows share the mean and variance
-        mean_dy = (both[:c] / ctx.n).to(dy.dtype).view(shape)
-        mean_dy_xhat = (both[c:] / ctx.n).to(dy.dtype).view(shape)
-        scale = invstd if weight is None else invstd * weight.view(shape)
-        dx = (dy - mean_dy - xhat * mean_dy_xhat) * scale
-        # Parameter gradients stay local: GradSync averages them with all the others.
-        gw = sum_dy_xhat if weight is not None else None
-        gb = sum_dy if weight is not None else None
-        return dx, gw, gb, None, None, None, None, None
-
-
-class GlooSyncBatchNorm(nn.BatchNorm2d):
-    """``BatchNorm2d`` whose training statistics are those of the global batch, on any device.
-
-    ``torch.nn.SyncBatchNorm`` only runs on GPUs; this one uses plain all-reduces and so also
-    works with gloo on CPU. Outside training, or with one process, it is ordinary batch norm.
-    Its state dict is a ``BatchNorm2d``'s, so checkpoints load with or without it.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-            return super().forward(x)
-        factor = 0.0 if self.momentum is None else self.momentum
-        if self.track_running_stats and self.num_batches_tracked is not None:
-            self.num_batches_tracked.add_(1)
-            if self.momentum is None:  # cumulative moving average, as BatchNorm2d
-                factor = 1.0 / float(self.num_batches_tracked)
-        rm = self.running_mean if self.track_running_stats else None
-        rv = self.running_var if self.track_running_stats else None
-        return _SyncBNFunction.apply(x, self.weight, self.bias, rm, rv, self.eps, factor, None)
-
-
-def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> tuple[nn.Module, int]:
-    """Replace every ``BatchNorm2d`` by a synchronised one; returns (module, how many)."""
-    n = sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
-    if n == 0:
-        return module, 0
-    if device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(module), n
-    return _to_gloo_bn(module), n
-
-
-def _to_gloo_bn(module: nn.Module) -> nn.Module:
-    if type(module) is nn.BatchNorm2d:
-        new = GlooSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                                module.track_running_stats, device=None)
-        new.load_state_dict(module.state_dict())
-        new.train(module.training)
-        p = next(module.parameters(), None)
-        if p is not None:
-            new.to(p.device)
-        return new
-    for name, child in module.named_children():
-        setattr(module, name, _to_gloo_bn(child))
-    return module
-
-
 # --------------------------------------------------------------------------- resume
-def read_state_on_ranks(ctx: DistContext, load: Callable[[], dict]) -> dict:
+def read_state_on_ranks(ctx: DistContext, load: Callable[[], dict],
+                        rank_keys: Sequence[str] = ("pool_A", "pool_B", "rng")) -> dict:
     """Rank 0 calls ``load()`` (reads the checkpoint); every rank gets the shared part plus its own
-    history pools and RNG state (``pool_A``, ``pool_B``, ``rng``), or ``None`` for those when the
+    entries (``rank_keys``: history pools and RNG state), or ``None`` for those when the
     checkpoint was saved by fewer ranks (that rank then keeps the fresh pools and RNG stream it
     derived from (seed, rank)). A load error on rank 0 is raised on every rank."""
     err, common, parts = None, None, None
@@ -374,7 +275,7 @@ def read_state_on_ranks(ctx: DistContext, load: Callable[[], dict]) -> dict:
         except UserError as exc:
             err = str(exc)
         else:
-            mine = {k: full.pop(k) for k in ("pool_A", "pool_B", "rng")}
+            mine = {k: full.pop(k, None) for k in rank_keys}
             ranks = [mine] + list(full.pop("other_ranks", []))
             parts = [ranks[r] if r < len(ranks) else None for r in range(ctx.world_size)]
             common = full
@@ -387,24 +288,5 @@ def read_state_on_ranks(ctx: DistContext, load: Callable[[], dict]) -> dict:
     err, common = broadcast_from_main(ctx, (err, common))
     if err:
         raise CheckpointError(err)
-    mine = scatter_from_main(ctx, parts) or {"pool_A": None, "pool_B": None, "rng": None}
+    mine = scatter_from_main(ctx, parts) or dict.fromkeys(rank_keys)
     return {**common, **mine}
-
-
-def retime_scheduler(sched, cfg, steps_per_epoch: int, position: int) -> None:
-    """Re-time a per-iteration LR schedule after the iterations per epoch changed (another world
-    size or batch size on resume): the factor is rebuilt for the new epoch length (``cfg`` is the
-    TrainConfig) and the schedule moved to iteration ``position``, so the learning rate still
-    reaches its decay at the same *epoch*."""
-    from cyclekit.train.schedule import make_scheduler
-
-    saved_lr = [g["lr"] for g in sched.optimizer.param_groups]
-    factor = make_scheduler(sched.optimizer, cfg, steps_per_epoch).lr_lambdas[0]
-    for group, lr in zip(sched.optimizer.param_groups, saved_lr):
-        group["lr"] = lr  # undo the throwaway scheduler's initial step
-    sched.lr_lambdas = [factor for _ in sched.optimizer.param_groups]
-    sched.last_epoch = position
-    lrs = [g["initial_lr"] * factor(position) for g in sched.optimizer.param_groups]
-    for group, lr in zip(sched.optimizer.param_groups, lrs):
-        group["lr"] = lr
-    sched._last_lr = lrs

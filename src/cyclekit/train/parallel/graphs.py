@@ -9,11 +9,12 @@ the replay equal to running it eagerly:
 * inputs are copied into static tensors before each replay;
 * the history pools' random choices (Shrivastava et al. 2017: with a full pool, return a stored
   fake with probability 1/2) are drawn on the host *before* the replay, with the pool's own
-  random generator and exactly :class:`~cyclekit.train.pool.ImagePool`'s sequence of draws, and
+  random generator through :meth:`~cyclekit.train.pool.ImagePool.draw` (the one definition of the
+  sequence of draws), and
   handed to the graph as index tensors (:class:`DevicePool`); the pool's stored images live in
   one device tensor whose slices *are* the ``ImagePool``'s images, so checkpoints see them;
 * learning rates are device tensors updated in place by the schedulers, and the optimizers are
-  capturable (:func:`cyclekit.train.fast.make_optimizers` with ``cuda_graphs=True``);
+  capturable (:func:`cyclekit.train.optim.make_optimizers` with ``cuda_graphs=True``);
 * nothing inside syncs with the host: no gradient scaler (bf16 or fp32 only), no ``.item()``.
 
 ``GraphedStep(state, capture=False)`` runs the same code without capturing (each "replay" runs
@@ -32,6 +33,32 @@ from cyclekit.train.pool import ImagePool
 from cyclekit.train.step import StepState, train_step
 
 log = logging.getLogger(__name__)
+
+
+def cuda_graphs_blockers(device: torch.device, amp_dtype: Optional[torch.dtype], world_size: int,
+                         gan_mode: str) -> list[str]:
+    """Why the training step cannot be captured as a CUDA graph here ([] = it can)."""
+    why = []
+    if torch.device(device).type != "cuda":
+        why.append("no CUDA device")
+    if amp_dtype == torch.float16:
+        why.append("fp16 needs a gradient scaler, whose inf check syncs with the host (use bf16)")
+    if world_size > 1:
+        why.append("multi-process gradient all-reduce")
+    if gan_mode == "wgangp":
+        why.append("the WGAN-GP penalty (double backward)")
+    return why
+
+
+def use_cuda_graphs(cfg, device: torch.device, amp_dtype: Optional[torch.dtype], world_size: int) -> bool:
+    """The one decision whether the step is replayed as a CUDA graph (``cfg`` is the TrainConfig);
+    it sets both the optimizers' capturability and the step function. Logs why not when asked for."""
+    if not cfg.cuda_graphs:
+        return False
+    blockers = cuda_graphs_blockers(device, amp_dtype, world_size, cfg.gan_loss)
+    if blockers:
+        log.warning("CUDA graphs off: %s", "; ".join(blockers))
+    return not blockers
 
 
 class DevicePool:
@@ -55,20 +82,15 @@ class DevicePool:
         self.decisions = torch.zeros(3, n, dtype=torch.long, device=like.device)
 
     def prepare(self) -> None:
-        """Draw this step's choices exactly as ``ImagePool.query`` would (same generator calls)."""
+        """Draw this step's choices with :meth:`ImagePool.draw`, exactly as ``ImagePool.query`` would."""
         if self.size == 0:
             return
         rows: list[list[int]] = [[], [], []]
         for _ in range(self.batch):
-            k = len(self.pool.images)
-            if k < self.size:  # filling up: keep the new image, return it
-                choice = (k, 0, 1)
-                self.pool.images.append(self.storage[k:k + 1])
-            elif self.pool._rand() > 0.5:  # return a stored image and put the new one in its place
-                choice = (int(torch.randint(0, self.size, (), generator=self.pool.generator)), 1, 1)
-            else:  # return the new image, keep the pool as it is
-                choice = (0, 0, 0)
-            for row, v in zip(rows, choice):
+            slot, use_old, store = self.pool.draw()
+            if store and slot == len(self.pool.images):  # filling up: the slot becomes part of the pool
+                self.pool.images.append(self.storage[slot:slot + 1])
+            for row, v in zip(rows, (slot, int(use_old), int(store))):
                 row.append(v)
         host = torch.tensor(rows, dtype=torch.long)
         if self.device.type == "cuda":  # asynchronous: the caching host allocator keeps it alive
@@ -132,6 +154,8 @@ class GraphedStep:
         log.info("training step captured as a CUDA graph after %d warm-up steps", self.steps)
 
     def __call__(self, state: StepState, real_A: torch.Tensor, real_B: torch.Tensor, cfg) -> dict:
+        if state is not self.state:  # a captured graph can only replay the tensors it recorded
+            raise ValueError("a GraphedStep runs the StepState it was built for; build one per state")
         if self.static_A is None:
             self._setup(real_A, real_B)
         if real_A.shape != self.static_A.shape or real_B.shape != self.static_B.shape:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 
-from cyclekit.config import Config, atomic_write_text
+from cyclekit.config import Config
+from cyclekit.io.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def quickstart_config(opts: QuickstartOptions, dataroot: Path, run_dir: Path) ->
     t.threads, t.progress = opts.threads, opts.progress
     # bf16 autocast on CPUs with native bf16: the quickstart's figures in the README were measured
     # with it (about 5 steps/s on 2 cores); elsewhere "auto" picks what is fast there.
-    from cyclekit.train.fast import cpu_has_fast_bf16
+    from cyclekit.runtime import cpu_has_fast_bf16
 
     t.precision = "bf16" if cpu_has_fast_bf16() else "auto"
     return cfg.validate()
@@ -69,7 +70,8 @@ def quickstart_config(opts: QuickstartOptions, dataroot: Path, run_dir: Path) ->
 
 def translate_test_set(model_dir: Path, dataroot: Path, out_dir: Path, direction: str, device: str = "cpu") -> None:
     """Translate test{A,B} into out_dir/<direction>/ (the images of the results grid)."""
-    from cyclekit.translate import load_translator, translate_paths
+    from cyclekit.infer.translator import load_translator
+    from cyclekit.infer.stream import translate_paths
 
     src = "testA" if direction == "AtoB" else "testB"
     translate_paths(load_translator(model_dir, direction, device=device), [dataroot / src], out_dir / direction,
@@ -78,7 +80,7 @@ def translate_test_set(model_dir: Path, dataroot: Path, out_dir: Path, direction
 
 def results_grid(dataroot: Path, out_dir: Path, n: int = 6) -> Path:
     """Rows of testA | translated | truth, then testB | translated | truth."""
-    from cyclekit.data.images import list_images, load_image, save_image
+    from cyclekit.io.images import list_images, load_image, save_image
 
     rows = []
     for direction, src, gt in (("AtoB", "testA", "testA_gt"), ("BtoA", "testB", "testB_gt")):
@@ -94,7 +96,7 @@ def results_grid(dataroot: Path, out_dir: Path, n: int = 6) -> Path:
 
 def run_quickstart(opts: QuickstartOptions, log_fn=print) -> dict:
     from cyclekit.data.synthetic import make_world
-    from cyclekit.train.trainer import Trainer
+    from cyclekit.train.loop import Trainer
 
     out = Path(opts.out)
     dataroot, run_dir = out / "data", out / "run"

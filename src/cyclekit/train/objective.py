@@ -1,0 +1,143 @@
+"""What the loop trains: an *objective* owns the networks, optimizers and the update.
+
+The loop (:mod:`cyclekit.train.loop`) knows nothing about CycleGAN: it feeds batches to an
+objective and handles data order, logging, stopping, checkpoints and the release. An objective
+has::
+
+    name: str                                     # progress-bar label
+    progress_keys: tuple[str, ...]                # loss terms shown on the progress bar
+    rank_keys: tuple[str, ...]                    # state_dict() entries that differ between ranks
+    schedulers: list[LRScheduler]
+    lr_step_unit: "step" | "epoch"                # when the loop advances the schedulers
+    generators: tuple[nn.Module, nn.Module]       # G_AB, G_BA: samples, hooks, the release
+    step(batch) -> dict[str, Tensor]              # one update; detached 0-dim losses (no host sync)
+    lr() -> float                                 # the learning rate to log
+    state_dict() / load_state_dict(state)         # entries merged into the checkpoint's top level
+    retime(steps_per_epoch, position)             # the iterations per epoch changed on resume
+    release(out_dir, meta)                        # write the release
+    resume_command: str (optional)                # what to run to continue after a Ctrl-C
+
+It is built as ``objective(cfg, device, dist, steps_per_epoch)`` after the data, with the global
+RNG seeded. :class:`CycleGAN` is the paper's objective; :mod:`cyclekit.train.distill` another.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cyclekit import runtime
+from cyclekit.config import Config
+from cyclekit.losses import GANLoss
+from cyclekit.nn.cyclegan import CycleGANNets
+from cyclekit.release import save_release, unwrap
+from cyclekit.train import fast
+from cyclekit.train.optim import make_optimizers
+from cyclekit.train.parallel import ddp
+from cyclekit.train.parallel.graphs import use_cuda_graphs
+from cyclekit.train.pool import ImagePool
+from cyclekit.train.schedule import make_scheduler, retime_scheduler
+from cyclekit.train.step import StepState
+
+log = logging.getLogger(__name__)
+
+NETS = ("G_AB", "G_BA", "D_A", "D_B")
+
+
+class CycleGAN:
+    """Zhu et al. 2017: both generators, both discriminators, two Adams, two history pools."""
+
+    name = "train"
+    progress_keys = ("G_total", "D_A", "D_B")
+    rank_keys = ("pool_A", "pool_B")  # each rank keeps its own fakes with its own random stream
+
+    def __init__(self, cfg: Config, device: torch.device, dist: ddp.DistContext, steps_per_epoch: int) -> None:
+        t = cfg.train
+        self.cfg, self.device, self.dist = cfg, device, dist
+        macs = runtime.generator_macs(cfg.model, t.batch_size, cfg.data.crop_size) if t.precision == "auto" else None
+        self.amp_dtype = runtime.precision_dtype(t.precision, device, macs)
+        self.nets = CycleGANNets(cfg.model)
+        from cyclekit.nn import init_weights
+
+        for net in (self.nets.G_AB, self.nets.G_BA, self.nets.D_A, self.nets.D_B):
+            init_weights(net, cfg.model.init, cfg.model.init_gain)
+        if dist.enabled:  # batch statistics over the global batch (no-op for instance norm)
+            self.nets, n_bn = ddp.convert_sync_batchnorm(self.nets, device)
+            if n_bn and dist.is_main:
+                log.info("synchronised batch norm over %d ranks (%d layers)", dist.world_size, n_bn)
+        self.nets.to(device)
+        if t.channels_last:
+            self.nets.to(memory_format=torch.channels_last)
+        if dist.enabled:
+            ddp.broadcast_module(self.nets)  # start from rank 0's weights, whatever happened
+            if dist.rank > 0:  # own dropout stream per rank; rank 0 keeps the 1-process stream
+                torch.manual_seed(ddp.rank_seed(t.seed, dist.rank))
+        graphs = use_cuda_graphs(t, device, self.amp_dtype, dist.world_size)
+        self.opt_G, self.opt_D = make_optimizers(self.nets, t, device, cuda_graphs=graphs)
+        self.sched_G = make_scheduler(self.opt_G, t, steps_per_epoch)
+        self.sched_D = make_scheduler(self.opt_D, t, steps_per_epoch)
+        self.schedulers = [self.sched_G, self.sched_D]
+        self.lr_step_unit = t.lr_step_unit
+        r = dist.rank
+        self.pool_A = ImagePool(t.pool_size, seed=t.seed * 2 + 1 if r == 0 else ddp.rank_seed(t.seed, r, 1))
+        self.pool_B = ImagePool(t.pool_size, seed=t.seed * 2 + 2 if r == 0 else ddp.rank_seed(t.seed, r, 2))
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp_dtype == torch.float16)
+        state = StepState(
+            nets=self.nets, opt_G=self.opt_G, opt_D=self.opt_D, pool_A=self.pool_A, pool_B=self.pool_B,
+            gan_loss=GANLoss(t.gan_loss), scaler=self.scaler, autocast_dtype=self.amp_dtype,
+            grad_sync=ddp.make_grad_sync(dist),
+        )
+        # The state the step runs on (compiled views with --compile) and the step (a CUDA graph
+        # replay with --cuda-graphs); self.nets, which is saved, is never wrapped.
+        self.step_state, self.step_fn = fast.make_step_fn(state, t, graphs=graphs)
+
+    @property
+    def generators(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        nets = unwrap(self.nets)
+        return unwrap(nets.G_AB), unwrap(nets.G_BA)
+
+    def step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        real_A = batch["A"].to(self.device, non_blocking=True)
+        real_B = batch["B"].to(self.device, non_blocking=True)
+        if self.cfg.train.channels_last:
+            real_A = real_A.contiguous(memory_format=torch.channels_last)
+            real_B = real_B.contiguous(memory_format=torch.channels_last)
+        return self.step_fn(self.step_state, real_A, real_B, self.cfg.train)
+
+    def lr(self) -> float:
+        return float(self.opt_G.param_groups[0]["lr"])
+
+    def state_dict(self) -> dict[str, Any]:
+        nets = unwrap(self.nets)
+        return {
+            "nets": {k: unwrap(getattr(nets, k)).state_dict() for k in NETS},
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "sched_G": self.sched_G.state_dict(), "sched_D": self.sched_D.state_dict(),
+            "pool_A": self.pool_A.state_dict(), "pool_B": self.pool_B.state_dict(),
+            "scaler": self.scaler.state_dict() or None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        nets = unwrap(self.nets)
+        for k in NETS:
+            unwrap(getattr(nets, k)).load_state_dict(state["nets"][k])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.sched_G.load_state_dict(state["sched_G"])
+        self.sched_D.load_state_dict(state["sched_D"])
+        if state.get("pool_A") is not None:  # None: a rank the checkpoint did not have
+            self.pool_A.load_state_dict(state["pool_A"], self.device)
+            self.pool_B.load_state_dict(state["pool_B"], self.device)
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+    def retime(self, steps_per_epoch: int, position: int) -> None:
+        """A per-iteration schedule is re-timed to the new epoch length; a per-epoch one needs nothing."""
+        if self.lr_step_unit == "step":
+            for sched in self.schedulers:
+                retime_scheduler(sched, self.cfg.train, steps_per_epoch, position)
+
+    def release(self, out_dir: Path, meta: dict[str, Any]) -> None:
+        save_release(out_dir, self.cfg, *self.generators, meta=meta)

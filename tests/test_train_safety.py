@@ -1,0 +1,93 @@
+"""Training never loses work to a user mistake: an existing run is not wiped, a bad test image
+is found before the first step, a full disk says which checkpoint is intact, and temp files of
+killed runs are cleaned up."""
+from __future__ import annotations
+
+import errno
+import json
+import shutil
+
+import pytest
+
+from conftest import tiny_config
+from cyclekit.cli import main
+from cyclekit.errors import DataError, OutputError
+from cyclekit.io.files import TMP_MARK
+from cyclekit.train.loop import Trainer
+from cyclekit.train.state import STATE_FILE, load_training_state
+
+TINY = ["--n-blocks", "1", "--ngf", "4", "--ndf", "4", "--load-size", "36", "--crop-size", "32",
+        "--progress", "false", "--threads", "1"]
+
+
+def test_an_existing_run_is_refused_without_resume_or_overwrite(tiny_world, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--dataroot", str(tiny_world), "--run-dir", str(run), "--max-steps", "3", *TINY]) == 0
+    rows = (run / "metrics.jsonl").read_text().splitlines()
+    assert main(["train", "--dataroot", str(tiny_world), "--run-dir", str(run), "--max-steps", "1", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert f"--resume {run}" in err and "--overwrite" in err and len(err.strip().splitlines()) == 1
+    assert load_training_state(run / STATE_FILE)["global_step"] == 3  # untouched
+    assert (run / "metrics.jsonl").read_text().splitlines() == rows
+    assert main(["train", "--dataroot", str(tiny_world), "--run-dir", str(run), "--max-steps", "1",
+                 "--overwrite", *TINY]) == 0
+    assert load_training_state(run / STATE_FILE)["global_step"] == 1
+
+
+def test_a_bad_test_image_is_found_before_the_first_step(tiny_world, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_world, data)
+    (data / "testA" / "zz_broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot an image")
+    with pytest.raises(DataError, match="zz_broken.png"):
+        Trainer(tiny_config(data, tmp_path / "run", max_steps=2))
+    assert not (tmp_path / "run").exists()  # nothing was trained, nothing written
+    Trainer(tiny_config(data, tmp_path / "run2", max_steps=2, on_bad_file="skip")).fit()  # skip works
+
+
+def test_a_failing_validation_hook_cannot_lose_steps(tiny_world, tmp_path):
+    class Broken:
+        name = ""
+
+        def after_step(self, view):
+            if view.step == 3:
+                raise RuntimeError("validation blew up")
+
+    trainer = Trainer(tiny_config(tiny_world, tmp_path / "run", max_steps=6, save_every=0), hooks=[Broken()])
+    with pytest.raises(RuntimeError, match="blew up"):
+        trainer.fit()
+    assert load_training_state(tmp_path / "run" / STATE_FILE)["global_step"] == 3
+
+
+def test_full_disk_names_the_file_and_the_intact_checkpoint(tiny_world, tmp_path, monkeypatch):
+    import torch
+
+    run = tmp_path / "run"
+    cfg = tiny_config(tiny_world, run, max_steps=4, save_every=2)
+    real_save, calls = torch.save, [0]
+
+    def save(obj, f, *a, **k):
+        calls[0] += 1
+        if calls[0] == 2:  # the second checkpoint meets a full disk half-way
+            with open(f, "wb") as fh:
+                fh.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(OutputError) as err:
+        Trainer(cfg).fit()
+    text = str(err.value)
+    assert "no space left" in text and "last.pt" in text and "step 2" in text and "intact" in text
+    monkeypatch.undo()
+    assert load_training_state(run / STATE_FILE)["global_step"] == 2
+    assert not [p for p in (run / "checkpoints").iterdir() if TMP_MARK in p.name]
+
+
+def test_stale_temp_files_are_removed_on_resume(tiny_world, tmp_path):
+    run = tmp_path / "run"
+    Trainer(tiny_config(tiny_world, run, max_steps=2)).fit()
+    stale = run / "checkpoints" / f".last.pt{TMP_MARK}999999-deadbeef.pt"  # a pid that does not run
+    stale.write_bytes(b"x" * 4096)
+    Trainer(tiny_config(tiny_world, run, max_steps=3), resume=True).fit()
+    assert not stale.exists()
+    assert json.loads((run / "model" / "config.json").read_text())["cyclekit"]["global_step"] == 3
