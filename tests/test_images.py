@@ -186,8 +186,8 @@ def test_tensor_round_trip():
 
 # ---------------------------------------------------------------------- transforms
 @pytest.mark.parametrize("mode,shape", [
-    ("resize_and_crop", (16, 16)), ("crop", (16, 16)), ("scale_width", (30, 20)),
-    ("scale_width_and_crop", (16, 16)), ("none", (45, 30)),
+    ("resize_and_crop", (16, 16)), ("crop", (16, 16)), ("scale_width", (32, 20)),  # 30 -> 32: multiples of 4
+    ("scale_width_and_crop", (16, 16)), ("none", (44, 32)),  # as the official __make_power_2
 ])
 def test_preprocess_output_sizes(mode, shape):
     cfg = DataConfig(preprocess=mode, load_size=20, crop_size=16)
@@ -211,7 +211,7 @@ def test_preprocess_is_a_function_of_the_rng_and_keeps_precision():
 
 def test_flip_only_when_training():
     cfg = DataConfig(preprocess="none", flip=True)
-    img = np.arange(12, dtype=np.float32).reshape(2, 6, 1) / 12
+    img = np.arange(32, dtype=np.float32).reshape(4, 8, 1) / 32  # sides already multiples of 4
     flips = {preprocess(img, cfg, np.random.default_rng(s), True)[0, 0, 0] for s in range(20)}
     assert flips == {img[0, 0, 0], img[0, -1, 0]}
     assert preprocess(img, cfg, np.random.default_rng(0), False)[0, 0, 0] == img[0, 0, 0]
@@ -245,3 +245,13 @@ def test_bytes_and_files_decode_identically(tmp_path):
     assert decode_image_bytes((tmp_path / "g16.png").read_bytes(), 1).max() > 200 / 255  # 16 bits kept
     with pytest.raises(DataError, match="the upload"):
         decode_image_bytes(b"\x89PNG\r\n\x1a\n garbage", 3)
+
+
+@pytest.mark.parametrize("mode", ["scale_width", "none"])
+def test_shape_keeping_modes_give_multiples_of_four(mode):
+    """The official __make_power_2: any load size works with the ResNet generators."""
+    cfg = DataConfig(preprocess=mode, load_size=30, crop_size=30)
+    out = preprocess(np.zeros((47, 61, 3), np.float32), cfg, np.random.default_rng(0), True)
+    assert out.shape[0] % 4 == 0 and out.shape[1] % 4 == 0
+    if mode == "scale_width":
+        assert out.shape[1] == 32  # the load size 30 rounded to a multiple of 4

@@ -318,9 +318,13 @@ def validate_config(cfg: Config) -> None:
         raise ConfigError(
             f"--load-size ({d.load_size}) must be at least --crop-size ({d.crop_size}) for {d.preprocess}"
         )
-    if d.preprocess in ("scale_width", "scale_width_and_crop") and (d.load_size % 4 or d.crop_size % 4):
-        raise ConfigError(f"--preprocess {d.preprocess} needs --load-size and --crop-size that are multiples "
-                          f"of 4 (got {d.load_size} and {d.crop_size})")
+    if d.preprocess in ("scale_width", "none") and m.generator in ("unet", "unet_gia"):
+        raise ConfigError(f"--preprocess {d.preprocess} keeps each image's shape, which the U-Net generators "
+                          "cannot take (they need sides that are multiples of 2^levels); use resize_and_crop, "
+                          "crop or scale_width_and_crop")
+    if d.preprocess in ("scale_width", "none") and t.batch_size > 1:
+        raise ConfigError(f"--preprocess {d.preprocess} keeps each image's own shape, so images cannot be "
+                          "batched; use --batch-size 1 or a preprocess mode that crops")
     if t.lambda_identity > 0 and m.in_channels != m.out_channels:
         raise ConfigError(
             f"the identity loss feeds domain B images to G_AB, so it needs the same channels in both "

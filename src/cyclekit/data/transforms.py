@@ -63,7 +63,10 @@ def preprocess(
     * ``crop``: crop ``crop_size`` without resizing (the image must be at least that big);
     * ``scale_width``: width to ``load_size``, keeping the aspect ratio;
     * ``scale_width_and_crop``: the same, then crop ``crop_size``;
-    * ``none``: unchanged (see :func:`pad_to_multiple` for networks that need a multiple of 4).
+    * ``none``: unchanged.
+
+    ``scale_width`` and ``none`` keep each image's own shape, so, as the official code does, its
+    sides are then rounded to multiples of 4 (what the ResNet generators need).
 
     ``path`` only names the file in error messages.
     """
@@ -92,6 +95,11 @@ def preprocess(
             img = crop(img, *_crop_params(nh, nw, size, rng, train), size)
     elif mode != "none":
         raise DataError(f"unknown --preprocess {mode!r}")
+    if mode in ("scale_width", "none"):  # the official __make_power_2(base=4)
+        h, w = img.shape[:2]
+        rh, rw = max(4, int(round(h / 4) * 4)), max(4, int(round(w / 4) * 4))
+        if (rh, rw) != (h, w):
+            img = resize(img, rw, rh)
     if cfg.flip and train and rng.random() < 0.5:
         img = img[:, ::-1]
     return np.ascontiguousarray(img, dtype=np.float32)
