@@ -46,3 +46,45 @@ def test_crop_past_the_edge_repeats_the_border_not_the_face():
             if 1 <= y < h - 1:
                 edge = img[int(round(y)), 0]
                 assert np.abs(crop[row, col] - edge).max() < 0.08  # the border's own colour
+
+
+class _Brighten:
+    """A stand-in model that brightens the whole crop, background included (the halo case)."""
+
+    def __init__(self, size: int, amount: float = 0.3, centre_only: bool = False) -> None:
+        import torch
+
+        from cyclekit.config import ModelConfig
+
+        self.cfg = ModelConfig(image_size=size, face_margin=0.4)
+        yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
+        self.weight = ((xx ** 2 + yy ** 2) < 0.15).float() if centre_only else torch.ones(size, size)
+        self.amount = amount
+
+    def __call__(self, x):
+        return (x + 2 * self.amount * self.weight).clamp(-1, 1)
+
+
+def _eyes_face(img):
+    import csv
+
+    rows = {r["file"]: r for r in csv.DictReader(open(PHOTO.parent / "eyes.csv"))}
+    r = rows[PHOTO.name]
+    eyes = np.array([[float(r["left_x"]), float(r["left_y"])], [float(r["right_x"]), float(r["right_y"])]])
+    d = np.linalg.norm(eyes[1] - eyes[0])
+    cx, cy = eyes.mean(axis=0)
+    return Face(box=(cx - 1.1 * d, cy - 0.9 * d, 2.2 * d, 2.2 * d), eyes=eyes)
+
+
+def test_a_brightened_background_leaves_no_halo():
+    from cyclekit.faces.pipeline import swap_image
+
+    img = load_image(PHOTO, 3)
+    face = _eyes_face(img)
+    params = FaceParams(margin=0.4, size=64, align=True)
+    _, plain = swap_image(img, _Brighten(64), params=params, faces=[face], match=False)
+    _, matched = swap_image(img, _Brighten(64), params=params, faces=[face])
+    assert plain.rim_change > 0.02 and matched.rim_change < plain.rim_change / 5, (plain.rim_change, matched.rim_change)
+    out, _ = swap_image(img, _Brighten(64, centre_only=True), params=params, faces=[face])
+    cx, cy = face.eyes.mean(axis=0).astype(int)
+    assert (out[cy, cx] - img[cy, cx]).mean() > 0.2  # a change of the face itself is kept

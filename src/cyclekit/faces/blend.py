@@ -8,6 +8,12 @@ outside the warped crop keeps its input value bit for bit. Two options:
   onto the full-resolution photo instead of the upsampled model output. Where the face in the
   photo is larger than the model's crop, the photo keeps its own fine detail (the seed article's
   question on output sharpness); an identity generator leaves the photo untouched.
+* ``match=True`` (default, detail mode): the change is first matched to the surroundings: its
+  per-channel median over the mask's soft rim (background and the outer hair, where the blend
+  ramps) is subtracted everywhere. A model that brightens the whole crop, background included,
+  would otherwise leave a pale halo around the head where the feathered rim blends that
+  brightening over the photo; changes that differ from the rim (the face, new hair) are kept.
+  :func:`rim_change` measures what is left on the rim (the halo), in [0, 1] units.
 * ``blend='poisson'``: OpenCV's ``seamlessClone`` (Perez et al., 2003, Poisson image editing)
   matches the pasted region's colours to its surroundings before the feathered blend.
 """
@@ -48,6 +54,28 @@ def feather_mask(size: int, feather: float = 0.15, shape: str = "round") -> np.n
     return m.astype(np.float32)
 
 
+def rim_median(delta: np.ndarray, crop_mask: np.ndarray) -> np.ndarray:
+    """Per-channel median of ``delta`` (size x size x C) over the soft rim of ``crop_mask``."""
+    rim = (crop_mask > 0) & (crop_mask < 0.5)
+    if not rim.any():
+        return np.zeros(delta.shape[2], dtype=np.float32)
+    return np.median(delta[rim], axis=0).astype(np.float32)
+
+
+def rim_change(before: np.ndarray, after: np.ndarray, roi: Optional[tuple[int, int, int, int]],
+               mask: Optional[np.ndarray]) -> float:
+    """Mean absolute change (0-1 units) where a pasted region blends into the photo (its mask
+    between 0 and 0.5): a pale or dark halo around the head shows up here; 0 = none."""
+    if roi is None or mask is None:
+        return 0.0
+    x0, y0, x1, y1 = roi
+    rim = (mask > 0) & (mask < 0.5)
+    if not rim.any():
+        return 0.0
+    diff = np.abs(np.asarray(after, np.float32)[y0:y1, x0:x1] - np.asarray(before, np.float32)[y0:y1, x0:x1])
+    return float(diff[rim].mean())
+
+
 def _roi_map(t: CropTransform, x0: int, y0: int) -> np.ndarray:
     """2x3 map from ROI pixels to crop pixels (for ``WARP_INVERSE_MAP``)."""
     m = t.matrix
@@ -56,7 +84,7 @@ def _roi_map(t: CropTransform, x0: int, y0: int) -> np.ndarray:
 
 def paste_back(
     image: np.ndarray, new_crop: np.ndarray, t: CropTransform, *, old_crop: Optional[np.ndarray] = None,
-    feather: float = 0.15, shape: str = "round", blend: str = "feather",
+    feather: float = 0.15, shape: str = "round", blend: str = "feather", match: bool = True,
 ) -> tuple[np.ndarray, Optional[tuple[int, int, int, int]], Optional[np.ndarray]]:
     """Blend ``new_crop`` (float ``size x size x 3`` in [0, 1]) into float ``image`` in place.
 
@@ -83,6 +111,8 @@ def paste_back(
     here = image[y0:y1, x0:x1]
     if old_crop is not None:  # detail mode: paste the model's change, keep the photo's own detail
         delta = np.ascontiguousarray(new_crop - old_crop, dtype=np.float32)
+        if match:
+            delta = delta - rim_median(delta, feather_mask(t.size, feather, shape))
         layer = here + cv2.warpAffine(delta, m, size, flags=flags | cv2.INTER_CUBIC,
                                       borderMode=cv2.BORDER_REPLICATE).reshape(here.shape)
     else:

@@ -19,7 +19,7 @@ import numpy as np
 
 from cyclekit.errors import ConfigError
 from cyclekit.faces.align import CropTransform, crop_transform, warp_crop
-from cyclekit.faces.blend import paste_back
+from cyclekit.faces.blend import paste_back, rim_change
 from cyclekit.faces.detect import Face, FaceDetector, make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams
 
@@ -40,6 +40,7 @@ class SwapInfo:
     faces: list[FaceResult] = field(default_factory=list)
     message: str = ""
     mask: Optional[np.ndarray] = None
+    rim_change: float = 0.0  # mean change where the pasted faces blend in (a halo); see blend.rim_change
 
     @property
     def swapped(self) -> int:
@@ -104,7 +105,7 @@ def _as_float(image: np.ndarray) -> tuple[np.ndarray, np.dtype]:
 def swap_image(
     image: np.ndarray, translator, *, params: Optional[FaceParams] = None,
     detector: Optional[FaceDetector] = None, all_faces: bool = False, blend: str = "feather",
-    detail: bool = True, feather: float = 0.15, mask: str = "round", overlays: Sequence = (),
+    detail: bool = True, feather: float = 0.15, mask: str = "round", overlays: Sequence = (), match: bool = True,
     faces: Optional[list[Face]] = None, transforms: Optional[list[CropTransform]] = None,
 ) -> tuple[np.ndarray, SwapInfo]:
     """Swap the dominant face (or ``all_faces``) of ``image`` (HxWx3 uint8, or float in [0, 1]).
@@ -148,9 +149,13 @@ def swap_image(
     out = src.copy()
     changed = np.zeros(src.shape[:2], dtype=bool)
     swapped = [r for r in info.faces if r.status == "swapped"]
+    roi_rim = None  # measured on the first (dominant) face
     for r, t, old, gen in zip(swapped, transforms, crops, new):
+        before = out.copy() if roi_rim is None else None
         out, roi, m = paste_back(out, gen, t, old_crop=old if detail else None, feather=feather,
-                                 shape=mask, blend=blend)
+                                 shape=mask, blend=blend, match=match)
+        if before is not None:
+            roi_rim = rim_change(before, out, roi, m)
         if roi is not None:
             x0, y0, x1, y1 = roi
             changed[y0:y1, x0:x1] |= m > 0
@@ -161,6 +166,7 @@ def swap_image(
         for r in swapped:
             changed |= apply_overlays(out, r.face, r.transform, overlays)
     info.mask = changed
+    info.rim_change = roi_rim or 0.0
     n = len(swapped)
     info.message = f"swapped {n} face{'s' if n != 1 else ''}"
     small = len(info.faces) - n
