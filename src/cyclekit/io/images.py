@@ -81,15 +81,21 @@ def list_images(folder: PathLike, recursive: bool = True) -> list[Path]:
 
 
 # ---------------------------------------------------------------------- loading
-def load_image(path: PathLike, channels: int) -> np.ndarray:
-    """Read ``path`` as a float32 ``HxWxchannels`` array in ``[0, 1]`` (see the module notes)."""
-    if channels < 1:
-        raise ValueError(f"channels must be at least 1, got {channels}")
+def _existing_file(path: PathLike) -> Path:
+    """``path`` as a Path, or a DataError when it is missing, not a file, or empty."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image not found: {path}" if not path.exists() else f"not a file: {path}")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty (0 bytes); delete it or re-export the image")
+    return path
+
+
+def load_image(path: PathLike, channels: int) -> np.ndarray:
+    """Read ``path`` as a float32 ``HxWxchannels`` array in ``[0, 1]`` (see the module notes)."""
+    if channels < 1:
+        raise ValueError(f"channels must be at least 1, got {channels}")
+    path = _existing_file(path)
     if path.suffix.lower() == ".npy":
         arr = _read_npy(path)
         kind = _kind_of(arr.shape[2])
@@ -116,11 +122,7 @@ def probe_image(path: PathLike) -> tuple[int, int]:
     (a file truncated after its header is only found when it is decoded)."""
     from PIL import Image, UnidentifiedImageError
 
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"image not found: {path}" if not path.exists() else f"not a file: {path}")
-    if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty (0 bytes); delete it or re-export the image")
+    path = _existing_file(path)
     if path.suffix.lower() == ".npy":
         try:
             a = np.load(path, mmap_mode="r", allow_pickle=False)
