@@ -91,3 +91,15 @@ def test_stale_temp_files_are_removed_on_resume(tiny_world, tmp_path):
     Trainer(tiny_config(tiny_world, run, max_steps=3), resume=True).fit()
     assert not stale.exists()
     assert json.loads((run / "model" / "config.json").read_text())["cyclekit"]["global_step"] == 3
+
+
+def test_resume_survives_a_changed_face_margin(tiny_world, tmp_path):
+    """face_margin describes the crops (faces.json), not the weights: re-preparing the data
+    with another margin must not break --resume; changing the network still does."""
+    from cyclekit.errors import ConfigError
+
+    run = tmp_path / "run"
+    Trainer(tiny_config(tiny_world, run, max_steps=2, face_margin=0.4)).fit()
+    Trainer(tiny_config(tiny_world, run, max_steps=3, face_margin=0.3), resume=True).fit()
+    with pytest.raises(ConfigError, match="ngf"):
+        Trainer(tiny_config(tiny_world, run, max_steps=4, ngf=8), resume=True).fit()

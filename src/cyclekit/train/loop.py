@@ -314,9 +314,16 @@ class Trainer:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         saved = json.loads(state["config"])
-        if saved["model"] != self.cfg.to_dict()["model"]:
+        # face_margin and image_size describe the training crops, not the networks' weights: a
+        # re-prepared faces.json may change them without breaking the checkpoint.
+        described = ("face_margin", "image_size")
+        now = {k: v for k, v in self.cfg.to_dict()["model"].items() if k not in described}
+        then = {k: v for k, v in saved["model"].items() if k not in described}
+        if then != now:
+            changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
             raise ConfigError(
-                "the model options differ from the checkpoint's; resume without changing model options"
+                f"the model options {', '.join(changed)} differ from the checkpoint's; resume without "
+                "changing model options (or start a new run)"
             )
         self.objective.load_state_dict(state)
         if state.get("rng") is not None:  # None: a rank the checkpoint did not have
