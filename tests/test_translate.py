@@ -161,3 +161,19 @@ def test_tiny_image_through_onnxruntime(tiny_release, tmp_path):
     tr = load_translator(tiny_release, "AtoB", device="cpu", backend="onnxruntime")
     translate_paths(tr, [tmp_path / "in"], tmp_path / "out")
     assert load_image(tmp_path / "out" / "t.png", 3).shape == (2, 3, 3)
+
+
+def test_consecutive_files_broken_after_their_header_are_skipped_and_the_rest_translated(tiny_release, tmp_path):
+    """Files whose header reads but whose pixels do not (truncated) are only found while
+    streaming; several in a row must not end the stream early."""
+    good = tmp_path / "good.png"
+    save_image(good, np.random.default_rng(0).random((16, 16, 3)))
+    data = good.read_bytes()
+    for i in range(6):
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (tmp_path / "in" / f"{i}_cut.png").write_bytes(data[: len(data) // 2])  # header intact, pixels cut
+    for i in range(6, 9):
+        save_image(tmp_path / "in" / f"{i}_ok.png", np.random.default_rng(i).random((16, 16, 3)))
+    tr = load_translator(tiny_release, "AtoB", device="cpu")
+    done = translate_paths(tr, [tmp_path / "in"], tmp_path / "out", batch_size=1, prefetch=2, on_bad_file="skip")
+    assert len(done) == 3 and len(done.skipped) == 6

@@ -177,8 +177,10 @@ def translate_paths(
                     ahead.append((job, pool.submit(load_image, job[0], channels)))
                     pixels += job[2][0] * job[2][1]
 
-            top_up()
-            while ahead:
+            while True:
+                top_up()
+                if not ahead:
+                    break
                 batch, size = [], None
                 while ahead and len(batch) < batch_size_for(ahead[0][0][2], batch_size):
                     (src, dst, shape), fut = ahead[0]
@@ -193,6 +195,7 @@ def translate_paths(
                         log.warning("skipping %s", exc)
                         result.skipped.append(str(exc))
                         bar.update(1)
+                        top_up()
                         continue
                     if img.shape[:2] != shape:  # header and pixels disagree: batch it alone
                         if batch:
