@@ -28,6 +28,7 @@ import numpy as np
 
 from cyclekit.errors import DataError, MissingDependencyError, require
 from cyclekit.io.files import atomic_path
+from cyclekit.io.tensors import to_image, to_tensor  # noqa: F401  (part of this module's API)
 
 log = logging.getLogger(__name__)
 
@@ -396,27 +397,3 @@ def _write(tmp: Path, ext: str, arr: np.ndarray, bit_depth: int, quality: int) -
     im = Image.fromarray(a8[:, :, 0] if c == 1 else a8)
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
     im.save(tmp, format=fmt, **kwargs)
-
-
-# ---------------------------------------------------------------------- tensors
-def to_tensor(arr: np.ndarray):
-    """``HxWxC`` float array in ``[0, 1]`` -> ``CxHxW`` float32 tensor in ``[-1, 1]``."""
-    import torch
-
-    a = np.asarray(arr, dtype=np.float32)
-    if a.ndim == 2:
-        a = a[:, :, None]
-    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1))) * 2.0 - 1.0
-
-
-def to_image(tensor) -> np.ndarray:
-    """Inverse of :func:`to_tensor`: ``CxHxW`` (or ``1xCxHxW``) in ``[-1, 1]`` -> ``HxWxC`` [0, 1]."""
-    t = tensor.detach()
-    if t.dim() == 4:
-        if t.shape[0] != 1:
-            raise ValueError(f"to_image expects one image, got a batch of {t.shape[0]}")
-        t = t[0]
-    if t.dim() != 3:
-        raise ValueError(f"to_image expects CxHxW, got shape {tuple(t.shape)}")
-    t = ((t.float().clamp(-1.0, 1.0) + 1.0) * 0.5).permute(1, 2, 0)
-    return np.ascontiguousarray(t.cpu().numpy())
