@@ -101,7 +101,7 @@ def test_prepare_celeba_other_attribute_and_errors(tmp_path):
 def test_prepared_crops_are_the_swap_crops(tmp_path):
     """`data faces` and `swap` crop the same way: re-cropping the source gives the saved file."""
     from cyclekit.faces.align import face_crop
-    from cyclekit.faces.detect import HaarDetector
+    from cyclekit.faces.detectors import make_detector
     from cyclekit.faces.prepare import prepare_folders
 
     photos = face_photos(4)
@@ -113,7 +113,7 @@ def test_prepared_crops_are_the_swap_crops(tmp_path):
     saved = sorted((out / "trainA").glob("*.png")) + sorted((out / "testA").glob("*.png"))
     assert len(saved) == 4
     src = load_image(tmp_path / "men" / (saved[0].stem + ".png"), 3)
-    crop, _ = face_crop(src, HaarDetector().detect(src)[0], params)
+    crop, _ = face_crop(src, make_detector(params.detector).detect(src)[0], params)  # what swap does
     assert np.abs(load_image(saved[0], 3) - crop).max() <= 1 / 255 + 1e-6
 
 

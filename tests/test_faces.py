@@ -10,11 +10,13 @@ skdata = pytest.importorskip("skimage.data")
 from cyclekit.config import ModelConfig  # noqa: E402
 from cyclekit.faces.align import CropTransform, crop_transform, face_crop, warp_crop  # noqa: E402
 from cyclekit.faces.blend import feather_mask  # noqa: E402
-from cyclekit.faces.detect import Face, HaarDetector, make_detector  # noqa: E402
+from cyclekit.faces.detect import Face  # noqa: E402
+from cyclekit.faces.detect_haar import HaarDetector
+from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import FaceParams  # noqa: E402
 from cyclekit.faces.pipeline import face_params_for, swap_image  # noqa: E402
 from cyclekit.metrics.paired import psnr  # noqa: E402
-from cyclekit.translate import Translator  # noqa: E402
+from cyclekit.infer.translator import Translator  # noqa: E402
 
 # Where the face is in skimage.data.astronaut() (512x512): the Haar box centre and size.
 FACE_CENTER = np.array([225.0, 114.0])
@@ -166,7 +168,9 @@ def test_no_seam_at_the_crop_border(photo, detector):
     img = photo.astype(np.float32) / 255.0 * 0.6 + 0.2  # no clipping below
     brighten = Translator(lambda x: x + 0.3, ModelConfig(image_size=128, face_margin=0.4))  # +0.15 in [0, 1]
     for blend in ("feather", "poisson"):
-        out, info = swap_image(img, brighten, detector=detector, blend=blend)
+        # match=False: this is about the feathering itself; with matching on, a change equal to the
+        # rim's (a constant brightening) is removed as a halo (tests/test_portrait.py)
+        out, info = swap_image(img, brighten, detector=detector, blend=blend, match=False)
         d = (out - img).mean(axis=2)
         core = cv2.erode(info.mask.astype(np.uint8), np.ones((41, 41), np.uint8)).astype(bool)
         if blend == "feather":  # (Poisson keeps the boundary's colours: a constant offset vanishes)
@@ -203,7 +207,7 @@ def test_dominant_face_or_all_faces(photo, detector):
 
 def test_gray_model_and_real_checkpoint(photo, detector, tiny_release):
     """A real (tiny, 32 px) release through the pipeline: runs, and leaves the outside alone."""
-    from cyclekit.translate import load_translator
+    from cyclekit.infer.translator import load_translator
 
     tr = load_translator(tiny_release, "AtoB", device="cpu")
     out, info = swap_image(photo, tr, detector=detector)
@@ -230,7 +234,7 @@ def test_overlay_anchored_between_the_eyes(photo, detector):
 
 
 def test_overlay_spec_parsing(tmp_path):
-    from cyclekit.data.images import save_image
+    from cyclekit.io.images import save_image
     from cyclekit.errors import ConfigError
     from cyclekit.faces.overlays import load_overlay
 
@@ -256,7 +260,7 @@ def test_warp_crop_antialiases_large_faces(photo, detector):
 
 def test_cli_swap_photos_and_no_face_note(photo, tmp_path, capsys):
     from cyclekit.cli import main
-    from cyclekit.data.images import load_image, save_image
+    from cyclekit.io.images import load_image, save_image
 
     src = tmp_path / "in"
     save_image(src / "astronaut.png", photo / 255.0)

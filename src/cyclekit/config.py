@@ -37,6 +37,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "backend": ("torch", "onnxruntime"),  # inference backends (translate, swap, serve, eval)
+    "detector": ("auto", "dlib", "haar", "mediapipe"),  # face detectors (data faces, swap, serve)
     # --val-metric: the metric that picks run_dir/best/ (see cyclekit.metrics.evaluate; auto = psnr
     # where the test set has ground truth, else kid).
     "val_metric": ("auto", "cycle_l1", "identity_l1") + tuple(

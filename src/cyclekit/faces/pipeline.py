@@ -20,7 +20,8 @@ import numpy as np
 from cyclekit.errors import ConfigError
 from cyclekit.faces.align import CropTransform, crop_transform, warp_crop
 from cyclekit.faces.blend import paste_back, rim_change
-from cyclekit.faces.detect import Face, FaceDetector, make_detector
+from cyclekit.faces.detect import Face, FaceDetector
+from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class SwapInfo:
 
 
 def face_params_for(translator, margin: Optional[float] = None, align: bool = True, size: Optional[int] = None,
-                    detector: str = "haar", min_face: int = 40) -> FaceParams:
+                    detector: str = "auto", min_face: int = 40) -> FaceParams:
     """Crop parameters for a model: its recorded ``face_margin`` (or ``margin``) and image size."""
     cfg = getattr(translator, "cfg", None)
     if margin is None:

@@ -12,14 +12,24 @@ Two sources, one output layout (``trainA/ trainB/ testA/ testB/`` + ``faces.json
 
 Every photo goes through the same detector, eye-line alignment and margin as ``swap``
 (:func:`cyclekit.faces.align.face_crop` on the dominant face); photos without a usable face are
-skipped and listed with the reason in ``skipped.txt``. ``faces.json`` records the geometry, and
-the trainer copies its margin into the model's config so ``swap`` reuses it.
+skipped and listed with the reason in ``skipped.txt``, and the reasons are counted (no face,
+implausible face, face too small, unreadable file, ...). ``faces.json`` records the geometry, the
+detector that made the boxes, the counts and any warning (an empty test split); the trainer copies
+its margin into the model's config so ``swap`` reuses it.
+
+Photos are processed by a pool of ``workers`` processes (default: one per core), each with its
+own detector; detection runs on a copy of at most 640 px (:meth:`FaceDetector.find`), the crop on
+the full photo. Results are taken in file order, so the output does not depend on ``workers``.
 """
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
+import os
 import random
+import sys
+from collections import Counter, deque
 from pathlib import Path
 from typing import Iterable, Optional, Union
 
@@ -97,45 +107,125 @@ def _celeba_images(root: Path) -> Path:
     raise DataError(f"no CelebA images in {root}: expected img_align_celeba/000001.jpg ...")
 
 
+# ---------------------------------------------------------------------- one photo (in a worker)
+_WORKER: dict = {}
+
+
+def _init_worker(detector, params: FaceParams, out: str, ext: str) -> None:
+    _WORKER.update(detector=detector, params=params, out=Path(out), ext=ext)
+
+
+def _crop_one(job: tuple[str, str, str]) -> tuple[str, str]:
+    """``(kind, reason)``: kind ``ok`` or a skip kind (:data:`SKIP_KINDS`), reason for skipped.txt."""
+    from cyclekit.faces.align import face_crop
+    from cyclekit.io.images import load_image, save_image
+
+    src, split, name = job
+    detector, params = _WORKER["detector"], _WORKER["params"]
+    try:
+        img = load_image(src, 3)
+    except DataError as exc:
+        return "unreadable", f"unreadable: {exc}"
+    found = detector.find(img)
+    if not found.faces:
+        if found.rejected:
+            return "implausible face", f"implausible face ({found.rejected[0][1]})"
+        return "no face", "no face found"
+    face = found.faces[0]
+    if face.side < params.min_face:
+        return "too small", f"face too small ({face.side:.0f} px < {params.min_face})"
+    crop, _ = face_crop(img, face, params)
+    save_image(_WORKER["out"] / split / (name + _WORKER["ext"]), crop)
+    return "ok", ""
+
+
+SKIP_KINDS = ("no face", "implausible face", "too small", "unreadable", "missing", "not in partition",
+              "same name")
+
+
 # ---------------------------------------------------------------------- writer
 class _FaceWriter:
-    """Detect, crop and write one photo into a split; collects skipped files."""
+    """Runs the crop jobs (in order, over a process pool), counts outputs and skip reasons."""
 
-    def __init__(self, out: Path, params: FaceParams, detector, ext: str) -> None:
-        self.out, self.params, self.detector, self.ext = out, params, detector, ext
+    def __init__(self, out: Path, params: FaceParams, detector, ext: str, workers: int) -> None:
+        self.out, self.params, self.detector, self.ext, self.workers = out, params, detector, ext, workers
         self.counts = {s: 0 for s in SPLITS}
         self.skipped: list[tuple[str, str]] = []
+        self.reasons: Counter = Counter()
+        self.warnings: list[str] = []
 
-    def add(self, src: Path, split: str, name: Optional[str] = None) -> bool:
-        from cyclekit.data.images import load_image, save_image
-        from cyclekit.faces.align import face_crop
+    def skip(self, path, kind: str, reason: str) -> None:
+        self.skipped.append((str(path), reason))
+        self.reasons[kind] += 1
 
+    def run(self, jobs: list[tuple[str, str, str]], limit: int = 0, progress: bool = False) -> None:
+        """Crop ``(source, split, name)`` jobs; with ``limit``, keep the first ``limit`` crops per split."""
+        import multiprocessing
+
+        from tqdm.auto import tqdm
+
+        workers = max(1, min(self.workers, len(jobs)))
+        initargs = (self.detector, self.params, str(self.out), self.ext)
+        pool = None
+        if workers > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            ctx = multiprocessing.get_context("fork") if sys.platform == "linux" else None
+            pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=initargs)
+            pool.submit(int).result()  # start the workers now, before tqdm starts its monitor thread
+        else:
+            _init_worker(*initargs)
+        log.info("face crops: %d photo(s), %s detector, %d worker(s)", len(jobs), self.detector.name, workers)
+        bar = tqdm(total=len(jobs), disable=not progress, unit="img", desc="faces")
+        pending: deque = deque()
+        todo = iter(jobs)
         try:
-            img = load_image(src, 3)
-        except DataError as exc:
-            self.skipped.append((str(src), f"unreadable: {exc}"))
-            return False
-        faces = self.detector.detect(img)
-        if not faces:
-            self.skipped.append((str(src), "no face found"))
-            return False
-        if faces[0].side < self.params.min_face:
-            self.skipped.append((str(src), f"face too small ({faces[0].side:.0f} px < {self.params.min_face})"))
-            return False
-        crop, _ = face_crop(img, faces[0], self.params)
-        save_image(self.out / split / ((name or src.stem) + self.ext), crop)
-        self.counts[split] += 1
-        return True
+            while True:
+                while len(pending) < 8 * workers:
+                    job = next(todo, None)
+                    if job is None:
+                        break
+                    if limit and self.counts[job[1]] >= limit:
+                        bar.update(1)
+                        continue
+                    pending.append((job, pool.submit(_crop_one, job) if pool else None))
+                if not pending:
+                    break
+                job, fut = pending.popleft()
+                kind, reason = fut.result() if fut is not None else _crop_one(job)
+                bar.update(1)
+                if kind != "ok":
+                    self.skip(job[0], kind, reason)
+                elif limit and self.counts[job[1]] >= limit:  # finished after its split filled up
+                    (self.out / job[1] / (job[2] + self.ext)).unlink(missing_ok=True)
+                else:
+                    self.counts[job[1]] += 1
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
 
     def finish(self, source: dict) -> Path:
         from cyclekit import __version__
 
+        for d in ("A", "B"):
+            if self.counts["test" + d] == 0:
+                self.warnings.append(f"test{d} is empty" + (
+                    "" if self.counts["train" + d] else f" and so is train{d}") + "; no photo of domain "
+                    f"{d} went to the test split or every one was skipped")
+            elif self.counts["train" + d] == 0:
+                self.warnings.append(f"train{d} is empty; every photo of domain {d} was skipped")
+        for w in self.warnings:
+            log.warning("%s (%s)", w, self.out)
         lines = [f"{p}\t{why}" for p, why in self.skipped]
         (self.out / "skipped.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+        reasons = {k: self.reasons[k] for k in SKIP_KINDS if self.reasons[k]}
         write_faces_json(self.out, self.params, {"counts": self.counts, "skipped": len(self.skipped),
+                                                 "skip_reasons": reasons, "warnings": self.warnings,
                                                  "source": source, "cyclekit_version": __version__})
         if self.skipped:
-            log.info("%d photo(s) skipped (no usable face); see %s", len(self.skipped), self.out / "skipped.txt")
+            log.info("%d photo(s) skipped (%s); see %s", len(self.skipped),
+                     ", ".join(f"{k} {v}" for k, v in reasons.items()), self.out / "skipped.txt")
         return self.out
 
 
@@ -146,30 +236,35 @@ def _check_out(out: Path) -> None:
             raise DataError(f"{d} already holds files; choose an empty --out folder")
 
 
-def _writer(out: PathLike, params: FaceParams, detector, ext: str) -> _FaceWriter:
-    from cyclekit.faces.detect import make_detector
+def _writer(out: PathLike, params: FaceParams, detector, ext: str, workers: Optional[int]) -> _FaceWriter:
+    from cyclekit.faces.detectors import make_detector
 
     out = Path(out)
     params.validate()
     if ext not in (".png", ".jpg"):
         raise ConfigError(f"--format must be png or jpg, got {ext.lstrip('.')}")
+    if workers is not None and workers < 0:
+        raise ConfigError(f"--workers must be 0 (all cores) or more, got {workers}")
     _check_out(out)
+    detector = detector or make_detector(params.detector)
+    # record the backend that made the boxes (``auto`` resolves to dlib or haar)
+    params = dataclasses.replace(params, detector=getattr(detector, "name", params.detector))
     for s in SPLITS:
         (out / s).mkdir(parents=True, exist_ok=True)
-    return _FaceWriter(out, params, detector or make_detector(params.detector), ext)
+    return _FaceWriter(out, params, detector, ext, workers or os.cpu_count() or 1)
 
 
 def prepare_celeba(
     root: PathLike, out: PathLike, *, params: Optional[FaceParams] = None, attribute: str = "Male",
     val_to: str = "train", limit: int = 0, ext: str = ".png", detector=None, progress: bool = False,
+    workers: Optional[int] = None,
 ) -> Path:
     """Split CelebA by ``attribute`` (1 -> A, -1 -> B) and the official partition into face crops.
 
     ``val_to`` puts the validation partition into ``train`` or ``test`` (or ``skip``s it);
-    ``limit`` caps the images per output folder (0 = all).
+    ``limit`` caps the images per output folder (0 = all); ``workers`` processes (None or 0: one
+    per core) detect and crop.
     """
-    from tqdm.auto import tqdm
-
     root = Path(root)
     params = params or FaceParams()
     if val_to not in ("train", "test", "skip"):
@@ -182,41 +277,37 @@ def prepare_celeba(
         raise ConfigError(f"--attribute {attribute!r} is not in {attr_path}; choose one of: {', '.join(names)}")
     col = names.index(attribute)
     partition = read_celeba_partition(part_path)
-    writer = _writer(out, params, detector, ext)
+    writer = _writer(out, params, detector, ext, workers)
     phase = {0: "train", 1: None if val_to == "skip" else val_to, 2: "test"}
     jobs = []
     for name in sorted(attrs):
         if name not in partition:
-            writer.skipped.append((name, f"not in {part_path.name}"))
+            writer.skip(name, "not in partition", f"not in {part_path.name}")
             continue
         split = phase[partition[name]]
         if split is not None and attrs[name][col] != 0:
-            jobs.append((name, split + ("A" if attrs[name][col] > 0 else "B")))
-    for name, split in tqdm(jobs, disable=not progress, unit="img", desc="faces"):
-        if limit and writer.counts[split] >= limit:
-            continue
-        src = images / name
-        if not src.is_file():
-            writer.skipped.append((str(src), "file listed in the attribute file is missing"))
-            continue
-        writer.add(src, split)
+            src = images / name
+            if not src.is_file():
+                writer.skip(src, "missing", "file listed in the attribute file is missing")
+                continue
+            jobs.append((str(src), split + ("A" if attrs[name][col] > 0 else "B"), Path(name).stem))
+    writer.run(jobs, limit=limit, progress=progress)
     return writer.finish({"kind": "celeba", "root": str(root), "attribute": attribute, "val_to": val_to})
 
 
 def prepare_folders(
     dir_a: PathLike, dir_b: PathLike, out: PathLike, *, params: Optional[FaceParams] = None,
     test_fraction: float = 0.1, seed: int = 0, ext: str = ".png", detector=None, progress: bool = False,
+    workers: Optional[int] = None,
 ) -> Path:
     """Face crops from two folders of photos (A and B), split train/test by a seeded shuffle."""
-    from tqdm.auto import tqdm
-
-    from cyclekit.data.images import list_images
+    from cyclekit.io.images import list_images
 
     params = params or FaceParams()
     if not 0 <= test_fraction < 1:
         raise ConfigError(f"--test-fraction must be in [0, 1), got {test_fraction}")
-    writer = _writer(out, params, detector, ext)
-    jobs = []
+    writer = _writer(out, params, detector, ext, workers)
+    jobs, seen = [], {}
     for domain, folder in (("A", dir_a), ("B", dir_b)):
         files = list_images(folder)
         order = list(range(len(files)))
@@ -225,14 +316,13 @@ def prepare_folders(
         test = set(order[:n_test])
         for i, f in enumerate(files):  # sub/a.jpg -> sub__a.png
             name = "__".join(f.relative_to(folder).with_suffix("").parts)
-            jobs.append((f, ("test" if i in test else "train") + domain, name))
-    seen: dict[str, Path] = {}
-    for src, split, name in tqdm(jobs, disable=not progress, unit="img", desc="faces"):
-        key = f"{split}/{name}"
-        if key in seen:  # a.jpg and a.png in one folder would overwrite each other
-            writer.skipped.append((str(src), f"same name as {seen[key]}"))
-            continue
-        seen[key] = src
-        writer.add(src, split, name)
+            split = ("test" if i in test else "train") + domain
+            key = f"{split}/{name}"
+            if key in seen:  # a.jpg and a.png in one folder would overwrite each other
+                writer.skip(f, "same name", f"same name as {seen[key]}")
+                continue
+            seen[key] = f
+            jobs.append((str(f), split, name))
+    writer.run(jobs, progress=progress)
     return writer.finish({"kind": "folders", "a": str(dir_a), "b": str(dir_b), "test_fraction": test_fraction,
                           "seed": seed})

@@ -209,8 +209,8 @@ class FaceSwapper:
     OpenCV cascade is not safe to share between threads) and crop parameters cached per model.
     """
 
-    def __init__(self, pipeline, detector: str = "haar") -> None:
-        from cyclekit.faces.detect import make_detector
+    def __init__(self, pipeline, detector: str = "auto") -> None:
+        from cyclekit.faces.detectors import make_detector
 
         self.pipeline, self.detector_name, self._make = pipeline, detector, make_detector
         self._local = threading.local()
