@@ -82,6 +82,11 @@ def test_prepare_celeba_splits_by_attribute(tmp_path, csv):
     doc = json.loads((out / "faces.json").read_text())
     assert doc["margin"] == 0.3 and doc["size"] == 64 and doc["align"] is True and doc["skipped"] == 1
     assert doc["source"]["attribute"] == "Male" and doc["counts"]["trainA"] == 2
+    assert doc["domains"] == ["male", "female"]  # carried into the release: the UI says male -> female
+    from cyclekit.config import DataConfig
+    from cyclekit.data.domains import domain_names
+
+    assert domain_names(DataConfig(dataroot=str(out))) == ("male", "female")
 
 
 def test_prepare_celeba_other_attribute_and_errors(tmp_path):

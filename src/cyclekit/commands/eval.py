@@ -36,6 +36,8 @@ def register(sub) -> None:
     p.add_argument("--classifier-size", type=int, default=64, help="side in pixels the classifier sees (16-256)")
     p.add_argument("--no-classifier", action="store_true", help="skip the domain classifier (no success rate)")
     p.add_argument("--skip-bad", action="store_true", help="skip unreadable test images with a warning")
+    p.add_argument("--no-judge", action="store_true",
+                   help="for male/female face data: skip the independent gender judge's swap success")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = PyTorch's default)")
     p.add_argument("--report-images", type=int, default=24, help="images per direction shown in the HTML report")
     p.set_defaults(func=run)
@@ -99,5 +101,29 @@ def run(args: argparse.Namespace) -> int:
     for note in result["notes"]:
         print(note)
     print(format_summary(result))
+    genders = _face_genders(args.model, args.data)
+    if genders is not None and not args.no_judge:
+        import json
+
+        from cyclekit.faces.judge_eval import format_judge_lines, judge_translations
+        from cyclekit.infer.translator import load_translator
+        from cyclekit.io.files import atomic_write_text
+
+        translators = {d: load_translator(args.model, d, device=device) for d in ("AtoB", "BtoA")}
+        judged = judge_translations(args.data, translators, genders, max_images=args.max_images)
+        atomic_write_text(out / "gender_judge.json", json.dumps(judged, indent=2) + "\n")
+        print("independent gender judge (cyclekit.faces.judge, not trained by us):")
+        for line in format_judge_lines(judged):
+            print("  " + line)
     print(f"report: {out / 'index.html'}  (metrics.json, metrics.csv, per_image.csv beside it)")
     return 0
+
+
+def _face_genders(model: str, data: str):
+    """The genders of domains A and B when the model or the data names them (men/women, ...)."""
+    from cyclekit.config import DataConfig
+    from cyclekit.data.domains import domain_names
+    from cyclekit.faces.judge_eval import domain_genders
+    from cyclekit.release import release_domains
+
+    return domain_genders(release_domains(model)) or domain_genders(domain_names(DataConfig(dataroot=str(data))))

@@ -205,7 +205,7 @@ class _FaceWriter:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
 
-    def finish(self, source: dict) -> Path:
+    def finish(self, source: dict, domains: tuple[str, str]) -> Path:
         from cyclekit import __version__
 
         for d in ("A", "B"):
@@ -220,7 +220,8 @@ class _FaceWriter:
         lines = [f"{p}\t{why}" for p, why in self.skipped]
         (self.out / "skipped.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
         reasons = {k: self.reasons[k] for k in SKIP_KINDS if self.reasons[k]}
-        write_faces_json(self.out, self.params, {"counts": self.counts, "skipped": len(self.skipped),
+        write_faces_json(self.out, self.params, {"domains": list(domains), "counts": self.counts,
+                                                 "skipped": len(self.skipped),
                                                  "skip_reasons": reasons, "warnings": self.warnings,
                                                  "source": source, "cyclekit_version": __version__})
         if self.skipped:
@@ -292,7 +293,8 @@ def prepare_celeba(
                 continue
             jobs.append((str(src), split + ("A" if attrs[name][col] > 0 else "B"), Path(name).stem))
     writer.run(jobs, limit=limit, progress=progress)
-    return writer.finish({"kind": "celeba", "root": str(root), "attribute": attribute, "val_to": val_to})
+    names = ("male", "female") if attribute == "Male" else (attribute.lower(), f"not_{attribute.lower()}")
+    return writer.finish({"kind": "celeba", "root": str(root), "attribute": attribute, "val_to": val_to}, names)
 
 
 def prepare_folders(
@@ -324,5 +326,6 @@ def prepare_folders(
             seen[key] = f
             jobs.append((str(f), split, name))
     writer.run(jobs, progress=progress)
+    names = (Path(dir_a).name or "A", Path(dir_b).name or "B")  # carried into the release and the UI
     return writer.finish({"kind": "folders", "a": str(dir_a), "b": str(dir_b), "test_fraction": test_fraction,
-                          "seed": seed})
+                          "seed": seed}, names)
