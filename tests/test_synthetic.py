@@ -10,7 +10,7 @@ from PIL import Image
 from cyclekit.data import synthetic as syn
 from cyclekit.errors import ConfigError, DataError, UserError
 
-WORLDS = ["fruit", "zebra", "faces", "shapes"]
+WORLDS = ["fruit", "zebra", "faces", "shapes", "appear"]
 
 
 def _load(path):

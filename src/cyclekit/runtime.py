@@ -90,7 +90,7 @@ def cuda_has_bf16(device: Optional[torch.device] = None) -> bool:
 
 # Below this many generator multiply-accumulates per forward pass (batch included), bf16 does
 # not pay on CPU: converting and re-laying out tensors costs more than the faster convolutions
-# save (the measurements behind the threshold are in BENCHMARKS.md, "precision threshold").
+# save (the measurements behind the threshold: BENCHMARKS.md, "Timings behind code choices").
 CPU_BF16_MIN_MACS = 0.2e9
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from cyclekit.commands import faces_quickstart
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -17,11 +19,14 @@ def register(sub) -> None:
     p.add_argument("--steps", type=int, default=1800, help="training iterations (default: 1800)")
     p.add_argument("--max-minutes", type=float, default=8.0,
                    help="stop training after this long, whatever --steps says (default: 8)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the world, the weights and the data order")
+    faces_quickstart.add_arguments(p)  # --faces: gender swap on real photos
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.faces:
+        return faces_quickstart.run(args)
     from cyclekit.commands.synthetic_quickstart import QuickstartOptions, format_report, run_quickstart
 
     opts = QuickstartOptions(

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from cyclekit.config import CHOICES, DIRECTIONS
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -12,10 +14,13 @@ def register(sub) -> None:
                     "Photos without a usable face are copied unchanged.",
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders (recursive), globs or video files")
-    p.add_argument("--model", "-m", required=True,
-                   help="run directory or release folder; 'identity' runs the pipeline with a no-op generator")
+    p.add_argument("--model", "-m", default=None,
+                   help="run directory or release folder; 'identity' runs the pipeline with a no-op generator "
+                        "(default: the built-in male <-> female model; --direction AtoB turns men into women, "
+                        "BtoA women into men; see the README's model card)")
     p.add_argument("--out", "-o", required=True, help="output folder (PNG images, H.264 .mp4 videos)")
-    p.add_argument("--direction", choices=("AtoB", "BtoA"), default="AtoB")
+    p.add_argument("--direction", choices=DIRECTIONS, default="AtoB",
+                   help="AtoB applies G_AB (domain A -> B), BtoA applies G_BA")
     p.add_argument("--all-faces", action="store_true", help="swap every face, not only the dominant one")
     p.add_argument("--compare", action="store_true", help="also write NAME_compare.png/.mp4 (input | output)")
     g = p.add_argument_group("crop geometry (defaults: the model's)")
@@ -24,11 +29,14 @@ def register(sub) -> None:
     g.add_argument("--size", type=int, help="crop size in pixels (default: the model's image_size)")
     g.add_argument("--no-align", action="store_true", help="do not rotate the crop by the eye line")
     g.add_argument("--min-face", type=int, default=40, help="smaller faces (box side, pixels) are left unchanged")
-    g.add_argument("--detector", choices=("haar", "mediapipe"), default="haar")
+    g.add_argument("--detector", choices=CHOICES["detector"], default="auto",
+                   help="face detector: auto = dlib's HOG detector with its 5-point landmarks when installed "
+                        "(the faces extra), else haar (OpenCV's cascades); mediapipe needs its own extra")
     g.add_argument("--mediapipe-model", help="BlazeFace .tflite file for mediapipe >= 0.10.30 (ships no model)")
     b = p.add_argument_group("paste back")
-    b.add_argument("--blend", choices=("feather", "poisson"), default="feather")
-    b.add_argument("--mask", choices=("round", "square"), default="round")
+    b.add_argument("--blend", choices=("feather", "poisson"), default="feather",
+                   help="feather: alpha blend with a soft edge; poisson: seamless cloning (OpenCV)")
+    b.add_argument("--mask", choices=("round", "square"), default="round", help="shape of the pasted region")
     b.add_argument("--feather", type=float, default=0.15, help="width of the soft edge, fraction of the crop")
     b.add_argument("--no-detail", action="store_true",
                    help="paste the model output itself instead of its change (loses the photo's fine detail)")
@@ -38,9 +46,11 @@ def register(sub) -> None:
     v.add_argument("--smooth", type=float, default=0.15, help="temporal smoothing of the face box, seconds")
     v.add_argument("--detect-every", type=int, default=1, help="detect faces every N frames, interpolate between")
     v.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better, 18 ~ visually lossless)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32")
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+    p.add_argument("--device", choices=CHOICES["device"], default="auto",
+                   help="auto: the GPU when CUDA is available, else the CPU")
+    p.add_argument("--precision", choices=CHOICES["precision"], default="auto",
+                   help="auto: bf16 on CPUs with native bf16 and on Ampere+ GPUs, fp16 on older GPUs, else fp32")
+    p.add_argument("--backend", choices=CHOICES["backend"], default="torch",
                    help="run the generator with PyTorch or onnxruntime (pip install 'cyclekit[onnx]')")
     p.set_defaults(func=run)
 
@@ -55,12 +65,16 @@ def identity_translator(size: int, margin: float):
 
 def run(args: argparse.Namespace) -> int:
     from cyclekit.errors import ConfigError
-    from cyclekit.faces.detect import make_detector
+    from cyclekit.faces.detectors import make_detector
     from cyclekit.faces.overlays import load_overlays
     from cyclekit.faces.params import DEFAULT_MARGIN
     from cyclekit.faces.batch import swap_path
     from cyclekit.faces.pipeline import face_params_for
 
+    if args.model is None:
+        from cyclekit.faces.evaluate_swap import builtin_model
+
+        args.model = str(builtin_model())
     if args.model == "identity":
         translator = identity_translator(args.size or 256, args.margin or DEFAULT_MARGIN)
     else:

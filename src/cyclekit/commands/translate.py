@@ -37,10 +37,12 @@ def run(args: argparse.Namespace) -> int:
     from cyclekit.errors import ConfigError
     from cyclekit.infer.stream import plan_outputs, expand_inputs, translate_paths
     from cyclekit.infer.translator import load_translator
-    from cyclekit.release import direction_label
+    from cyclekit.release import direction_label, resolve_release
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if not str(args.model).lower().endswith(".onnx"):
+        resolve_release(args.model)  # a missing model is named first
     plan_outputs(expand_inputs(args.inputs), args.out, args.suffix)  # refuse a bad plan before loading the model
     translator = load_translator(args.model, args.direction, args.device, args.precision,
                                  backend=args.backend, compile=args.compile)

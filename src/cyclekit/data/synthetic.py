@@ -11,6 +11,8 @@ ground-truth translation of its A rendering (and vice versa). Worlds:
 * ``faces``  (gender-swap-like): cartoon portraits, short hair + beard/stubble + thin lips <->
   long hair + no beard + full coloured lips + lashes, same identity. Geometry change.
 * ``shapes`` (toy): flat-coloured squares <-> circles of the same area and colour.
+* ``appear`` (objects appear/disappear): bare cartoon heads <-> the same heads wearing a dark
+  hat and sunglasses (A -> B draws new objects, B -> A removes them and fills in what they hid).
 
 :func:`make_world` writes a CycleGAN folder layout whose *training* data is unpaired (train A
 and train B come from disjoint scene seeds) and whose test images come with paired truth::
@@ -36,6 +38,7 @@ from PIL import Image
 
 from cyclekit.errors import ConfigError, DataError
 from cyclekit.io.files import atomic_path, atomic_write_text
+from cyclekit.data.worlds.appear import AppearWorld
 from cyclekit.data.worlds.base import Canvas, World
 from cyclekit.data.worlds.faces import FacesWorld
 from cyclekit.data.worlds.fruit import FruitWorld
@@ -52,7 +55,7 @@ VERSION = 1
 MIN_SIZE = 32
 
 WORLDS: dict[str, World] = {w.name: w for w in (FruitWorld(), ZebraWorld(), FacesWorld(),
-                                                ShapesWorld())}
+                                                ShapesWorld(), AppearWorld())}
 
 _SPLITS = {"train": 0, "test": 1}
 _DOMAINS = {"A": 0, "B": 1}

@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from cyclekit.errors import DataError, UserError
-from cyclekit.faces.detect import FaceDetector, make_detector
+from cyclekit.faces.detect import FaceDetector
+from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import FaceParams
 from cyclekit.faces.pipeline import face_params_for, side_by_side, swap_image
 from cyclekit.faces.video import VIDEO_EXTENSIONS, swap_video

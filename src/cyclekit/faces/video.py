@@ -26,7 +26,8 @@ import numpy as np
 from cyclekit.errors import DataError, UserError, require
 from cyclekit.io.files import temp_path_for
 from cyclekit.faces.align import CropTransform
-from cyclekit.faces.detect import Face, FaceDetector, make_detector
+from cyclekit.faces.detect import Face, FaceDetector
+from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import FaceParams
 from cyclekit.faces.pipeline import side_by_side, swap_image
 

@@ -1,0 +1,267 @@
+"""Gender swap on real photos: a by-person split of the London set, training crops, and a
+swap-and-judge evaluation on whole photos.
+
+* :func:`london_photos` reads the Face Research Lab London Set as shipped in ``shared/faces/london``
+  (``neutral/ID_03.jpg`` with ``.pts`` landmarks whose points 0/1 are the pupils,
+  ``smiling/ID_08.jpg``, ``london_info.csv`` with each person's gender).
+* :func:`split_by_person` holds out whole people (balanced by gender): nobody is in both splits.
+* :func:`write_training_crops` crops the training people's faces exactly as ``cyclekit swap`` will
+  (detector box widened by the margin, eye-line aligned) into ``trainA`` (male) / ``trainB``
+  (female) and writes ``faces.json`` with ``"domains": ["male", "female"]``.
+* :func:`evaluate_swaps` swaps each held-out photo to the other gender with
+  :func:`cyclekit.faces.pipeline.swap_image` and scores it with the independent judge
+  (:mod:`cyclekit.faces.judge`, eye-aligned chips) and the identity measures
+  (:mod:`cyclekit.faces.identity`), next to the do-nothing baseline.
+
+This is the faces layer: it uses inference, never training.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from cyclekit.errors import DataError
+from cyclekit.faces.params import FaceParams, write_faces_json
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+# Domain A is male, B female: G_AB (swap --direction AtoB) turns men into women.
+DOMAINS = ("male", "female")
+LONDON_ATTRIBUTION = ("DeBruine, L., & Jones, B. (2017). Face Research Lab London Set (Version 5). figshare. "
+                      "https://doi.org/10.6084/m9.figshare.5047666.v5 - licensed under CC BY 4.0.")
+
+
+BUILTIN_MODEL = Path(__file__).resolve().parent / "models" / "genderswap"
+
+
+def builtin_model() -> Path:
+    """The release folder of the built-in gender-swap model (domain A male, B female)."""
+    from cyclekit.errors import CheckpointError
+
+    if not (BUILTIN_MODEL / "model.safetensors").is_file():
+        raise CheckpointError(f"the built-in gender-swap model is missing from {BUILTIN_MODEL}; reinstall cyclekit "
+                              "or pass --model RUN_DIR")
+    return BUILTIN_MODEL
+
+
+@dataclass
+class Photo:
+    """One London photo. ``eyes`` are the pupils from the ``.pts`` file (neutral photos only)."""
+
+    person: str
+    gender: str  # "male" | "female"
+    path: Path
+    eyes: Optional[np.ndarray] = None
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    def load(self) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(self.path) as im:
+            return np.asarray(im.convert("RGB"))
+
+
+def _read_eyes_csv(path: Path) -> list[Photo]:
+    """``eyes.csv`` (``file,gender,left_x,left_y,right_x,right_y,...``) as in tests/fixtures/london."""
+    photos = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            f = path.parent / row["file"].strip()
+            eyes = np.array([[float(row["left_x"]), float(row["left_y"])],
+                             [float(row["right_x"]), float(row["right_y"])]])
+            photos.append(Photo(f.stem.split("_")[0], row["gender"].strip().lower(), f, eyes))
+    return photos
+
+
+def london_photos(root: PathLike) -> list[Photo]:
+    """All photos of the London set under ``root`` (or a subset with the same layout).
+
+    Either the shared layout (``neutral/*.jpg`` + ``.pts``, ``smiling/*.jpg`` and
+    ``london_info.csv`` in ``root`` or a parent) or the fixture layout (``*.jpg`` with
+    ``eyes.csv`` giving each file's gender and eye centres).
+    """
+    root = Path(root)
+    if (root / "eyes.csv").is_file():
+        photos = [p for p in _read_eyes_csv(root / "eyes.csv") if p.gender in DOMAINS and p.path.is_file()]
+        if not photos:
+            raise DataError(f"{root / 'eyes.csv'} lists no existing photo with gender male/female")
+        return photos
+    info = next((p / "london_info.csv" for p in (root, *root.parents) if (p / "london_info.csv").is_file()), None)
+    if info is None:
+        raise DataError(f"no london_info.csv (or eyes.csv) in {root} or above; point --london at the London "
+                        "set folder (shared/faces/london)")
+    with open(info, newline="", encoding="utf-8") as fh:
+        gender = {row["face_id"].strip(): row["face_gender"].strip().lower() for row in csv.DictReader(fh)}
+    files = sorted([*root.glob("neutral/*.jpg"), *root.glob("smiling/*.jpg"), *root.glob("*.jpg")])
+    photos = []
+    for f in files:
+        person = f.stem.split("_")[0]
+        if gender.get(person) not in DOMAINS:
+            log.warning("%s: person %s has no male/female entry in %s; skipped", f, person, info)
+            continue
+        eyes = None
+        pts = f.with_suffix(".pts")
+        if pts.is_file():
+            eyes = np.loadtxt(pts, dtype=np.float64).reshape(-1, 2)[:2]
+        photos.append(Photo(person, gender[person], f, eyes))
+    if not photos:
+        raise DataError(f"no London photos (*.jpg with an entry in {info}) under {root}")
+    return photos
+
+
+def split_by_person(photos: Sequence[Photo], n_test_people: int = 16, seed: int = 0) -> tuple[list[Photo], list[Photo]]:
+    """``(train, test)``: ``n_test_people`` whole people held out, half of them women, half men.
+
+    The choice depends only on the set of people and ``seed``, so it is the same on every machine.
+    """
+    people = {g: sorted({p.person for p in photos if p.gender == g}) for g in DOMAINS}
+    held: set[str] = set()
+    rng = random.Random(f"london-split-{seed}")
+    for i, g in enumerate(DOMAINS):
+        k = n_test_people // 2 + (n_test_people % 2 if i == 0 else 0)
+        if k >= len(people[g]):
+            raise DataError(f"cannot hold out {k} {g} people: only {len(people[g])} in the set")
+        held.update(rng.sample(people[g], k))
+    train = [p for p in photos if p.person not in held]
+    test = [p for p in photos if p.person in held]
+    assert not {p.person for p in train} & {p.person for p in test}
+    return train, test
+
+
+def detect_faces(photos: Sequence[Photo], detector, progress: Optional[Callable[[str], None]] = None) -> dict:
+    """``{photo path: Face or None}`` with the detector ``cyclekit swap`` uses."""
+    out = {}
+    for i, p in enumerate(photos):
+        faces = detector.detect(p.load())
+        out[str(p.path)] = faces[0] if faces else None
+        if faces == []:
+            log.warning("%s: no face found", p.path)
+        if progress and (i + 1) % 50 == 0:
+            progress(f"  detected faces in {i + 1}/{len(photos)} photos")
+    return out
+
+
+def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, params: FaceParams,
+                         split: str = "train") -> dict[str, int]:
+    """Crop each photo's face like ``cyclekit swap`` does into ``out/{split}A`` (male) and
+    ``out/{split}B`` (female); writes ``out/faces.json``. Returns the counts per folder."""
+    from cyclekit.faces.align import face_crop
+    from cyclekit.io.images import save_image
+
+    out = Path(out)
+    counts: dict[str, int] = {}
+    for p in photos:
+        face = faces.get(str(p.path))
+        if face is None:
+            continue
+        crop, _ = face_crop(p.load(), face, params)
+        folder = f"{split}{'A' if p.gender == DOMAINS[0] else 'B'}"
+        save_image(out / folder / f"{p.name}.png", crop.astype(np.float32) / 255.0)
+        counts[folder] = counts.get(folder, 0) + 1
+    write_faces_json(out, params, {"domains": list(DOMAINS), "source": "Face Research Lab London Set (CC BY 4.0)",
+                                   "attribution": LONDON_ATTRIBUTION, "split": "by person"})
+    return counts
+
+
+def judge_eyes(photo: Photo, face) -> Optional[np.ndarray]:
+    """The eyes the judge and identity measures use: the true pupils, else the detector's eyes."""
+    if photo.eyes is not None:
+        return photo.eyes
+    return None if face is None or face.eyes is None else np.asarray(face.eyes, dtype=np.float64)
+
+
+def _rate(flags: Sequence[bool]) -> Optional[float]:
+    return None if not len(flags) else float(np.mean(flags))
+
+
+def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, judge=None, embedder=None,
+                   detail: bool = True, params: Optional[FaceParams] = None) -> dict:
+    """Swap every photo to the other gender and score the swaps.
+
+    ``translators``: ``{"male": G(male -> female), "female": G(female -> male)}`` (Translators).
+    Returns ``{"directions": {...}, "photos": [...], "swapped": {path: uint8 image}}`` where each
+    direction has the judge's swap success, the do-nothing baseline (the untouched photo scored
+    as a swap) and the judge's accuracy on the untouched photos, plus PSNR/SSIM inside the face
+    and, with ``embedder``, the same-person rate and rank-1 identification.
+    """
+    from cyclekit.faces.identity import pixel_identity, same_person_rate, own_original_rank1
+    from cyclekit.faces.judge import GenderJudge, face_chip
+    from cyclekit.faces.pipeline import face_params_for, swap_image
+
+    judge = judge or GenderJudge()
+    rows, swapped, emb = [], {}, {"orig": {}, "swap": {}}
+    for p in photos:
+        face = faces.get(str(p.path))
+        eyes = judge_eyes(p, face)
+        if face is None or eyes is None:
+            rows.append({"photo": p.name, "gender": p.gender, "status": "no face"})
+            continue
+        img = p.load()
+        tr = translators[p.gender]
+        fp = params or face_params_for(tr)
+        out, info = swap_image(img, tr, params=fp, faces=[face], detail=detail)
+        swapped[str(p.path)] = out
+        before, after = judge.predict([face_chip(img, eyes), face_chip(out, eyes)])
+        ident = pixel_identity(img, out, eyes)
+        rows.append({"photo": p.name, "person": p.person, "gender": p.gender, "status": info.message,
+                     "p_male_before": round(float(before), 4), "p_male_after": round(float(after), 4),
+                     "judged_right_before": bool((before > 0.5) == (p.gender == "male")),
+                     "swapped": bool((after > 0.5) == (p.gender != "male")),
+                     "psnr": round(ident["psnr"], 3), "ssim": round(ident["ssim"], 4)})
+        if embedder is not None:
+            emb["orig"][p.name] = embedder.embed(img, eyes)
+            emb["swap"][p.name] = embedder.embed(out, eyes)
+    directions = {}
+    for g in DOMAINS:
+        other = DOMAINS[1 - DOMAINS.index(g)]
+        rs = [r for r in rows if r["gender"] == g and "swapped" in r]
+        d = {"photos": len(rs), "failed": sum(r["gender"] == g and "swapped" not in r for r in rows),
+             "swap_success": _rate([r["swapped"] for r in rs]),
+             "do_nothing_success": _rate([not r["judged_right_before"] for r in rs]),
+             "judge_accuracy_untouched": _rate([r["judged_right_before"] for r in rs]),
+             "psnr_face": float(np.mean([r["psnr"] for r in rs])) if rs else None,
+             "ssim_face": float(np.mean([r["ssim"] for r in rs])) if rs else None}
+        if embedder is not None and rs:
+            o = np.stack([emb["orig"][r["photo"]] for r in rs])
+            s = np.stack([emb["swap"][r["photo"]] for r in rs])
+            d["same_person_rate"] = same_person_rate(o, s)
+            d["own_original_rank1"] = own_original_rank1(o, s) if len(rs) > 1 else None
+        directions[f"{g}->{other}"] = d
+    return {"directions": directions, "photos": rows, "swapped": swapped}
+
+
+def swap_grid(photos: Sequence[Photo], faces: dict, swapped: dict, params: FaceParams, n: int = 8,
+              size: int = 160) -> np.ndarray:
+    """A uint8 grid: per row, pairs (original face | swapped face) of up to ``n`` women then ``n`` men,
+    each cut around the detected face with the model's crop geometry at ``size`` px."""
+    from cyclekit.faces.align import face_crop
+
+    geo = FaceParams(margin=params.margin, align=params.align, size=size, detector=params.detector)
+    tiles = []
+    for g in reversed(DOMAINS):
+        chosen = [p for p in photos if p.gender == g and str(p.path) in swapped][:n]
+        for p in chosen:
+            face = faces[str(p.path)]
+            a, _ = face_crop(p.load(), face, geo)
+            b, _ = face_crop(swapped[str(p.path)], face, geo)
+            tiles.append(np.concatenate([a, np.full((size, 2, 3), 255, np.uint8), b], axis=1))
+    if not tiles:
+        raise DataError("no swapped photos to show")
+    cols = 4
+    blank = np.full_like(tiles[0], 255)
+    tiles += [blank] * (-len(tiles) % cols)
+    pad = np.full((size, 8, 3), 255, np.uint8)
+    rows = [np.concatenate(sum(([t, pad] for t in tiles[i:i + cols]), [])[:-1], axis=1)
+            for i in range(0, len(tiles), cols)]
+    gap = np.full((8, rows[0].shape[1], 3), 255, np.uint8)
+    return np.concatenate(sum(([r, gap] for r in rows), [])[:-1], axis=0)

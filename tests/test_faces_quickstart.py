@@ -1,0 +1,97 @@
+"""The gender-swap quickstart's plumbing on the committed London fixture photos (CC BY 4.0; see
+tests/fixtures/london/README.md): a by-person split, training crops, a few training steps, the
+swap-and-judge evaluation, the grid and the report. Seconds, not the real 15-minute run."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("cv2")
+pytest.importorskip("onnxruntime")
+
+from cyclekit.faces.evaluate_swap import DOMAINS, london_photos, split_by_person  # noqa: E402
+
+FIXTURE = Path(__file__).parent / "fixtures" / "london"
+
+
+def test_fixture_photos_have_gender_and_eyes():
+    photos = london_photos(FIXTURE)
+    assert len(photos) == 9
+    assert {p.gender for p in photos} == set(DOMAINS)
+    assert all(p.eyes is not None and p.eyes.shape == (2, 2) for p in photos)
+    assert {p.person for p in photos if p.gender == "female"} == {"001", "002", "003"}
+
+
+def test_split_is_by_person_balanced_and_seeded():
+    photos = london_photos(FIXTURE)
+    train, test = split_by_person(photos, n_test_people=2, seed=0)
+    held = {p.person for p in test}
+    assert len(held) == 2 and not held & {p.person for p in train}
+    assert {p.gender for p in test} == set(DOMAINS)  # one woman, one man
+    assert len(train) + len(test) == len(photos)
+    again = split_by_person(photos, n_test_people=2, seed=0)[1]
+    assert [p.path for p in again] == [p.path for p in test]
+    with pytest.raises(Exception, match="cannot hold out"):
+        split_by_person(photos, n_test_people=6)
+
+
+def test_quickstart_faces_end_to_end(tmp_path, capsys):
+    from cyclekit.cli import main
+
+    out = tmp_path / "qs"
+    rc = main(["quickstart", "--faces", "--london", str(FIXTURE), "--out", str(out), "--size", "32",
+               "--steps", "2", "--held-out", "2", "--threads", "1"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "gender-swap quickstart" in printed and "male->female" in printed and "female->male" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["steps"] == 2 and report["size"] == 32 and len(report["held_out_people"]) == 2
+    train_people = {f.stem.split("_")[0] for d in ("trainA", "trainB") for f in (out / "data" / d).iterdir()}
+    assert not train_people & set(report["held_out_people"])
+    faces_json = json.loads((out / "data" / "faces.json").read_text())
+    assert faces_json["domains"] == ["male", "female"]
+    for mode in ("detail", "model_output"):
+        dirs = report["modes"][mode]["directions"]
+        assert set(dirs) == {"male->female", "female->male"}
+        for d in dirs.values():
+            assert d["photos"] >= 1
+            assert 0.0 <= d["swap_success"] <= 1.0
+            # the untouched photo scored as a swap is the judge's error rate
+            assert d["do_nothing_success"] == pytest.approx(1.0 - d["judge_accuracy_untouched"])
+            assert d["psnr_face"] > 5 and 0 < d["ssim_face"] <= 1
+    from PIL import Image
+
+    grid = np.asarray(Image.open(out / "grid.png"))
+    assert grid.ndim == 3 and grid.shape[0] >= 160
+    from cyclekit.release import release_domains
+
+    assert release_domains(out / "run" / "model") == ("male", "female")
+
+
+def test_shared_flags_keep_faces_defaults_unless_given():
+    from cyclekit.commands import quickstart
+    from cyclekit.commands.faces_quickstart import DEFAULT_OUT, options_from_args
+
+    parser = argparse.ArgumentParser()
+    quickstart.register(parser.add_subparsers())
+    opts = options_from_args(parser.parse_args(["quickstart", "--faces"]))
+    assert (opts.out, opts.size, opts.steps, opts.max_minutes) == (DEFAULT_OUT, 64, 4000, 15.0)
+    opts = options_from_args(parser.parse_args(["quickstart", "--faces", "--size", "96", "--max-minutes", "3"]))
+    assert (opts.size, opts.max_minutes) == (96, 3.0)
+
+
+def test_builtin_model_is_the_swap_default(tmp_path, capsys):
+    from cyclekit.cli import main
+    from cyclekit.faces.evaluate_swap import builtin_model
+    from cyclekit.release import release_domains
+
+    model = builtin_model()
+    assert (model / "model.safetensors").stat().st_size < 5 * 1024 * 1024
+    assert release_domains(model) == ("male", "female")
+    assert main(["swap", str(FIXTURE / "004_03.jpg"), "--out", str(tmp_path)]) == 0
+    assert "swapped faces in 1 of 1 file(s)" in capsys.readouterr().out
+    assert (tmp_path / "004_03.png").is_file()

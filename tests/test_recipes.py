@@ -1,0 +1,132 @@
+"""Training recipes: the EMA of generator weights, the recipe config fields, the fast preset, the
+"appear" world, and the recipe benchmark's pieces (small and CPU-cheap)."""
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cyclekit.config import Config, load_config
+from cyclekit.data import synthetic as syn
+from cyclekit.errors import ConfigError
+from cyclekit.nn.cyclegan import CycleGANNets
+from cyclekit.train.ema import GeneratorEMA
+
+ROOT = Path(__file__).resolve().parent.parent
+PRESET = ROOT / "src" / "cyclekit" / "presets" / "fast.json"
+
+
+def _nets(size: int = 32) -> CycleGANNets:
+    torch.manual_seed(0)
+    cfg = load_config(PRESET).model
+    cfg.image_size = size
+    return CycleGANNets(cfg)
+
+
+def test_ema_follows_the_formula_with_warmup():
+    nets = _nets()
+    ema = GeneratorEMA(nets, 0.9)
+    w0 = [p.detach().clone() for p in nets.G_AB.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(w0, ema.module("G_AB").parameters()))
+    expected = [w.clone() for w in w0]
+    for n in range(30):
+        with torch.no_grad():
+            for p in nets.G_AB.parameters():
+                p.add_(0.01 * torch.randn_like(p))
+        d = min(0.9, (1 + n) / (10 + n))
+        assert ema.current_decay() == pytest.approx(d)
+        ema.update(nets)
+        expected = [d * e + (1 - d) * p.detach() for e, p in zip(expected, nets.G_AB.parameters())]
+    for e, a in zip(expected, ema.module("G_AB").parameters()):
+        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
+    # the shadow is not trained and does not share storage with the live generator
+    assert not any(p.requires_grad for p in ema.module("G_BA").parameters())
+    live = dict(nets.G_AB.named_parameters())
+    assert all(p.data_ptr() != live[k].data_ptr() for k, p in ema.module("G_AB").named_parameters())
+
+
+def test_ema_state_dict_resumes_exactly():
+    nets = _nets()
+    ema = GeneratorEMA(nets, 0.99)
+    for _ in range(5):
+        with torch.no_grad():
+            for p in nets.parameters():
+                p.add_(0.01)
+        ema.update(nets)
+    state = copy.deepcopy(ema.state_dict())
+    other = GeneratorEMA(_nets(), 0.5)
+    other.load_state_dict(state)
+    assert other.decay == 0.99 and other.updates == 5
+    for name in ("G_AB", "G_BA"):
+        for a, b in zip(ema.module(name).state_dict().values(), other.module(name).state_dict().values()):
+            assert torch.equal(a, b)
+    ema.update(nets)
+    other.update(nets)
+    for a, b in zip(ema.module("G_AB").parameters(), other.module("G_AB").parameters()):
+        assert torch.equal(a, b)
+
+
+def test_ema_rejects_bad_decay():
+    with pytest.raises(ValueError):
+        GeneratorEMA(_nets(), 1.0)
+
+
+def test_recipe_config_fields_default_off_and_validate():
+    cfg = Config()
+    assert cfg.train.ema_decay == 0.0 and cfg.train.lr_d == 0.0  # defaults reproduce the paper
+    cfg.train.ema_decay = 1.0
+    with pytest.raises(ConfigError, match="ema-decay"):
+        cfg.validate()
+    cfg.train.ema_decay, cfg.train.lr_d = 0.0, -1.0
+    with pytest.raises(ConfigError, match="lr-d"):
+        cfg.validate()
+    cfg.train.lr_d, cfg.train.ema_decay = 3e-4, 0.999
+    back = Config.from_dict(json.loads(cfg.validate().to_json()))
+    assert (back.train.lr_d, back.train.ema_decay) == (3e-4, 0.999)
+
+
+def test_fast_preset_builds_and_translates_64px():
+    cfg = load_config(PRESET).validate()
+    m = cfg.model
+    assert (m.generator, m.residual, m.upsample) == ("resnet", True, "resize_conv")
+    nets = _nets(64)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    y = nets.G_AB(x)
+    assert y.shape == x.shape and y.abs().max() <= 1
+    assert nets.D_B(y).shape[0] == 2
+
+
+def test_appear_world_adds_dark_objects_on_the_head():
+    for seed in range(3):
+        a, b = syn.render_pair("appear", seed, 64)
+        mask = syn.object_mask("appear", seed, 64)
+        # the hat and glasses are dark: B is darker than A where they were drawn
+        assert b[mask].mean() < a[mask].mean() - 30
+        assert 0.03 < mask.mean() < 0.4
+
+
+def test_bench_recipes_section_replacement_and_one_tiny_job(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import bench_recipes as br
+
+    md = tmp_path / "B.md"
+    md.write_text("# Title\n\nkeep me\n")
+    br.replace_section(md, "Recipes", "one")
+    br.replace_section(md, "Recipes", "two")
+    text = md.read_text()
+    assert text.startswith("# Title\n\nkeep me\n") and "two" in text and "one" not in text
+    assert text.count(br.MARK_BEGIN) == 1
+    out = tmp_path / "run"
+    assert br.main(["--worlds", "appear", "--seeds", "0", "--recipes", "official,fast", "--budget", "0.3",
+                    "--chunk", "0.1", "--size", "32", "--n-train", "4", "--n-test", "2", "--out", str(out),
+                    "--job", "appear:0"]) == 0
+    res = json.loads((out / "jobs" / "appear_s0.json").read_text())
+    assert set(res["recipes"]) == {"do-nothing", "official", "fast"}
+    for n in ("official", "fast"):
+        row = res["recipes"][n]
+        assert row["steps"] >= 1 and row["cpu_s"] >= 0.3 and np.isfinite(row["AtoB"]["psnr"])
