@@ -313,11 +313,8 @@ def test_queued_requests_hold_their_compressed_upload_not_pixels(tiny_release):
 
 @pytest.fixture(scope="module")
 def face_photo(tmp_path_factory) -> Path:
-    from cyclekit.data.synthetic import make_world
-
-    root = tmp_path_factory.mktemp("faces")
-    make_world("faces", root, size=128, n_train=1, n_test=1, seed=1)
-    return sorted((root / "testA").glob("*.png"))[0]
+    """A real photo (London Set, CC BY 4.0: tests/fixtures/london/README.md)."""
+    return Path(__file__).parent / "fixtures" / "london" / "004_03.jpg"
 
 
 def test_real_face_swap_matches_the_pipeline(client, tiny_release, face_photo):

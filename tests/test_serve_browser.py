@@ -199,12 +199,13 @@ def test_face_swap_in_the_page(page, server, tiny_release, tmp_path_factory, sho
     swapper, reason = face_swap_support()
     if swapper is None:
         pytest.skip(f"face pipeline unavailable: {reason}")
-    from cyclekit.data.synthetic import make_world
     from cyclekit.infer.translator import load_translator
 
-    root = tmp_path_factory.mktemp("faces")
-    make_world("faces", root, size=128, n_train=1, n_test=1, seed=1)
-    photo = sorted((root / "testA").glob("*.png"))[0]
+    from cyclekit.io.images import load_image, save_image
+
+    # a real photo (London Set, CC BY 4.0: tests/fixtures/london/README.md), as a PNG upload
+    photo = save_image(tmp_path_factory.mktemp("faces") / "face.png",
+                       load_image(Path(__file__).parent / "fixtures" / "london" / "004_03.jpg", 3))
     page.check("#mode-face")
     assert page.locator("#all-faces-wrap").is_visible()
     page.set_input_files("#file", str(photo))

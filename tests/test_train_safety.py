@@ -103,3 +103,26 @@ def test_resume_survives_a_changed_face_margin(tiny_world, tmp_path):
     Trainer(tiny_config(tiny_world, run, max_steps=3, face_margin=0.3), resume=True).fit()
     with pytest.raises(ConfigError, match="ngf"):
         Trainer(tiny_config(tiny_world, run, max_steps=4, ngf=8), resume=True).fit()
+
+
+def test_ema_and_lr_d_train_resume_exactly_and_reach_the_release(tiny_world, tmp_path):
+    """--ema-decay and --lr-d change training as documented and keep exact resume."""
+    import torch
+
+    from cyclekit.release import load_generator
+    from conftest import assert_same
+
+    one = tmp_path / "one"
+    t = Trainer(tiny_config(tiny_world, one, max_steps=4, ema_decay=0.9, lr_d=1e-3, save_every=2))
+    assert t.objective.opt_D.param_groups[0]["lr"] == 1e-3 and t.objective.opt_G.param_groups[0]["lr"] == 2e-4
+    t.fit()
+    two = tmp_path / "two"
+    Trainer(tiny_config(tiny_world, two, max_steps=2, ema_decay=0.9, lr_d=1e-3)).fit()
+    Trainer(tiny_config(tiny_world, two, max_steps=4, ema_decay=0.9, lr_d=1e-3), resume=True).fit()
+    a, b = load_training_state(one / STATE_FILE), load_training_state(two / STATE_FILE)
+    assert_same(a["ema"], b["ema"])
+    released, _ = load_generator(one, "AtoB")
+    ema_w = a["ema"]["shadow"]["G_AB"]
+    for k, v in released.state_dict().items():
+        assert torch.equal(v, ema_w[k])  # the release holds the averaged generator
+    assert any(not torch.equal(ema_w[k], a["nets"]["G_AB"][k]) for k in ema_w)  # which is not the live one

@@ -322,8 +322,8 @@ class Trainer:
         if then != now:
             changed = sorted(k for k in set(now) | set(then) if now.get(k) != then.get(k))
             raise ConfigError(
-                f"the model options {', '.join(changed)} differ from the checkpoint's; resume without "
-                "changing model options (or start a new run)"
+                f"the model options differ from the checkpoint's ({', '.join(changed)}); resume without "
+                "changing them (or start a new run)"
             )
         self.objective.load_state_dict(state)
         if state.get("rng") is not None:  # None: a rank the checkpoint did not have

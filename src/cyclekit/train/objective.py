@@ -39,6 +39,7 @@ from cyclekit.train.parallel import ddp
 from cyclekit.train.parallel.graphs import use_cuda_graphs
 from cyclekit.train.pool import ImagePool
 from cyclekit.train.schedule import make_scheduler, retime_scheduler
+from cyclekit.train.ema import GeneratorEMA
 from cyclekit.train.step import StepState
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,12 @@ class CycleGAN:
                 torch.manual_seed(ddp.rank_seed(t.seed, dist.rank))
         graphs = use_cuda_graphs(t, device, self.amp_dtype, dist.world_size)
         self.opt_G, self.opt_D = make_optimizers(self.nets, t, device, cuda_graphs=graphs)
+        if t.lr_d:  # two time-scale update rule: the discriminators' own learning rate
+            for group in self.opt_D.param_groups:
+                if torch.is_tensor(group["lr"]):
+                    group["lr"].fill_(t.lr_d)
+                else:
+                    group["lr"] = t.lr_d
         self.sched_G = make_scheduler(self.opt_G, t, steps_per_epoch)
         self.sched_D = make_scheduler(self.opt_D, t, steps_per_epoch)
         self.schedulers = [self.sched_G, self.sched_D]
@@ -92,9 +99,13 @@ class CycleGAN:
         # The state the step runs on (compiled views with --compile) and the step (a CUDA graph
         # replay with --cuda-graphs); self.nets, which is saved, is never wrapped.
         self.step_state, self.step_fn = fast.make_step_fn(state, t, graphs=graphs)
+        # --ema-decay: averaged generators for samples, validation and the release (not trained)
+        self.ema = GeneratorEMA(unwrap(self.nets), t.ema_decay) if t.ema_decay > 0 else None
 
     @property
     def generators(self) -> tuple[torch.nn.Module, torch.nn.Module]:
+        if self.ema is not None:
+            return self.ema.module("G_AB"), self.ema.module("G_BA")
         nets = unwrap(self.nets)
         return unwrap(nets.G_AB), unwrap(nets.G_BA)
 
@@ -104,7 +115,10 @@ class CycleGAN:
         if self.cfg.train.channels_last:
             real_A = real_A.contiguous(memory_format=torch.channels_last)
             real_B = real_B.contiguous(memory_format=torch.channels_last)
-        return self.step_fn(self.step_state, real_A, real_B, self.cfg.train)
+        losses = self.step_fn(self.step_state, real_A, real_B, self.cfg.train)
+        if self.ema is not None:
+            self.ema.update(unwrap(self.nets))
+        return losses
 
     def lr(self) -> float:
         return float(self.opt_G.param_groups[0]["lr"])
@@ -117,6 +131,7 @@ class CycleGAN:
             "sched_G": self.sched_G.state_dict(), "sched_D": self.sched_D.state_dict(),
             "pool_A": self.pool_A.state_dict(), "pool_B": self.pool_B.state_dict(),
             "scaler": self.scaler.state_dict() or None,
+            "ema": self.ema.state_dict() if self.ema is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -132,6 +147,8 @@ class CycleGAN:
             self.pool_B.load_state_dict(state["pool_B"], self.device)
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state.get("ema"):
+            self.ema.load_state_dict(state["ema"])
 
     def retime(self, steps_per_epoch: int, position: int) -> None:
         """A per-iteration schedule is re-timed to the new epoch length; a per-epoch one needs nothing."""
