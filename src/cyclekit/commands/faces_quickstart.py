@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OUT = "runs/quickstart-faces"
 # Where the London set is looked for when --london is not given (first match wins).
-LONDON_CANDIDATES = ("shared/faces/london", "../shared/faces/london")
+# The set ships with the repository (datasets/london, CC BY 4.0, see its README and NOTICE):
+# found from the working directory or, for an editable install, beside the source tree.
+LONDON_CANDIDATES = ("datasets/london", str(Path(__file__).resolve().parents[3] / "datasets" / "london"))
 
 
 @dataclass
@@ -49,8 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="instead of the synthetic world: train a male <-> female swap on real photos (the London "
                         "set, CC BY 4.0) and judge it on held-out people. With --faces the defaults are "
                         f"--out {DEFAULT_OUT} --size 64 --steps 4000 --max-minutes 15")
-    p.add_argument("--london", default="", help="--faces: folder of the London set (default: shared/faces/london "
-                   "or ../shared/faces/london)")
+    p.add_argument("--london", default="", help="--faces: folder of the London set (default: datasets/london, "
+                   "shipped with the repository)")
     p.add_argument("--held-out", type=int, default=16, help="--faces: people held out for the test (default 16)")
     p.add_argument("--threads", type=int, default=0, help="--faces: torch CPU threads (0 = PyTorch's default)")
     # The synthetic quickstart's defaults, to tell "not given" from "given" for the shared flags.
