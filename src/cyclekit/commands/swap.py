@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     )
     for r in records:
         if r.swapped == 0 or "left unchanged" in r.message:
-            print(f"{r.source}: {r.message} -> {r.output}")
+            written = f" -> {r.output}" if r.output.exists() else " (nothing written)"
+            print(f"{r.source}: {r.message}{written}")
     done = sum(r.swapped > 0 for r in records)
     print(f"swapped faces in {done} of {len(records)} file(s) ({args.direction}, margin {params.margin:g}, "
           f"{params.size} px crops) into {args.out}")
