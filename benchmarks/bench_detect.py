@@ -1,6 +1,6 @@
 """Face detectors on real photos: detection rate, eye error and time per image (markdown table).
 
-Data: the Face Research Lab London Set in ``../shared/faces/london`` (102 people, 512x512,
+Data: the Face Research Lab London Set in ``datasets/london`` (shipped) (102 people, 512x512,
 ``neutral/ID_03.jpg`` with ``.pts`` landmarks: point 0 = pupil on the image's left, point 1 =
 pupil on the image's right; ``smiling/ID_08.jpg`` without landmarks). Sets made from them:
 
@@ -15,15 +15,15 @@ pupil on the image's right; ``smiling/ID_08.jpg`` without landmarks). Sets made 
 
 A face counts as found when the dominant face's eyes are within 0.25 inter-pupil distances of the
 truth (a box elsewhere is a miss); eye error = mean pupil distance / inter-pupil distance. Times
-are per image, one process, OMP_NUM_THREADS=1. ``haar-head`` is the Haar detector of the last
-commit (``git show HEAD:src/cyclekit/faces/detect.py``), the baseline the issue measured.
+are per image, one process, OMP_NUM_THREADS=1. ``haar-head`` is the Haar detector of commit 159f2df
+(``git show 159f2df:src/cyclekit/faces/detect.py``), the code the issue measured: the baseline.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_detect.py [--limit N] [--detectors dlib,haar,haar-head]
 
 ``--prepare N`` instead times ``cyclekit data faces`` on N generated CelebA-sized photos (tight
 178x218 crops of the London photos with flips, scale/shift jitter and brightness changes, split
-into two folders by the set's gender column): the last commit's code (one process, its Haar
-detector) against the current one (all cores, default detector), on the same folder, in one run.
+into two folders by the set's gender column): the baseline code (one process, its Haar
+detector, commit 159f2df) against the current one (all cores, default detector), on the same folder, in one run.
 """
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-LONDON = ROOT.parent / "shared" / "faces" / "london"
+LONDON = ROOT / "datasets" / "london"  # shipped with the repository (CC BY 4.0, see its README)
+# The code the issue measured (Haar detector, one process): the baseline of every ratio here.
+BASELINE = "159f2df"
 
 
 def machine() -> str:
@@ -133,7 +135,7 @@ def make_sets(limit: int = 0) -> dict[str, list[tuple[np.ndarray, object]]]:
 
 # ---------------------------------------------------------------------- detectors
 def head_haar():
-    """The Haar detector of the last commit (the issue's baseline), loaded from git."""
+    """The Haar detector of the baseline commit (what the issue measured), loaded from git."""
     return head_module("src/cyclekit/faces/detect.py", "cyclekit_head_detect").HaarDetector()
 
 
@@ -171,11 +173,15 @@ def measure(det, items) -> dict:
 
 
 def head_module(path: str, name: str):
-    """A module of the last commit, with the moved image helpers redirected to their new home."""
-    src = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    """A module of the baseline commit, with the moved image helpers redirected to their new home."""
+    src = subprocess.run(["git", "show", f"{BASELINE}:{path}"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     mod = types.ModuleType(name)
     sys.modules[name] = mod  # dataclasses look their module up there
-    exec(compile(src.replace("cyclekit.data.images", "cyclekit.io.images"), f"HEAD:{path}", "exec"), mod.__dict__)
+    if name != "cyclekit_head_detect" and "cyclekit_head_detect" not in sys.modules:
+        head_module("src/cyclekit/faces/detect.py", "cyclekit_head_detect")
+    src = src.replace("cyclekit.data.images", "cyclekit.io.images")
+    src = src.replace("from cyclekit.faces.detect import", "from cyclekit_head_detect import")
+    exec(compile(src, f"{BASELINE}:{path}", "exec"), mod.__dict__)
     return mod
 
 
@@ -220,8 +226,8 @@ def bench_prepare(n: int, workers: int) -> None:
         print("| code | detector | workers | seconds | photos/s | cropped | skipped |")
         print("|---|---|---|---|---|---|---|")
         old = head_module("src/cyclekit/faces/prepare.py", "cyclekit_head_prepare")
-        runs = [("last commit", lambda out: old.prepare_folders(a, b, out, params=FaceParams(), detector=head_haar()),
-                 "haar (HEAD)", 1)]
+        runs = [("baseline", lambda out: old.prepare_folders(a, b, out, params=FaceParams(), detector=head_haar()),
+                 f"haar ({BASELINE})", 1)]
         runs.append(("current", lambda out: prepare_folders(a, b, out, params=FaceParams(detector="auto"),
                                                            workers=workers), "auto", workers or os.cpu_count()))
         times = {}
@@ -236,7 +242,7 @@ def bench_prepare(n: int, workers: int) -> None:
             reasons = doc.get("skip_reasons", "")
             print(f"| {label} | {doc.get('detector', det)} | {w} | {times[label]:.1f} | {n / times[label]:.1f} "
                   f"| {crops} | {doc['skipped']} {reasons or ''} |", flush=True)
-        print(f"\nspeed-up: {times['last commit'] / times['current']:.1f}x; load average "
+        print(f"\nspeed-up: {times['baseline'] / times['current']:.1f}x; load average "
               f"{os.getloadavg()[0]:.1f} at the end")
 
 

@@ -57,12 +57,17 @@ def test_quickstart_faces_end_to_end(tmp_path, capsys):
     for mode in ("detail", "model_output"):
         dirs = report["modes"][mode]["directions"]
         assert set(dirs) == {"male->female", "female->male"}
-        for d in dirs.values():
+        for direction, d in dirs.items():
             assert d["photos"] >= 1
             assert 0.0 <= d["swap_success"] <= 1.0
             # the untouched photo scored as a swap is the judge's error rate
             assert d["do_nothing_success"] == pytest.approx(1.0 - d["judge_accuracy_untouched"])
             assert d["psnr_face"] > 5 and 0 < d["ssim_face"] <= 1
+            # the rim change is a mean of per-photo halos, in grey levels
+            rims = [r["rim_change"] for r in report["modes"][mode]["photos"]
+                    if "rim_change" in r and direction.startswith(r["gender"] + "->")]
+            assert 0.0 <= d["rim_change"] <= 255.0 and min(rims) <= d["rim_change"] <= max(rims)
+    assert "rim change" in printed
     from PIL import Image
 
     grid = np.asarray(Image.open(out / "grid.png"))

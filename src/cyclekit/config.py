@@ -38,6 +38,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "backend": ("torch", "onnxruntime"),  # inference backends (translate, swap, serve, eval)
     "detector": ("auto", "dlib", "haar", "mediapipe"),  # face detectors (data faces, swap, serve)
+    "blend": ("feather", "poisson"),  # swap paste-back (cyclekit.faces.blend)
+    # swap's pasted region: the head found in the crop (cyclekit.faces.segment), or the whole crop
+    "mask": ("head", "round", "square"),
     # --val-metric: the metric that picks run_dir/best/ (see cyclekit.metrics.evaluate; auto = psnr
     # where the test set has ground truth, else kid).
     "val_metric": ("auto", "cycle_l1", "identity_l1") + tuple(

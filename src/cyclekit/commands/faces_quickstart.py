@@ -175,16 +175,18 @@ def format_faces_report(report: dict) -> str:
              f"{report['train_minutes']} min ({report['minutes']} min in all, {report['threads']} thread(s)); "
              f"{len(report['held_out_people'])} held-out people, none seen in training"]
     lines.append(f"{'direction':<16}{'mode':<14}{'photos':>7}{'swap ok':>9}{'do-nothing':>12}{'judge acc':>11}"
-                 f"{'PSNR dB':>9}{'SSIM':>7}{'same person':>13}")
+                 f"{'PSNR dB':>9}{'SSIM':>7}{'same person':>13}{'rim change':>12}")
     for mode, res in report["modes"].items():
         for direction, d in res["directions"].items():
             same = d.get("same_person_rate")
             lines.append(f"{direction:<16}{mode:<14}{d['photos']:>7}{_pct(d['swap_success']):>9}"
                          f"{_pct(d['do_nothing_success']):>12}{_pct(d['judge_accuracy_untouched']):>11}"
-                         f"{d['psnr_face']:>9.2f}{d['ssim_face']:>7.3f}{_pct(same) if same is not None else '  n/a':>13}")
+                         f"{d['psnr_face']:>9.2f}{d['ssim_face']:>7.3f}{_pct(same) if same is not None else '  n/a':>13}"
+                         f"{d.get('rim_change') or 0.0:>12.2f}")
     lines.append("swap ok: share of swapped faces the independent judge (dlib's CC0 gender net, eye-aligned chips) "
                  "assigns to the target gender; do-nothing: the same for the untouched photo; judge acc: the "
-                 "judge on the untouched photos; PSNR/SSIM: swapped vs original inside the face")
+                 "judge on the untouched photos; PSNR/SSIM: swapped vs original inside the face; rim change: "
+                 "mean change in grey levels (0-255) where the pasted face blends into the photo (a halo)")
     lines.append(f"grid: {report['grid']}   model: {report['model']}   (photos: {report['attribution']})")
     return "\n".join(lines)
 

@@ -34,9 +34,11 @@ def register(sub) -> None:
                         "(the faces extra), else haar (OpenCV's cascades); mediapipe needs its own extra")
     g.add_argument("--mediapipe-model", help="BlazeFace .tflite file for mediapipe >= 0.10.30 (ships no model)")
     b = p.add_argument_group("paste back")
-    b.add_argument("--blend", choices=("feather", "poisson"), default="feather",
+    b.add_argument("--blend", choices=CHOICES["blend"], default="feather",
                    help="feather: alpha blend with a soft edge; poisson: seamless cloning (OpenCV)")
-    b.add_argument("--mask", choices=("round", "square"), default="round", help="shape of the pasted region")
+    b.add_argument("--mask", choices=CHOICES["mask"], default="head",
+                   help="pasted region: head (face and hair found in the crop: the background keeps its pixels, "
+                        "no halo) | round | square (the whole crop, rounded or not)")
     b.add_argument("--feather", type=float, default=0.15, help="width of the soft edge, fraction of the crop")
     b.add_argument("--no-detail", action="store_true",
                    help="paste the model output itself instead of its change (loses the photo's fine detail)")

@@ -24,13 +24,16 @@ from typing import Optional
 
 import numpy as np
 
+from cyclekit.config import CHOICES
 from cyclekit.errors import ConfigError, require
 from cyclekit.faces.align import CropTransform
 
 log = logging.getLogger(__name__)
 
 MASKS = {"round": 3.0, "square": 16.0}  # superellipse exponent: 2 = circle, large = square
-BLENDS = ("feather", "poisson")
+# --mask (CHOICES["mask"]): "head", the default, is the round mask limited to the head (face and
+# hair) that cyclekit.faces.segment finds in the original crop, so the background keeps its pixels.
+BLENDS = CHOICES["blend"]
 
 
 def feather_mask(size: int, feather: float = 0.15, shape: str = "round") -> np.ndarray:
@@ -85,10 +88,13 @@ def _roi_map(t: CropTransform, x0: int, y0: int) -> np.ndarray:
 def paste_back(
     image: np.ndarray, new_crop: np.ndarray, t: CropTransform, *, old_crop: Optional[np.ndarray] = None,
     feather: float = 0.15, shape: str = "round", blend: str = "feather", match: bool = True,
+    subject: Optional[np.ndarray] = None,
 ) -> tuple[np.ndarray, Optional[tuple[int, int, int, int]], Optional[np.ndarray]]:
     """Blend ``new_crop`` (float ``size x size x 3`` in [0, 1]) into float ``image`` in place.
 
     With ``old_crop`` (the crop the model was given) only the difference is pasted (detail mode).
+    ``subject`` (``size x size`` in [0, 1], e.g. :func:`cyclekit.faces.segment.head_mask`) limits
+    the pasted region to it: the background around the head is not touched.
     Returns ``(image, roi, roi_mask)``: the ROI ``(x0, y0, x1, y1)`` and the float mask over it;
     pixels where the mask is 0 were not written.
     """
@@ -102,7 +108,10 @@ def paste_back(
     size = (x1 - x0, y1 - y0)
     m = _roi_map(t, x0, y0)
     flags = cv2.WARP_INVERSE_MAP
-    mask = cv2.warpAffine(feather_mask(t.size, feather, shape), m, size, flags=flags | cv2.INTER_LINEAR,
+    crop_mask = feather_mask(t.size, feather, shape)
+    if subject is not None:
+        crop_mask = crop_mask * np.asarray(subject, dtype=np.float32)
+    mask = cv2.warpAffine(crop_mask, m, size, flags=flags | cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     mask = np.clip(mask, 0.0, 1.0)
     live = mask > 0

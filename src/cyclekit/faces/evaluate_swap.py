@@ -166,7 +166,7 @@ def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, pa
             continue
         crop, _ = face_crop(p.load(), face, params)
         folder = f"{split}{'A' if p.gender == DOMAINS[0] else 'B'}"
-        save_image(out / folder / f"{p.name}.png", crop.astype(np.float32) / 255.0)
+        save_image(out / folder / f"{p.name}.png", crop.astype(np.float32) / 255.0, png_level=1)
         counts[folder] = counts.get(folder, 0) + 1
     write_faces_json(out, params, {"domains": list(DOMAINS), "source": "Face Research Lab London Set (CC BY 4.0)",
                                    "attribution": LONDON_ATTRIBUTION, "split": "by person"})
@@ -180,19 +180,51 @@ def judge_eyes(photo: Photo, face) -> Optional[np.ndarray]:
     return None if face is None or face.eyes is None else np.asarray(face.eyes, dtype=np.float64)
 
 
+def backdrop_change(before: np.ndarray, after: np.ndarray, region: Optional[np.ndarray], step: int = 2) -> float:
+    """Mean change (grey levels) of the backdrop pixels in ``region`` (the crop square, see
+    :func:`crop_region`). The backdrop is what a flood fill from the photo's two top corners
+    reaches through steps of at most ``step`` levels between neighbours (a studio backdrop's
+    smooth gradient, stopped by the hair's edge), so it does not depend on the swap's own mask.
+    A pale halo around the head shows up here. 0 when the backdrop is not in ``region``."""
+    import cv2
+
+    if region is None or not region.any():
+        return 0.0
+    a = np.asarray(before, np.float32)
+    smooth = cv2.GaussianBlur(np.round(a).astype(np.uint8), (5, 5), 0)
+    h, w = a.shape[:2]
+    fill = np.zeros((h + 2, w + 2), np.uint8)
+    flags = 8 | cv2.FLOODFILL_MASK_ONLY | (1 << 8)
+    for seed in ((0, 0), (w - 1, 0)):
+        if not fill[seed[1] + 1, seed[0] + 1]:
+            cv2.floodFill(smooth, fill, seed, 0, (step,) * 3, (step,) * 3, flags)
+    near = fill[1:-1, 1:-1].astype(bool) & region
+    return float(np.abs(np.asarray(after, np.float32) - a)[near].mean()) if near.any() else 0.0
+
+
+def crop_region(shape: tuple[int, ...], transform) -> np.ndarray:
+    """Bool HxW mask of the photo pixels under a crop square (``CropTransform``)."""
+    import cv2
+
+    region = np.zeros(shape[:2], np.uint8)
+    cv2.fillConvexPoly(region, np.round(transform.corners()).astype(np.int32), 1)
+    return region.astype(bool)
+
+
 def _rate(flags: Sequence[bool]) -> Optional[float]:
     return None if not len(flags) else float(np.mean(flags))
 
 
 def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, judge=None, embedder=None,
-                   detail: bool = True, params: Optional[FaceParams] = None) -> dict:
+                   detail: bool = True, params: Optional[FaceParams] = None, match: bool = True,
+                   mask: str = "head") -> dict:
     """Swap every photo to the other gender and score the swaps.
 
     ``translators``: ``{"male": G(male -> female), "female": G(female -> male)}`` (Translators).
     Returns ``{"directions": {...}, "photos": [...], "swapped": {path: uint8 image}}`` where each
     direction has the judge's swap success, the do-nothing baseline (the untouched photo scored
-    as a swap) and the judge's accuracy on the untouched photos, plus PSNR/SSIM inside the face
-    and, with ``embedder``, the same-person rate and rank-1 identification.
+    as a swap) and the judge's accuracy on the untouched photos, plus PSNR/SSIM inside the face,
+    the change on the blend rim (a halo, :func:`cyclekit.faces.blend.rim_change`, in grey levels) and, with ``embedder``, the same-person rate and rank-1 identification.
     """
     from cyclekit.faces.identity import pixel_identity, same_person_rate, own_original_rank1
     from cyclekit.faces.judge import GenderJudge, face_chip
@@ -209,7 +241,7 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
         img = p.load()
         tr = translators[p.gender]
         fp = params or face_params_for(tr)
-        out, info = swap_image(img, tr, params=fp, faces=[face], detail=detail)
+        out, info = swap_image(img, tr, params=fp, faces=[face], detail=detail, match=match, mask=mask)
         swapped[str(p.path)] = out
         before, after = judge.predict([face_chip(img, eyes), face_chip(out, eyes)])
         ident = pixel_identity(img, out, eyes)
@@ -217,7 +249,9 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
                      "p_male_before": round(float(before), 4), "p_male_after": round(float(after), 4),
                      "judged_right_before": bool((before > 0.5) == (p.gender == "male")),
                      "swapped": bool((after > 0.5) == (p.gender != "male")),
-                     "psnr": round(ident["psnr"], 3), "ssim": round(ident["ssim"], 4)})
+                     "psnr": round(ident["psnr"], 3), "ssim": round(ident["ssim"], 4),
+                     "rim_change": round(255.0 * info.rim_change, 3),
+                     "backdrop_change": round(backdrop_change(img, out, crop_region(img.shape, info.faces[0].transform)), 3)})
         if embedder is not None:
             emb["orig"][p.name] = embedder.embed(img, eyes)
             emb["swap"][p.name] = embedder.embed(out, eyes)
@@ -230,7 +264,10 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
              "do_nothing_success": _rate([not r["judged_right_before"] for r in rs]),
              "judge_accuracy_untouched": _rate([r["judged_right_before"] for r in rs]),
              "psnr_face": float(np.mean([r["psnr"] for r in rs])) if rs else None,
-             "ssim_face": float(np.mean([r["ssim"] for r in rs])) if rs else None}
+             "ssim_face": float(np.mean([r["ssim"] for r in rs])) if rs else None,
+             # the halo: mean change (grey levels, 0-255) where the pasted face blends into the photo
+             "rim_change": float(np.mean([r["rim_change"] for r in rs])) if rs else None,
+             "backdrop_change": float(np.mean([r["backdrop_change"] for r in rs])) if rs else None}
         if embedder is not None and rs:
             o = np.stack([emb["orig"][r["photo"]] for r in rs])
             s = np.stack([emb["swap"][r["photo"]] for r in rs])

@@ -17,12 +17,14 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from cyclekit.config import CHOICES
 from cyclekit.errors import ConfigError
 from cyclekit.faces.align import CropTransform, crop_transform, warp_crop
 from cyclekit.faces.blend import paste_back, rim_change
 from cyclekit.faces.detect import Face, FaceDetector
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams
+from cyclekit.faces.segment import head_mask
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +108,7 @@ def _as_float(image: np.ndarray) -> tuple[np.ndarray, np.dtype]:
 def swap_image(
     image: np.ndarray, translator, *, params: Optional[FaceParams] = None,
     detector: Optional[FaceDetector] = None, all_faces: bool = False, blend: str = "feather",
-    detail: bool = True, feather: float = 0.15, mask: str = "round", overlays: Sequence = (), match: bool = True,
+    detail: bool = True, feather: float = 0.15, mask: str = "head", overlays: Sequence = (), match: bool = True,
     faces: Optional[list[Face]] = None, transforms: Optional[list[CropTransform]] = None,
 ) -> tuple[np.ndarray, SwapInfo]:
     """Swap the dominant face (or ``all_faces``) of ``image`` (HxWx3 uint8, or float in [0, 1]).
@@ -115,6 +117,8 @@ def swap_image(
     exactly wherever ``info.mask`` is False. ``faces`` (detections) or ``transforms`` (crops, as
     the video path gives after temporal smoothing) skip the detector.
     """
+    if mask not in CHOICES["mask"]:
+        raise ConfigError(f"--mask: {mask!r} is not one of {', '.join(CHOICES['mask'])}")
     src, dtype = _as_float(image)
     params = params or face_params_for(translator)
     info = SwapInfo()
@@ -153,8 +157,9 @@ def swap_image(
     roi_rim = None  # measured on the first (dominant) face
     for r, t, old, gen in zip(swapped, transforms, crops, new):
         before = out.copy() if roi_rim is None else None
+        subject = head_mask(old, params.margin) if mask == "head" else None
         out, roi, m = paste_back(out, gen, t, old_crop=old if detail else None, feather=feather,
-                                 shape=mask, blend=blend, match=match)
+                                 shape="round" if mask == "head" else mask, blend=blend, match=match, subject=subject)
         if before is not None:
             roi_rim = rim_change(before, out, roi, m)
         if roi is not None:

@@ -135,7 +135,7 @@ def _crop_one(job: tuple[str, str, str]) -> tuple[str, str]:
     if face.side < params.min_face:
         return "too small", f"face too small ({face.side:.0f} px < {params.min_face})"
     crop, _ = face_crop(img, face, params)
-    save_image(_WORKER["out"] / split / (name + _WORKER["ext"]), crop)
+    save_image(_WORKER["out"] / split / (name + _WORKER["ext"]), crop, png_level=1)  # 4x faster than level 6
     return "ok", ""
 
 

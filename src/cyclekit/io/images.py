@@ -338,8 +338,12 @@ _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".b
             ".tif": "TIFF", ".tiff": "TIFF"}
 
 
-def save_image(path: PathLike, array: np.ndarray, bit_depth: int = 8, quality: int = 95) -> Path:
+def save_image(path: PathLike, array: np.ndarray, bit_depth: int = 8, quality: int = 95,
+               png_level: int = 6) -> Path:
     """Write a float ``HxWxC`` array in ``[0, 1]`` (C = 1, 3 or 4) atomically; format by extension.
+
+    ``png_level``: zlib level of 8-bit PNGs (6 = Pillow's default; 1 encodes a 128 px crop about
+    4x faster for files about a fifth larger, what dataset preparation wants).
 
     ``bit_depth=16`` writes 16-bit PNG/TIFF (colour 16-bit needs OpenCV). JPEG has no alpha:
     a 4-channel image is composited on white. ``.npy`` stores the float32 array itself (any C).
@@ -365,11 +369,11 @@ def save_image(path: PathLike, array: np.ndarray, bit_depth: int = 8, quality: i
         if _FORMATS[ext] == "JPEG" and arr.shape[2] == 4:
             arr = convert_channels(arr, "RGBA", 3)
     with atomic_path(path) as tmp:
-        _write(tmp, ext, arr, bit_depth, quality)
+        _write(tmp, ext, arr, bit_depth, quality, png_level)
     return path
 
 
-def _write(tmp: Path, ext: str, arr: np.ndarray, bit_depth: int, quality: int) -> None:
+def _write(tmp: Path, ext: str, arr: np.ndarray, bit_depth: int, quality: int, png_level: int = 6) -> None:
     if ext == ".npy":
         with open(tmp, "wb") as fh:
             np.save(fh, arr)
@@ -395,5 +399,5 @@ def _write(tmp: Path, ext: str, arr: np.ndarray, bit_depth: int, quality: int) -
         return
     a8 = np.round(arr * 255.0).astype(np.uint8)
     im = Image.fromarray(a8[:, :, 0] if c == 1 else a8)
-    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {"compress_level": png_level} if fmt == "PNG" else {}
     im.save(tmp, format=fmt, **kwargs)

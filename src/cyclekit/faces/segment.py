@@ -1,0 +1,76 @@
+"""Which pixels of a face crop are the head (face and hair) and which are background.
+
+A model trained on face crops changes the background inside the crop too (it brightens it, or
+draws a pale fringe along the hair), and a paste-back mask that covers the whole crop blends that
+over the photo as a halo around the head. :func:`head_mask` separates the head from its
+surroundings with OpenCV's GrabCut (Rother et al., 2004: colour models of foreground and
+background refined by graph cuts), seeded from the crop geometry every crop shares: the detector
+box sits in the middle of the crop (``1 / (1 + 2 margin)`` of its side), the face is surely inside
+it, the hair probably in an ellipse around it, and the outer ring of the crop is background.
+
+No model file, no download; about 10-40 ms per face at the working size of 64 px.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from cyclekit.errors import require
+
+WORK_SIZE = 64  # GrabCut runs on a copy this big (its cost grows with the pixels)
+ITERATIONS = 4
+
+
+def head_mask(crop: np.ndarray, margin: float, soft: float = 0.02) -> np.ndarray:
+    """Float32 ``size x size`` mask of the head in a face crop (1 head, 0 background).
+
+    ``crop``: ``size x size x 3`` RGB, uint8 or float in [0, 1], made with ``margin`` (FaceParams).
+    ``soft``: width of the edge ramp as a fraction of the crop side (a Gaussian blur), so the
+    change fades over a few pixels where hair meets background instead of stopping at a hard line.
+    """
+    cv2 = require("cv2", "faces", "the head mask")
+    size = crop.shape[0]
+    img = np.asarray(crop)
+    if img.dtype != np.uint8:
+        img = np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+    n = min(size, WORK_SIZE)
+    small = cv2.resize(np.ascontiguousarray(img[:, :, :3]), (n, n), interpolation=cv2.INTER_AREA) if n != size else img
+    seeds = _seeds(n, margin)
+    prior = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    try:
+        cv2.grabCut(np.ascontiguousarray(small[:, :, ::-1]), seeds, None, bgd, fgd, ITERATIONS, cv2.GC_INIT_WITH_MASK)
+        head = ((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)).astype(np.float32)
+    except cv2.error:  # a degenerate crop (one flat colour): fall back to the seeded head ellipse
+        head = prior
+    head = _largest_component(head, cv2)
+    if n != size:
+        head = cv2.resize(head, (size, size), interpolation=cv2.INTER_LINEAR)
+    sigma = max(soft * size, 0.5)
+    return np.clip(cv2.GaussianBlur(head, (0, 0), sigma), 0.0, 1.0).astype(np.float32)
+
+
+def _seeds(n: int, margin: float) -> np.ndarray:
+    """GrabCut's initial labels: background ring, probable background, probable head, sure face."""
+    cv2 = require("cv2", "faces", "the head mask")
+    box = n / (1.0 + 2.0 * margin)  # the detector box side in crop pixels
+    c = (n - 1) / 2.0
+    yy, xx = np.mgrid[:n, :n].astype(np.float32)
+    seeds = np.full((n, n), cv2.GC_PR_BGD, np.uint8)
+    head = ((xx - c) / (0.75 * box)) ** 2 + ((yy - (c - 0.1 * box)) / (0.85 * box)) ** 2 < 1.0  # face + hair
+    seeds[head] = cv2.GC_PR_FGD
+    face = ((xx - c) / (0.38 * box)) ** 2 + ((yy - (c + 0.05 * box)) / (0.5 * box)) ** 2 < 1.0  # eyes to mouth
+    seeds[face] = cv2.GC_FGD
+    ring = max(1, round(0.03 * n))
+    seeds[:ring, :] = seeds[-ring:, :] = cv2.GC_BGD
+    seeds[:, :ring] = seeds[:, -ring:] = cv2.GC_BGD
+    return seeds
+
+
+def _largest_component(mask: np.ndarray, cv2) -> np.ndarray:
+    """Keep the connected region that holds the crop centre (stray background specks go)."""
+    n, labels = cv2.connectedComponents((mask > 0.5).astype(np.uint8), connectivity=8)
+    if n <= 2:
+        return mask
+    c = mask.shape[0] // 2
+    keep = labels[c, c] if labels[c, c] else np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    return (labels == keep).astype(np.float32)
