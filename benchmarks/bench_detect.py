@@ -240,7 +240,7 @@ def bench_prepare(n: int, workers: int) -> None:
             doc = json.loads((out / "faces.json").read_text())
             crops = sum(doc["counts"].values())
             reasons = doc.get("skip_reasons", "")
-            print(f"| {label} | {doc.get('detector', det)} | {w} | {times[label]:.1f} | {n / times[label]:.1f} "
+            print(f"| {label} | {det if label == 'baseline' else doc.get('detector', det)} | {w} | {times[label]:.1f} | {n / times[label]:.1f} "
                   f"| {crops} | {doc['skipped']} {reasons or ''} |", flush=True)
         print(f"\nspeed-up: {times['baseline'] / times['current']:.1f}x; load average "
               f"{os.getloadavg()[0]:.1f} at the end")

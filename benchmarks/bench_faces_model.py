@@ -45,6 +45,7 @@ def main() -> None:
     ap.add_argument("--detector", default="haar", help="haar (what the quickstart crops with) | auto | dlib")
     ap.add_argument("--out", default="runs/bench_faces_model")
     ap.add_argument("--no-identity", action="store_true", help="skip dlib's face-recognition network")
+    ap.add_argument("--quick", action="store_true", help="the default paste mode only")
     args = ap.parse_args()
     model = Path(args.model) if args.model else builtin_model()
     domains = release_domains(model / "model" if (model / "model").is_dir() else model)
@@ -69,6 +70,8 @@ def main() -> None:
     modes = {"detail": dict(detail=True), "detail, round mask": dict(detail=True, mask="round"),
              "detail, round mask, no rim matching": dict(detail=True, mask="round", match=False),
              "model_output": dict(detail=False)}
+    if args.quick:
+        modes = {"detail": modes["detail"]}
     results = {name: evaluate_swaps(test, faces, translators, judge=judge, embedder=embedder, params=params, **kw)
                for name, kw in modes.items()}
     out = Path(args.out)
@@ -86,11 +89,14 @@ def main() -> None:
     def pct(v):
         return "n/a" if v is None else f"{100 * v:.0f}%"
 
+    def num(v):
+        return "n/a" if v is None else f"{v:.2f}"
+
     for name, r in results.items():
         for direction, d in r["directions"].items():
             print(f"| {name} | {direction} | {pct(d['swap_success'])} | {pct(d['do_nothing_success'])} "
                   f"| {pct(d['judge_accuracy_untouched'])} | {d['psnr_face']:.2f} dB | {d['ssim_face']:.3f} "
-                  f"| {pct(d.get('same_person_rate'))} | {pct(d.get('own_original_rank1'))} | {d['rim_change']:.2f} | {d['backdrop_change']:.2f} |")
+                  f"| {pct(d.get('same_person_rate'))} | {pct(d.get('own_original_rank1'))} | {num(d['rim_change'])} | {num(d['backdrop_change'])} |")
     print(f"\ngrid: {out / 'grid.png'}; report: {out / 'report.json'}")
 
 

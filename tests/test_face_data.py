@@ -119,7 +119,9 @@ def test_prepared_crops_are_the_swap_crops(tmp_path):
     assert len(saved) == 4
     src = load_image(tmp_path / "men" / (saved[0].stem + ".png"), 3)
     crop, _ = face_crop(src, make_detector(params.detector).detect(src)[0], params)  # what swap does
-    assert np.abs(load_image(saved[0], 3) - crop).max() <= 1 / 255 + 1e-6
+    # data faces resamples the 8-bit photo in 8 bits (faster), swap in float: the area-averaged
+    # pre-shrink rounds once more, so pixels may differ by one grey level after the final rounding
+    assert np.abs(load_image(saved[0], 3) - crop).max() <= 2 / 255 + 1e-6
 
 
 def test_prepare_folders_skips_photos_without_faces(tmp_path):

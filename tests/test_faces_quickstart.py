@@ -63,10 +63,10 @@ def test_quickstart_faces_end_to_end(tmp_path, capsys):
             # the untouched photo scored as a swap is the judge's error rate
             assert d["do_nothing_success"] == pytest.approx(1.0 - d["judge_accuracy_untouched"])
             assert d["psnr_face"] > 5 and 0 < d["ssim_face"] <= 1
-            # the rim change is a mean of per-photo halos, in grey levels
-            rims = [r["rim_change"] for r in report["modes"][mode]["photos"]
-                    if "rim_change" in r and direction.startswith(r["gender"] + "->")]
-            assert 0.0 <= d["rim_change"] <= 255.0 and min(rims) <= d["rim_change"] <= max(rims)
+            # halo measures in grey levels (the head mask's effect on them: tests/test_portrait.py);
+            # the fixture photos have a studio backdrop, so the backdrop measure must exist
+            assert 0.0 <= d["rim_change"] <= 255.0
+            assert d["backdrop_change"] is not None and 0.0 <= d["backdrop_change"] <= 255.0
     assert "rim change" in printed
     from PIL import Image
 

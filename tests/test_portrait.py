@@ -112,3 +112,13 @@ def test_the_head_mask_keeps_the_backdrop():
     crop = warp_crop(img, crop_transform(face, params))
     m = head_mask(crop, params.margin)
     assert m.shape == (64, 64) and m[32, 32] > 0.99 and max(m[2, 2], m[2, -3]) < 0.05
+
+
+def test_video_head_masks_are_smoothed_face_by_face():
+    from cyclekit.faces.video import HEAD_MEMORY, smooth_heads
+
+    a, b = np.zeros((8, 8), np.float32), np.ones((8, 8), np.float32)
+    (m,) = smooth_heads([a], [b])
+    assert np.allclose(m, 1.0 - HEAD_MEMORY)  # the edge moves part of the way each frame
+    assert smooth_heads([a], [b, b])[0] is b  # a face came or went: start afresh
+    assert smooth_heads([a], [np.ones((16, 16), np.float32)])[0].shape == (16, 16)

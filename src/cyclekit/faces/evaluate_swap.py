@@ -180,16 +180,17 @@ def judge_eyes(photo: Photo, face) -> Optional[np.ndarray]:
     return None if face is None or face.eyes is None else np.asarray(face.eyes, dtype=np.float64)
 
 
-def backdrop_change(before: np.ndarray, after: np.ndarray, region: Optional[np.ndarray], step: int = 2) -> float:
+def backdrop_change(before: np.ndarray, after: np.ndarray, region: Optional[np.ndarray],
+                    step: int = 2) -> Optional[float]:
     """Mean change (grey levels) of the backdrop pixels in ``region`` (the crop square, see
     :func:`crop_region`). The backdrop is what a flood fill from the photo's two top corners
     reaches through steps of at most ``step`` levels between neighbours (a studio backdrop's
     smooth gradient, stopped by the hair's edge), so it does not depend on the swap's own mask.
-    A pale halo around the head shows up here. 0 when the backdrop is not in ``region``."""
+    A pale halo around the head shows up here. None when the backdrop is not in ``region``."""
     import cv2
 
     if region is None or not region.any():
-        return 0.0
+        return None
     a = np.asarray(before, np.float32)
     smooth = cv2.GaussianBlur(np.round(a).astype(np.uint8), (5, 5), 0)
     h, w = a.shape[:2]
@@ -199,7 +200,7 @@ def backdrop_change(before: np.ndarray, after: np.ndarray, region: Optional[np.n
         if not fill[seed[1] + 1, seed[0] + 1]:
             cv2.floodFill(smooth, fill, seed, 0, (step,) * 3, (step,) * 3, flags)
     near = fill[1:-1, 1:-1].astype(bool) & region
-    return float(np.abs(np.asarray(after, np.float32) - a)[near].mean()) if near.any() else 0.0
+    return float(np.abs(np.asarray(after, np.float32) - a)[near].mean()) if near.any() else None
 
 
 def crop_region(shape: tuple[int, ...], transform) -> np.ndarray:
@@ -209,6 +210,17 @@ def crop_region(shape: tuple[int, ...], transform) -> np.ndarray:
     region = np.zeros(shape[:2], np.uint8)
     cv2.fillConvexPoly(region, np.round(transform.corners()).astype(np.int32), 1)
     return region.astype(bool)
+
+
+def _backdrop(img: np.ndarray, out: np.ndarray, info) -> Optional[float]:
+    t = info.faces[0].transform if info.faces else None
+    v = backdrop_change(img, out, crop_region(img.shape, t)) if t is not None else None
+    return None if v is None else round(v, 3)
+
+
+def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
+    real = [v for v in values if v is not None]
+    return float(np.mean(real)) if real else None
 
 
 def _rate(flags: Sequence[bool]) -> Optional[float]:
@@ -224,7 +236,10 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
     Returns ``{"directions": {...}, "photos": [...], "swapped": {path: uint8 image}}`` where each
     direction has the judge's swap success, the do-nothing baseline (the untouched photo scored
     as a swap) and the judge's accuracy on the untouched photos, plus PSNR/SSIM inside the face,
-    the change on the blend rim (a halo, :func:`cyclekit.faces.blend.rim_change`, in grey levels) and, with ``embedder``, the same-person rate and rank-1 identification.
+    the change on the blend rim (:func:`cyclekit.faces.blend.rim_change`, grey levels; the rim is the
+    hair's edge with the head mask, the crop's edge with a round one, so compare it within a mask),
+    the change of the studio backdrop inside the crop (:func:`backdrop_change`, the halo) and, with
+    ``embedder``, the same-person rate and rank-1 identification.
     """
     from cyclekit.faces.identity import pixel_identity, same_person_rate, own_original_rank1
     from cyclekit.faces.judge import GenderJudge, face_chip
@@ -250,8 +265,7 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
                      "judged_right_before": bool((before > 0.5) == (p.gender == "male")),
                      "swapped": bool((after > 0.5) == (p.gender != "male")),
                      "psnr": round(ident["psnr"], 3), "ssim": round(ident["ssim"], 4),
-                     "rim_change": round(255.0 * info.rim_change, 3),
-                     "backdrop_change": round(backdrop_change(img, out, crop_region(img.shape, info.faces[0].transform)), 3)})
+                     "rim_change": round(255.0 * info.rim_change, 3), "backdrop_change": _backdrop(img, out, info)})
         if embedder is not None:
             emb["orig"][p.name] = embedder.embed(img, eyes)
             emb["swap"][p.name] = embedder.embed(out, eyes)
@@ -266,8 +280,8 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
              "psnr_face": float(np.mean([r["psnr"] for r in rs])) if rs else None,
              "ssim_face": float(np.mean([r["ssim"] for r in rs])) if rs else None,
              # the halo: mean change (grey levels, 0-255) where the pasted face blends into the photo
-             "rim_change": float(np.mean([r["rim_change"] for r in rs])) if rs else None,
-             "backdrop_change": float(np.mean([r["backdrop_change"] for r in rs])) if rs else None}
+             "rim_change": _mean([r["rim_change"] for r in rs]),
+             "backdrop_change": _mean([r["backdrop_change"] for r in rs])}
         if embedder is not None and rs:
             o = np.stack([emb["orig"][r["photo"]] for r in rs])
             s = np.stack([emb["swap"][r["photo"]] for r in rs])

@@ -110,12 +110,14 @@ def swap_image(
     detector: Optional[FaceDetector] = None, all_faces: bool = False, blend: str = "feather",
     detail: bool = True, feather: float = 0.15, mask: str = "head", overlays: Sequence = (), match: bool = True,
     faces: Optional[list[Face]] = None, transforms: Optional[list[CropTransform]] = None,
+    subjects: Optional[Sequence[np.ndarray]] = None,
 ) -> tuple[np.ndarray, SwapInfo]:
     """Swap the dominant face (or ``all_faces``) of ``image`` (HxWx3 uint8, or float in [0, 1]).
 
     Returns ``(result, info)``; ``result`` has the input's dtype and shape, and equals the input
     exactly wherever ``info.mask`` is False. ``faces`` (detections) or ``transforms`` (crops, as
-    the video path gives after temporal smoothing) skip the detector.
+    the video path gives after temporal smoothing) skip the detector; ``subjects`` (one head mask
+    per transform, the video path's smoothed ones) replace the head masks of ``mask="head"``.
     """
     if mask not in CHOICES["mask"]:
         raise ConfigError(f"--mask: {mask!r} is not one of {', '.join(CHOICES['mask'])}")
@@ -155,9 +157,11 @@ def swap_image(
     changed = np.zeros(src.shape[:2], dtype=bool)
     swapped = [r for r in info.faces if r.status == "swapped"]
     roi_rim = None  # measured on the first (dominant) face
-    for r, t, old, gen in zip(swapped, transforms, crops, new):
+    for k, (r, t, old, gen) in enumerate(zip(swapped, transforms, crops, new)):
         before = out.copy() if roi_rim is None else None
-        subject = head_mask(old, params.margin) if mask == "head" else None
+        subject = None
+        if mask == "head":
+            subject = subjects[k] if subjects is not None else head_mask(old, params.margin)
         out, roi, m = paste_back(out, gen, t, old_crop=old if detail else None, feather=feather,
                                  shape="round" if mask == "head" else mask, blend=blend, match=match, subject=subject)
         if before is not None:

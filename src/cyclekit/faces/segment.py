@@ -27,22 +27,26 @@ def head_mask(crop: np.ndarray, margin: float, soft: float = 0.02) -> np.ndarray
     ``soft``: width of the edge ramp as a fraction of the crop side (a Gaussian blur), so the
     change fades over a few pixels where hair meets background instead of stopping at a hard line.
     """
+    from cyclekit.faces.detect import as_uint8_rgb
+
     cv2 = require("cv2", "faces", "the head mask")
-    size = crop.shape[0]
-    img = np.asarray(crop)
-    if img.dtype != np.uint8:
-        img = np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+    img = as_uint8_rgb(crop)  # grey, RGBA or float crops alike
+    size = img.shape[0]
     n = min(size, WORK_SIZE)
-    small = cv2.resize(np.ascontiguousarray(img[:, :, :3]), (n, n), interpolation=cv2.INTER_AREA) if n != size else img
+    small = cv2.resize(img, (n, n), interpolation=cv2.INTER_AREA) if n != size else img
     seeds = _seeds(n, margin)
     prior = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:
         cv2.grabCut(np.ascontiguousarray(small[:, :, ::-1]), seeds, None, bgd, fgd, ITERATIONS, cv2.GC_INIT_WITH_MASK)
         head = ((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)).astype(np.float32)
-    except cv2.error:  # a degenerate crop (one flat colour): fall back to the seeded head ellipse
+    except cv2.error:  # a degenerate crop: fall back to the seeded head ellipse
         head = prior
     head = _largest_component(head, cv2)
+    if head.sum() < 0.5 * prior.sum():
+        # GrabCut kept little more than the sure face (a flat or low-contrast crop, hair the colour
+        # of the backdrop): losing the hair and forehead would be worse than a little backdrop
+        head = prior
     if n != size:
         head = cv2.resize(head, (size, size), interpolation=cv2.INTER_LINEAR)
     sigma = max(soft * size, 0.5)

@@ -52,10 +52,14 @@ def describe_os_error(exc: OSError, path: PathLike) -> str:
 
 
 @contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
+def atomic_path(path: PathLike, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path to write ``path``'s new content to; on success it is fsynced and
     renamed over ``path`` (with the permissions the umask gives a new file), on any error it is
-    removed and ``path`` is left as it was. OS errors become one-line :class:`OutputError`\\ s."""
+    removed and ``path`` is left as it was. OS errors become one-line :class:`OutputError`\\ s.
+
+    ``durable=False`` skips the fsync (readers still never see a half-written file): for many
+    small files whose writer syncs once at the end and only then writes the file that marks the
+    set complete (``cyclekit data faces`` and its ``faces.json``)."""
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,8 +68,9 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     tmp = temp_path_for(path)
     try:
         yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+        if durable:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # some writers (safetensors) create files 0600
         os.replace(tmp, path)
     except OSError as exc:

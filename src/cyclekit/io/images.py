@@ -339,15 +339,12 @@ _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".b
 
 
 def save_image(path: PathLike, array: np.ndarray, bit_depth: int = 8, quality: int = 95,
-               png_level: int = 6) -> Path:
+               png_level: int = 6, durable: bool = True) -> Path:
     """Write a float ``HxWxC`` array in ``[0, 1]`` (C = 1, 3 or 4) atomically; format by extension.
-
-    ``png_level``: zlib level of 8-bit PNGs (6 = Pillow's default; 1 encodes a 128 px crop about
-    4x faster for files about a fifth larger, what dataset preparation wants).
-
-    ``bit_depth=16`` writes 16-bit PNG/TIFF (colour 16-bit needs OpenCV). JPEG has no alpha:
-    a 4-channel image is composited on white. ``.npy`` stores the float32 array itself (any C).
-    Parent folders are created; readers never see a half-written file.
+    ``png_level``: zlib level of 8-bit PNGs (6 = Pillow's default, 1 about 4x faster: dataset
+    preparation); ``durable``: see :func:`cyclekit.io.files.atomic_path`. ``bit_depth=16`` writes
+    16-bit PNG/TIFF (colour needs OpenCV). JPEG has no alpha: RGBA is composited on white. ``.npy``
+    stores the float32 array itself (any C). Readers never see a half-written file.
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -368,7 +365,7 @@ def save_image(path: PathLike, array: np.ndarray, bit_depth: int = 8, quality: i
             raise DataError(f"{path}: 16-bit output needs a .png or .tif file name")
         if _FORMATS[ext] == "JPEG" and arr.shape[2] == 4:
             arr = convert_channels(arr, "RGBA", 3)
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable) as tmp:
         _write(tmp, ext, arr, bit_depth, quality, png_level)
     return path
 
