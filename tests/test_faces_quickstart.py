@@ -97,6 +97,9 @@ def test_builtin_model_is_the_swap_default(tmp_path, capsys):
     model = builtin_model()
     assert (model / "model.safetensors").stat().st_size < 5 * 1024 * 1024
     assert release_domains(model) == ("male", "female")
+    from cyclekit.release import load_release_config
+
+    assert load_release_config(model).model.image_size >= 128  # the floor for the built-in crops
     assert main(["swap", str(FIXTURE / "004_03.jpg"), "--out", str(tmp_path)]) == 0
     assert "swapped faces in 1 of 1 file(s)" in capsys.readouterr().out
     assert (tmp_path / "004_03.png").is_file()
