@@ -10,7 +10,9 @@ from PIL import Image
 from cyclekit.data import synthetic as syn
 from cyclekit.errors import ConfigError, DataError, UserError
 
-WORLDS = ["fruit", "zebra", "faces", "shapes", "appear"]
+OBJECT_WORLDS = ["fruit", "zebra", "faces", "shapes", "appear", "morph"]  # only an object changes
+GLOBAL_WORLDS = ["dusk", "ink"]  # every pixel changes (lighting, style)
+WORLDS = OBJECT_WORLDS + GLOBAL_WORLDS
 
 
 def _load(path):
@@ -56,7 +58,7 @@ def test_sizes(size):
         assert a.std() > 5  # not blank
 
 
-@pytest.mark.parametrize("world", WORLDS)
+@pytest.mark.parametrize("world", OBJECT_WORLDS)
 def test_ground_truth_differs_only_at_the_object(world):
     psnrs, changed = [], []
     for seed in range(4):
@@ -73,6 +75,33 @@ def test_ground_truth_differs_only_at_the_object(world):
           f"{np.mean(changed):.0%} of object pixels change by > 30/255")
     assert np.mean(changed) > 0.08, "the object must change substantially"
     assert 10.0 < np.mean(psnrs) < 30.0
+
+
+@pytest.mark.parametrize("world, lo, hi", [("dusk", 7.0, 12.0), ("ink", 4.0, 8.0)])
+def test_global_worlds_change_every_pixel_but_keep_the_layout(world, lo, hi):
+    """Lighting and style worlds: do-nothing scores far below the object worlds, yet the B image
+    is the same scene: its edges sit where A's are (so the truth is learnable from unpaired data)."""
+    psnrs = []
+    for seed in range(4):
+        a, b = (x.astype(float) / 255.0 for x in syn.render_pair(world, seed, 64))
+        psnrs.append(syn.psnr(a, b))
+        ea = np.abs(np.diff(a.mean(-1), axis=1)) > 0.08  # vertical edges of the scene
+        eb = np.abs(np.diff(b.mean(-1), axis=1)) > 0.01
+        assert _dilate(eb, 1)[ea].mean() > 0.6, "B must keep A's outlines"
+    assert lo < np.mean(psnrs) < hi
+
+
+def test_morph_draws_a_cross_where_the_disc_was():
+    for seed in range(3):
+        scene = syn.WORLDS["morph"].sample(np.random.default_rng(syn.scene_seed(seed, "test", "A", 0)))
+        a, b = syn.render_pair("morph", syn.scene_seed(seed, "test", "A", 0), 64)
+        for s in scene["shapes"]:
+            cx, cy, r = (int(round(v * 64)) for v in (s["cx"], s["cy"], s["r"]))
+            corner = (cy - r // 2, cx + r // 2)  # inside the disc, between two arms of the cross
+            tip = (cy, min(63, cx + int(0.8 * r)))  # on an arm of the cross, near its end
+            colour = s["colour"] * 255
+            assert np.abs(a[corner] - colour).max() < 12 and np.abs(b[corner] - colour).max() > 30
+            assert np.abs(b[tip] - colour).max() < 12
 
 
 def test_same_scene_at_every_size():

@@ -40,8 +40,11 @@ from cyclekit.errors import ConfigError, DataError
 from cyclekit.io.files import atomic_path, atomic_write_text
 from cyclekit.data.worlds.appear import AppearWorld
 from cyclekit.data.worlds.base import Canvas, World
+from cyclekit.data.worlds.dusk import DuskWorld
 from cyclekit.data.worlds.faces import FacesWorld
 from cyclekit.data.worlds.fruit import FruitWorld
+from cyclekit.data.worlds.ink import InkWorld
+from cyclekit.data.worlds.morph import MorphWorld
 from cyclekit.data.worlds.shapes import ShapesWorld
 from cyclekit.data.worlds.zebra import ZebraWorld
 
@@ -55,7 +58,8 @@ VERSION = 1
 MIN_SIZE = 32
 
 WORLDS: dict[str, World] = {w.name: w for w in (FruitWorld(), ZebraWorld(), FacesWorld(),
-                                                ShapesWorld(), AppearWorld())}
+                                                ShapesWorld(), AppearWorld(), DuskWorld(),
+                                                InkWorld(), MorphWorld())}
 
 _SPLITS = {"train": 0, "test": 1}
 _DOMAINS = {"A": 0, "B": 1}
