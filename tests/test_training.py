@@ -138,7 +138,8 @@ def test_resume_in_process_is_exact(tiny_world, tmp_path):
     two = Trainer(tiny_config(tiny_world, tmp_path / "two", max_steps=8, **kw), resume=True)
     two.fit()
     a, b = one.state_dict(), two.state_dict()
-    a.pop("config"), b.pop("config")
+    for s in (a, b):  # the run config and the wall time trained are not part of the maths
+        s.pop("config"), s.pop("seconds_trained")
     assert_same(a, b)
     steps = [json.loads(l)["step"] for l in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 9))
@@ -192,3 +193,57 @@ def test_resume_refuses_changed_model(tiny_world, tmp_path):
     Trainer(tiny_config(tiny_world, tmp_path / "r", max_steps=1)).fit()
     with pytest.raises(ConfigError, match="model options differ"):
         Trainer(tiny_config(tiny_world, tmp_path / "r", max_steps=2, ngf=8), resume=True).fit()
+
+
+class _Clock:
+    """A fake ``time`` module for the loop: monotonic() advances one second per call."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        self.now += 1.0
+        return self.now
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def test_time_budget_schedule_spends_the_budget_and_ends_near_zero(tiny_world, tmp_path, monkeypatch):
+    import cyclekit.train.loop as loop
+
+    monkeypatch.setattr(loop, "time", _Clock())
+    # 3 iterations per epoch and 2 epochs: the epoch schedule would stop after 6 steps
+    cfg = tiny_config(tiny_world, tmp_path / "run", n_epochs=1, n_epochs_decay=1, lr=1e-3,
+                      lr_step_unit="time", max_minutes=1.0)
+    t = Trainer(cfg)
+    t.fit()
+    rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in rows]
+    assert t.global_step > 12  # ran on past the epochs, to the deadline
+    assert lrs[0] == pytest.approx(1e-3) and lrs[len(lrs) // 3] == pytest.approx(1e-3)  # constant half
+    assert all(a >= b for a, b in zip(lrs, lrs[1:])) and lrs[-1] < 1e-4  # then decays to ~0
+    state = load_training_state(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert state["seconds_trained"] >= 60.0
+
+
+def test_time_budget_counts_earlier_processes_on_resume(tiny_world, tmp_path, monkeypatch):
+    import cyclekit.train.loop as loop
+
+    monkeypatch.setattr(loop, "time", _Clock())
+    kw = dict(lr=1e-3, lr_step_unit="time", max_minutes=1.0)
+    Trainer(tiny_config(tiny_world, tmp_path / "run", max_steps=4, **kw)).fit()
+    spent = load_training_state(tmp_path / "run" / "checkpoints" / "last.pt")["seconds_trained"]
+    second = Trainer(tiny_config(tiny_world, tmp_path / "run", **kw), resume=True)
+    second.fit()
+    assert second.seconds_before == spent and 0 < spent < 60
+    assert second.seconds_trained() >= 60.0  # the whole run, not this process, got the minute
+    rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["lr"] < 1e-4
+
+
+def test_time_budget_schedule_needs_max_minutes(tiny_world, tmp_path):
+    from cyclekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--max-minutes"):
+        tiny_config(tiny_world, tmp_path / "run", lr_step_unit="time")

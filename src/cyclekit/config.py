@@ -33,7 +33,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "on_bad_file": ("error", "skip"),
     "gan_loss": ("lsgan", "vanilla", "wgangp"),
     "lr_policy": ("linear", "cosine", "step", "constant"),
-    "lr_step_unit": ("epoch", "step"),
+    "lr_step_unit": ("epoch", "step", "time"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "backend": ("torch", "onnxruntime"),  # inference backends (translate, swap, serve, eval)
@@ -103,12 +103,12 @@ class TrainConfig:
     n_epochs: int = 100  # epochs at the initial learning rate
     n_epochs_decay: int = 100  # epochs of decay to zero afterwards
     max_steps: int = 0  # stop after this many iterations in total (0 = run all epochs)
-    max_minutes: float = 0.0  # stop (and save) after this much wall time in this process (0 = no limit)
+    max_minutes: float = 0.0  # stop (and save) after this much wall time in this process (0 = no limit; with --lr-step-unit time: in the whole run)
     lr: float = 2e-4  # Adam learning rate of generators and discriminators
     beta1: float = 0.5  # Adam beta1 (the paper: 0.5)
     beta2: float = 0.999  # Adam beta2
     lr_policy: str = "linear"  # after n_epochs: linear decay to 0 (paper) | cosine | step | constant
-    lr_step_unit: str = "epoch"  # the schedule advances per epoch (official) or per step (TF2 seed)
+    lr_step_unit: str = "epoch"  # the schedule advances per epoch (official), per step (TF2 seed) or with the time spent of --max-minutes (time: the epochs set only the constant/decay split)
     lr_decay_every: int = 50  # step policy: multiply by lr_gamma every this many epochs/steps
     lr_gamma: float = 0.1  # step policy: the factor applied every lr_decay_every
     gan_loss: str = "lsgan"  # adversarial loss: lsgan (paper, least squares) | vanilla (cross-entropy) | wgangp
@@ -310,6 +310,9 @@ def validate_config(cfg: Config) -> None:
             raise ConfigError(f"--{name.replace('_', '-')} must not be negative, got {v}")
     if t.n_epochs + t.n_epochs_decay < 1 and t.max_steps == 0:
         raise ConfigError("nothing to train: set --n-epochs/--n-epochs-decay or --max-steps")
+    if t.lr_step_unit == "time" and not t.max_minutes > 0:
+        raise ConfigError("--lr-step-unit time schedules the learning rate over the time budget: give "
+                          "--max-minutes (or use --lr-step-unit epoch)")
     if not 0.0 <= t.ema_decay < 1.0:
         raise ConfigError(f"--ema-decay must be in [0, 1) (0 = off), got {t.ema_decay}")
     if t.val_images < 2:

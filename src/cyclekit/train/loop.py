@@ -117,6 +117,11 @@ class Trainer:
         self.samples_in_epoch = 0  # images of this epoch's order consumed by all ranks together
         self.last_saved_step: Optional[int] = None
         self.total_epochs = t.n_epochs + t.n_epochs_decay
+        # --lr-step-unit time: the budget is the whole run's, so the training seconds of earlier
+        # processes are saved and counted; the epochs then bound nothing.
+        self.by_time = t.lr_step_unit == "time"
+        self.seconds_before = 0.0  # training time of earlier processes of this run
+        self._started = time.monotonic()
         self.out_of_time = False
         self.runlog: Optional[RunLog] = None
 
@@ -154,7 +159,9 @@ class Trainer:
 
     def _loop(self, signals: StopSignals) -> None:
         t = self.cfg.train
-        deadline = time.monotonic() + t.max_minutes * 60 if t.max_minutes else None
+        self._started = time.monotonic()
+        left = t.max_minutes * 60 - (self.seconds_before if self.by_time else 0.0)
+        deadline = self._started + left if t.max_minutes else None
         self._rate_mark = (time.perf_counter(), self.global_step)
         batches = bar = None
         while not self._finished():
@@ -194,17 +201,25 @@ class Trainer:
         """Whether to stop after this step, the same answer on every rank (one tiny all-reduce
         under torchrun): a signal asked for it, or the time limit passed (then the run finishes)."""
         late = deadline is not None and time.monotonic() > deadline
-        requested, late = ddp.any_rank(self.dist, [requested, late])
+        if self.by_time:  # every rank moves its schedule to the same (the slowest clock's) point
+            requested, late, spent = ddp.max_across_ranks(self.dist, [requested, late, self.seconds_trained()])
+            requested, late = requested > 0, late > 0
+            self.objective.set_progress(spent / (self.cfg.train.max_minutes * 60))
+        else:
+            requested, late = ddp.any_rank(self.dist, [requested, late])
         if late and not self.out_of_time:
             log.info("--max-minutes %.1f reached at step %d", self.cfg.train.max_minutes, self.global_step)
             self.out_of_time = True
         return requested
 
+    def seconds_trained(self) -> float:
+        """Wall time this run has trained, over all its processes."""
+        return self.seconds_before + time.monotonic() - self._started
+
     def _finished(self) -> bool:
         t = self.cfg.train
-        return bool(
-            self.out_of_time or (t.max_steps and self.global_step >= t.max_steps) or self.epoch >= self.total_epochs
-        )
+        out_of_epochs = self.epoch >= self.total_epochs and not self.by_time
+        return bool(self.out_of_time or (t.max_steps and self.global_step >= t.max_steps) or out_of_epochs)
 
     def _epoch_done(self) -> bool:
         """Not enough of the epoch's order left for another global batch (drop_last, over all ranks)."""
@@ -231,7 +246,8 @@ class Trainer:
         )
         bar = tqdm(
             total=self.steps_per_epoch, initial=self.step_in_epoch, disable=not (t.progress and self.is_main),
-            desc=f"{self.objective.name} epoch {self.epoch + 1}/{self.total_epochs}", unit="it", dynamic_ncols=True,
+            desc=f"{self.objective.name} epoch {self.epoch + 1}" + ("" if self.by_time else f"/{self.total_epochs}"),
+            unit="it", dynamic_ncols=True,
         )
         return iter(loader), bar
 
@@ -305,7 +321,7 @@ class Trainer:
             "format": FORMAT, "config": json.dumps(self.cfg.to_dict()), **shared, **mine,
             "epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
             "samples_in_epoch": self.samples_in_epoch, "world_size": self.dist.world_size,
-            "other_ranks": others,
+            "other_ranks": others, "seconds_trained": self.seconds_trained(),
         }
         for hook in self.hooks:
             if hook.name:
@@ -334,6 +350,7 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.step_in_epoch = int(state["step_in_epoch"])
         self.global_step = int(state["global_step"])
+        self.seconds_before = float(state.get("seconds_trained", 0.0))
         saved_world = int(state.get("world_size", 1))
         saved_batch = int(saved["train"]["batch_size"]) * saved_world
         self.samples_in_epoch = int(state.get("samples_in_epoch", self.step_in_epoch * saved_batch))

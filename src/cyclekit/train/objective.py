@@ -8,7 +8,8 @@ has::
     progress_keys: tuple[str, ...]                # loss terms shown on the progress bar
     rank_keys: tuple[str, ...]                    # state_dict() entries that differ between ranks
     schedulers: list[LRScheduler]
-    lr_step_unit: "step" | "epoch"                # when the loop advances the schedulers
+    lr_step_unit: "step" | "epoch" | "time"       # when the loop advances the schedulers
+    set_progress(fraction)                        # "time" only: the share of the time budget spent
     generators: tuple[nn.Module, nn.Module]       # G_AB, G_BA: samples, hooks, the release
     step(batch) -> dict[str, Tensor]              # one update; detached 0-dim losses (no host sync)
     lr() -> float                                 # the learning rate to log
@@ -38,7 +39,7 @@ from cyclekit.train.optim import make_optimizers
 from cyclekit.train.parallel import ddp
 from cyclekit.train.parallel.graphs import use_cuda_graphs
 from cyclekit.train.pool import ImagePool
-from cyclekit.train.schedule import make_scheduler, retime_scheduler
+from cyclekit.train.schedule import make_scheduler, retime_scheduler, set_position, time_position
 from cyclekit.train.ema import GeneratorEMA
 from cyclekit.train.step import StepState
 
@@ -149,6 +150,13 @@ class CycleGAN:
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None and state.get("ema"):
             self.ema.load_state_dict(state["ema"])
+
+    def set_progress(self, fraction: float) -> None:
+        """A time-budget schedule (``--lr-step-unit time``) moves to ``fraction`` of the budget."""
+        position = time_position(fraction)
+        for sched in self.schedulers:
+            if sched.last_epoch != position:
+                set_position(sched, position)
 
     def retime(self, steps_per_epoch: int, position: int) -> None:
         """A per-iteration schedule is re-timed to the new epoch length; a per-epoch one needs nothing."""

@@ -3,7 +3,10 @@
 ``linear`` is the paper's: constant for ``n_epochs`` then linear decay towards zero over
 ``n_epochs_decay`` (the official code's formula, which reaches 1/(n_decay+1) on the last epoch).
 The schedule advances per epoch (official) or per iteration (the TF2 seed article), in which
-case the epoch counts are multiplied by the iterations per epoch.
+case the epoch counts are multiplied by the iterations per epoch, or with the time spent of a
+``--max-minutes`` budget (``time``): the budget is cut into :data:`TIME_STEPS` positions, of which
+``n_epochs / (n_epochs + n_epochs_decay)`` are constant and the rest decay, so a run uses its
+whole budget at full rate and ends at lr ~0 whatever the machine's speed.
 """
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ import math
 import torch
 
 from cyclekit.config import TrainConfig
+
+
+TIME_STEPS = 1000  # positions of a time-budget schedule (lr_step_unit "time")
 
 
 class LRFactor:
@@ -37,11 +43,33 @@ class LRFactor:
 def make_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    scale = steps_per_epoch if cfg.lr_step_unit == "step" else 1
-    factor = LRFactor(
-        cfg.lr_policy, cfg.n_epochs * scale, cfg.n_epochs_decay * scale, cfg.lr_decay_every, cfg.lr_gamma
-    )
+    if cfg.lr_step_unit == "time":
+        total = max(1, cfg.n_epochs + cfg.n_epochs_decay)
+        n_const = round(TIME_STEPS * cfg.n_epochs / total)
+        factor = LRFactor(cfg.lr_policy, n_const, TIME_STEPS - n_const, cfg.lr_decay_every, cfg.lr_gamma)
+    else:
+        scale = steps_per_epoch if cfg.lr_step_unit == "step" else 1
+        factor = LRFactor(
+            cfg.lr_policy, cfg.n_epochs * scale, cfg.n_epochs_decay * scale, cfg.lr_decay_every, cfg.lr_gamma
+        )
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def time_position(fraction: float) -> int:
+    """The position of a time-budget schedule after ``fraction`` of the budget."""
+    return min(TIME_STEPS - 1, max(0, int(fraction * TIME_STEPS)))
+
+
+def set_position(sched, position: int) -> None:
+    """Move a LambdaLR schedule to ``position`` and set the optimizer's learning rates from it."""
+    sched.last_epoch = position
+    lrs = [g["initial_lr"] * f(position) for g, f in zip(sched.optimizer.param_groups, sched.lr_lambdas)]
+    for group, lr in zip(sched.optimizer.param_groups, lrs):
+        if torch.is_tensor(group["lr"]):  # capturable/fused optimizers keep lr as a tensor
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
+    sched._last_lr = lrs
 
 
 def retime_scheduler(sched, cfg, steps_per_epoch: int, position: int) -> None:
@@ -54,8 +82,4 @@ def retime_scheduler(sched, cfg, steps_per_epoch: int, position: int) -> None:
     for group, lr in zip(sched.optimizer.param_groups, saved_lr):
         group["lr"] = lr  # undo the throwaway scheduler's initial step
     sched.lr_lambdas = [factor for _ in sched.optimizer.param_groups]
-    sched.last_epoch = position
-    lrs = [g["initial_lr"] * factor(position) for g in sched.optimizer.param_groups]
-    for group, lr in zip(sched.optimizer.param_groups, lrs):
-        group["lr"] = lr
-    sched._last_lr = lrs
+    set_position(sched, position)

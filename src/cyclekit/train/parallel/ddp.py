@@ -180,11 +180,18 @@ def make_grad_sync(ctx: DistContext):
 def any_rank(ctx: DistContext, flags: Sequence[bool]) -> list[bool]:
     """For each flag, whether any rank raised it: one all-reduce of ``len(flags)`` numbers
     under torchrun, the flags themselves in one process."""
+    return [v > 0 for v in max_across_ranks(ctx, [float(f) for f in flags])]
+
+
+def max_across_ranks(ctx: DistContext, values: Sequence[float]) -> list[float]:
+    """The largest of each value over the ranks (one all-reduce; the values themselves in one
+    process): lets every rank take the same decision from its own clock."""
     if not ctx.enabled:
-        return [bool(f) for f in flags]
-    t = torch.tensor([float(f) for f in flags], device=ctx.device if ctx.backend == "nccl" else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return [v > 0 for v in t.tolist()]
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64,
+                     device=ctx.device if ctx.backend == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
 
 
 def broadcast_module(module: nn.Module, src: int = 0) -> None:
