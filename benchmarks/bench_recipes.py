@@ -7,14 +7,18 @@ CPU time. Machine load therefore hits all recipes alike, and each gets the same 
 translate the test set and score it against the true translation (PSNR/SSIM,
 ``cyclekit.metrics.paired``), next to the do-nothing baseline (output = input).
 
-Recipes: ``official`` (benchmarks/official.py: the official step, ResNet-6, ngf 32, ndf 64, paper
-hyperparameters, fp32 eager), ``quickstart`` (U-Net 6 levels, ngf/ndf 32, lr 6e-4), and any preset
-(``fast``), optionally with overrides: ``fast+ngf=24+residual=false``. Non-official recipes run
-``cyclekit.train.step.train_step``; their lr is constant for the first half of the budget and
-decays linearly to zero over the second half (by CPU time used).
+The default suite is one world per kind of change: ``dusk`` (lighting / colour: every pixel
+changes), ``ink`` (texture / style: every pixel changes) and ``morph`` (geometry: discs become
+crosses), at 64 px with 400 + 400 training images, like the issue's held-out worlds.
 
-    .venv/bin/python benchmarks/bench_recipes.py --worlds fruit,zebra,shapes,appear --seeds 0,1,2 \\
-        --budget 60 --jobs 2 --grid shapes --write-md
+Recipes: ``official`` (benchmarks/official.py: the official step, ResNet-6, ngf 32, ndf 64, paper
+hyperparameters, fp32 eager), ``quickstart`` (the old U-Net quickstart: 6 levels, ngf/ndf 32, lr
+6e-4), and any preset (``fast``, the recommended recipe), optionally with overrides:
+``fast+ngf=24+masked=false``. Non-official recipes run ``cyclekit.train.step.train_step``; their lr
+is constant for the first half of the budget and decays linearly to zero over the second half (by
+CPU time used), as ``cyclekit train --lr-step-unit time`` does by wall time.
+
+    .venv/bin/python benchmarks/bench_recipes.py --seeds 0,1,2 --budget 360 --jobs 2 --write-md
 """
 from __future__ import annotations
 
@@ -183,7 +187,11 @@ def run_job(world: str, seed: int, recipes: list[str], args) -> dict:
     load = args.size + args.size // 8
     train_a, train_b = _load_dir(root / "trainA", load), _load_dir(root / "trainB", load)
     test = {d: (_load_dir(root / f"test{d[0]}"), _load_dir(root / f"test{d[0]}_gt")) for d in ("AtoB", "BtoA")}
-    res = {"world": world, "seed": seed, "budget_s": args.budget,
+    import torch as _torch
+
+    from benchmarks.common import machine
+
+    res = {"world": world, "seed": seed, "budget_s": args.budget, "machine": machine(_torch.device("cpu")),
            "recipes": {"do-nothing": {d: score(x, y) for d, (x, y) in test.items()}}}
     live = {n: make_recipe(n, args.size, seed) for n in recipes}
     data = {n: Batches(train_a, train_b, args.size, seed) for n in recipes}
@@ -259,7 +267,11 @@ def markdown(results: list[dict], command: str) -> str:
     recipes = list(dict.fromkeys(n for r in results for n in r["recipes"]))
     seeds = sorted({r["seed"] for r in results})
     budget = results[0]["budget_s"]
+    mach = results[0].get("machine", {})
     lines = [f"Command: `{command}`", "",
+             f"Machine: {mach.get('cpu', '?')} ({mach.get('cores', '?')} cores; native bf16: "
+             f"{mach.get('cpu_bf16', '?')}), torch {mach.get('torch', '?')}, one thread per job "
+             "(fp32: the recipes run without autocast here).", "",
              f"{len(seeds)} seeds ({', '.join(map(str, seeds))}; the seed picks the world's images and the "
              f"initial weights), {budget:g} s of single-thread CPU time per recipe per run, recipes interleaved "
              "in one process. Cells: PSNR dB mean ± standard deviation over seeds / SSIM mean / translation "
@@ -306,16 +318,16 @@ def replace_section(md_path: Path, title: str, body: str) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--worlds", default="fruit,zebra,shapes,appear")
+    ap.add_argument("--worlds", default="dusk,ink,morph")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--recipes", default="official,quickstart,fast")
-    ap.add_argument("--budget", type=float, default=60.0, help="CPU seconds per recipe per run")
+    ap.add_argument("--recipes", default="official,fast")
+    ap.add_argument("--budget", type=float, default=360.0, help="CPU seconds per recipe per run")
     ap.add_argument("--chunk", type=float, default=2.0, help="CPU seconds per round-robin turn")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--n-train", type=int, default=400)
     ap.add_argument("--n-test", type=int, default=40)
     ap.add_argument("--jobs", type=int, default=2, help="parallel single-thread processes")
-    ap.add_argument("--grid", default="", help="worlds whose first seed saves grid_<world>.png")
+    ap.add_argument("--grid", default="dusk,ink,morph", help="worlds whose first seed saves grid_<world>.png")
     ap.add_argument("--out", default="runs/bench_recipes")
     ap.add_argument("--job", default="", help=argparse.SUPPRESS)  # internal: WORLD:SEED
     ap.add_argument("--write-md", action="store_true", help="replace our section of BENCHMARKS.md")

@@ -1,5 +1,5 @@
-"""Training recipes: the EMA of generator weights, the recipe config fields, the fast preset, the
-"appear" world, and the recipe benchmark's pieces (small and CPU-cheap)."""
+"""Training recipes: the EMA of generator weights, the recipe config fields, the fast preset (the
+quickstart's recipe), the "appear" world, and the recipe benchmark's pieces (small and CPU-cheap)."""
 from __future__ import annotations
 
 import copy
@@ -93,7 +93,8 @@ def test_recipe_config_fields_default_off_and_validate():
 def test_fast_preset_builds_and_translates_64px():
     cfg = load_config(PRESET).validate()
     m = cfg.model
-    assert (m.generator, m.residual, m.upsample) == ("resnet", True, "resize_conv")
+    assert (m.generator, m.residual, m.upsample) == ("resnet", False, "resize_conv")
+    assert (cfg.train.lambda_identity, cfg.train.lr_step_unit) == (0.0, "time")
     nets = _nets(64)
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     y = nets.G_AB(x)
@@ -130,3 +131,14 @@ def test_bench_recipes_section_replacement_and_one_tiny_job(tmp_path, monkeypatc
     for n in ("official", "fast"):
         row = res["recipes"][n]
         assert row["steps"] >= 1 and row["cpu_s"] >= 0.3 and np.isfinite(row["AtoB"]["psnr"])
+
+
+def test_quickstart_trains_the_recommended_recipe_over_its_time_budget(tmp_path):
+    from cyclekit.commands.synthetic_quickstart import QuickstartOptions, quickstart_config
+
+    cfg = quickstart_config(QuickstartOptions(max_minutes=3.0, size=64), tmp_path / "data", tmp_path / "run")
+    fast = load_config(PRESET)
+    assert cfg.model == fast.model  # the preset's networks, unchanged (it is a 64 px recipe)
+    t = cfg.train
+    assert (t.lr, t.lambda_identity, t.lr_step_unit, t.max_minutes, t.max_steps) == (
+        fast.train.lr, fast.train.lambda_identity, "time", 3.0, 0)

@@ -16,9 +16,10 @@ def register(sub) -> None:
     p.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
     p.add_argument("--world", default="fruit", help="synthetic world (default: fruit)")
     p.add_argument("--size", type=int, default=64, help="image size in pixels (default: 64)")
-    p.add_argument("--steps", type=int, default=1800, help="training iterations (default: 1800)")
+    p.add_argument("--steps", type=int, default=0,
+                   help="stop after this many iterations (default: 0 = train for --max-minutes)")
     p.add_argument("--max-minutes", type=float, default=8.0,
-                   help="stop training after this long, whatever --steps says (default: 8)")
+                   help="the training budget: the learning rate decays to zero at its end (default: 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the world, the weights and the data order")
     faces_quickstart.add_arguments(p)  # --faces: gender swap on real photos
     p.set_defaults(func=run)

@@ -30,7 +30,7 @@ class QuickstartOptions:
     size: int = 64
     n_train: int = 200
     n_test: int = 40
-    steps: int = 1800
+    steps: int = 0  # an optional cap on the iterations (0 = train for max_minutes)
     max_minutes: float = 8.0
     seed: int = 0
     threads: int = 0
@@ -38,30 +38,24 @@ class QuickstartOptions:
 
 
 def quickstart_config(opts: QuickstartOptions, dataroot: Path, run_dir: Path) -> Config:
-    """A small U-Net CycleGAN that learns a colour world in minutes on two CPU cores.
+    """The recommended recipe (the ``fast`` preset) at ``opts.size`` px for ``opts.max_minutes``.
 
-    Why these choices (measured on the fruit world at 64 px, same steps): the official U-Net's skip
-    connections carry the background through untouched, so the generator only has to learn the
-    change, and a 3x learning rate suits a run of a couple of thousand steps. After 600 steps it
-    scored 24.9 dB A->B where ResNet-6 (ngf 32, paper lr) scored 19-21 dB.
+    The learning rate follows the time budget (``--lr-step-unit time``): full rate for the first
+    half of the minutes, then a linear decay to zero at the deadline, so the run ends at a settled
+    model however many steps this machine manages. Why this recipe: BENCHMARKS.md, "Translation
+    quality per recipe" (it beats the official step at the same CPU time on every world there).
     """
-    cfg = Config()
+    from cyclekit.commands._config_args import load_preset
+
+    cfg = load_preset("fast")
     m, d, t = cfg.model, cfg.data, cfg.train
-    levels = 1
-    while opts.size % 2 ** (levels + 1) == 0 and levels < 7:
-        levels += 1  # the deepest U-Net the image size allows (6 at 64 px, 7 at 128 px)
-    m.generator, m.unet_levels, m.ngf, m.ndf, m.image_size = "unet", levels, 32, 32, opts.size
+    m.image_size = opts.size
     d.dataroot = str(dataroot)
     d.preprocess, d.load_size, d.crop_size = "resize_and_crop", opts.size + opts.size // 8, opts.size
-    t.run_dir, t.seed, t.batch_size, t.lr = str(run_dir), opts.seed, 1, 6e-4
-    # One schedule over the whole budget: constant for half the steps, then linear decay.
-    steps_per_epoch = opts.n_train
-    epochs = max(2, -(-opts.steps // steps_per_epoch))
-    t.n_epochs, t.n_epochs_decay = epochs // 2, epochs - epochs // 2
-    t.max_steps, t.max_minutes, t.log_every = opts.steps, opts.max_minutes, 25
+    t.run_dir, t.seed = str(run_dir), opts.seed
+    t.lr_step_unit, t.max_minutes, t.max_steps, t.log_every = "time", opts.max_minutes, opts.steps, 25
     t.threads, t.progress = opts.threads, opts.progress
-    # bf16 autocast on CPUs with native bf16: the quickstart's figures in the README were measured
-    # with it (about 5 steps/s on 2 cores); elsewhere "auto" picks what is fast there.
+    # bf16 autocast on CPUs with native bf16; elsewhere "auto" picks what is fast there.
     from cyclekit.runtime import cpu_has_fast_bf16
 
     t.precision = "bf16" if cpu_has_fast_bf16() else "auto"
@@ -104,7 +98,8 @@ def run_quickstart(opts: QuickstartOptions, log_fn=print) -> dict:
     log_fn(f"[1/3] writing the '{opts.world}' world at {opts.size}px to {dataroot}")
     make_world(opts.world, dataroot, size=opts.size, n_train=opts.n_train, n_test=opts.n_test, seed=opts.seed)
     cfg = quickstart_config(opts, dataroot, run_dir)
-    log_fn(f"[2/3] training {opts.steps} steps (at most {opts.max_minutes:g} min) into {run_dir}")
+    cap = f", at most {opts.steps} steps" if opts.steps else ""
+    log_fn(f"[2/3] training for {opts.max_minutes:g} min{cap} into {run_dir}")
     trainer = Trainer(cfg)
     trainer.fit()
     train_s = time.perf_counter() - t0
