@@ -308,6 +308,23 @@ def test_residual_generator_adds_its_change_to_the_input(generator):
     assert torch.allclose(y, x, atol=1e-5)
 
 
+def test_unet_resize_conv_upsamples_without_transposed_convolutions():
+    from cyclekit.config import ModelConfig
+    from cyclekit.nn import build_generator
+
+    cfg = ModelConfig(generator="unet", unet_levels=4, ngf=8, upsample="resize_conv")
+    net = build_generator(cfg)
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in net.modules())
+    ref = build_generator(ModelConfig(generator="unet", unet_levels=4, ngf=8))
+    assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in ref.modules()) == 4
+    # the same levels and channels, 3x3 instead of 4x4 kernels on the way up
+    assert sum(p.numel() for p in net.parameters()) < sum(p.numel() for p in ref.parameters())
+    x = torch.rand(2, 3, 32, 48) * 2 - 1
+    with torch.no_grad():
+        y = net(x)
+    assert y.shape == x.shape and y.abs().max() <= 1
+
+
 def test_every_generator_choice_has_a_builder_and_a_size_rule():
     """The option values are listed once (config.CHOICES); every one must be buildable."""
     from cyclekit.config import CHOICES, ModelConfig

@@ -94,13 +94,25 @@ class ResnetGenerator(nn.Module):
 
 
 class UnetUp(nn.Module):
-    """Decoder half of one official U-Net level: ``ReLU -> ConvT 4x4/2 -> norm [-> dropout]``."""
+    """Decoder half of one official U-Net level: ``ReLU -> ConvT 4x4/2 -> norm [-> dropout]``.
+
+    ``upsample="resize_conv"`` replaces the transposed convolution by nearest x2 and a 3x3
+    reflection-padded convolution (no checkerboard artefacts, fewer weights).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, norm: str, affine: bool,
-                 dropout: float = 0.0, bias: bool = True, final: bool = False) -> None:
+                 dropout: float = 0.0, bias: bool = True, final: bool = False,
+                 upsample: str = "convtranspose") -> None:
         super().__init__()
         self.act = nn.ReLU()
-        self.conv = nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)
+        if upsample == "resize_conv":
+            self.conv: nn.Module = nn.Sequential(
+                nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1),
+                nn.Conv2d(in_channels, out_channels, 3, bias=bias))
+        elif upsample == "convtranspose":
+            self.conv = nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=bias)
+        else:
+            raise ConfigError(f"upsample {upsample!r} is not one of {', '.join(CHOICES['upsample'])}")
         self.norm = make_norm(norm, out_channels, affine)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.out = nn.Tanh() if final else nn.Identity()
@@ -127,7 +139,7 @@ class UnetGenerator(nn.Module):
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, levels: int = 8, ngf: int = 64,
                  norm: str = "instance", norm_affine: bool = False, dropout: float = 0.0,
-                 norm_before_tanh: bool = False) -> None:
+                 norm_before_tanh: bool = False, upsample: str = "convtranspose") -> None:
         super().__init__()
         if levels < 1:
             raise ConfigError(f"unet_levels must be at least 1, got {levels}")
@@ -145,11 +157,12 @@ class UnetGenerator(nn.Module):
             up_in = ch[j] if innermost else 2 * ch[j]
             if outermost:
                 self.ups.append(UnetUp(up_in, out_channels, norm if norm_before_tanh else "none",
-                                       norm_affine, bias=bias if norm_before_tanh else True, final=True))
+                                       norm_affine, bias=bias if norm_before_tanh else True, final=True,
+                                       upsample=upsample))
             else:
                 middle = 4 <= j < levels - 1  # the official `for i in range(num_downs - 5)` blocks
                 self.ups.append(UnetUp(up_in, ch[j - 1], norm, norm_affine,
-                                       dropout=dropout if middle else 0.0, bias=bias))
+                                       dropout=dropout if middle else 0.0, bias=bias, upsample=upsample))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_size(x, self.size_multiple, f"the {len(self.downs)}-level U-Net generator")
@@ -283,7 +296,7 @@ def _build_generator(cfg: ModelConfig) -> nn.Module:
     if cfg.generator == "resnet":
         return ResnetGenerator(n_blocks=cfg.n_blocks, block=cfg.block, upsample=cfg.upsample, **common)
     if cfg.generator == "unet":
-        return UnetGenerator(levels=cfg.unet_levels, **common)
+        return UnetGenerator(levels=cfg.unet_levels, upsample=cfg.upsample, **common)
     if cfg.generator == "unet_gia":
         return GiaUnetGenerator(**common)
     if cfg.generator == "mobile_resnet":  # the compact student of `cyclekit distill`
