@@ -95,6 +95,7 @@ def test_fast_preset_builds_and_translates_64px():
     m = cfg.model
     assert (m.generator, m.residual, m.upsample) == ("resnet", False, "resize_conv")
     assert (cfg.train.lambda_identity, cfg.train.lr_step_unit) == (0.0, "time")
+    assert cfg.train.ema_decay == 0.999  # translations use the averaged generators
     nets = _nets(64)
     x = torch.rand(2, 3, 64, 64) * 2 - 1
     y = nets.G_AB(x)
