@@ -126,3 +126,32 @@ def test_ema_and_lr_d_train_resume_exactly_and_reach_the_release(tiny_world, tmp
     for k, v in released.state_dict().items():
         assert torch.equal(v, ema_w[k])  # the release holds the averaged generator
     assert any(not torch.equal(ema_w[k], a["nets"]["G_AB"][k]) for k in ema_w)  # which is not the live one
+
+
+def test_resume_applies_a_changed_schedule_and_averages_from_the_loaded_weights(tiny_world, tmp_path):
+    """Resuming with another learning-rate schedule (to train on with a decay) uses it from the
+    saved position instead of silently restoring the old one; --ema-decay added on resume starts
+    its average at the loaded weights, not at a fresh initialisation."""
+    import torch
+
+    run = tmp_path / "run"
+    Trainer(tiny_config(tiny_world, run, max_steps=2, lr_policy="constant")).fit()
+    same = Trainer(tiny_config(tiny_world, run, max_steps=3, lr_policy="constant"), resume=True)
+    same.fit()
+    assert same.objective.lr() == pytest.approx(2e-4)
+    t = Trainer(tiny_config(tiny_world, run, max_steps=6, lr_policy="step", lr_decay_every=1, lr_gamma=0.5,
+                            ema_decay=0.9), resume=True)
+    t.fit()  # 3 steps per epoch: 2 epochs done
+    assert t.objective.sched_G.last_epoch == 2
+    assert t.objective.lr() == pytest.approx(2e-4 * 0.5 ** 2)
+
+    state = t.objective.state_dict()
+    with torch.no_grad():
+        for p in t.objective.nets.G_AB.parameters():
+            p.add_(1.0)  # weights far from both the initialisation and the saved ones
+    state = {**state, "nets": {k: {n: v + 1.0 if k == "G_AB" and v.is_floating_point() else v
+                                   for n, v in sd.items()} for k, sd in state["nets"].items()},
+             "ema": None}
+    t.objective.load_state_dict(state)
+    for a, b in zip(t.objective.ema.module("G_AB").parameters(), t.objective.nets.G_AB.parameters()):
+        assert torch.equal(a, b)

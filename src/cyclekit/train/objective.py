@@ -23,6 +23,7 @@ RNG seeded. :class:`CycleGAN` is the paper's objective; :mod:`cyclekit.train.dis
 """
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -141,15 +142,24 @@ class CycleGAN:
             unwrap(getattr(nets, k)).load_state_dict(state["nets"][k])
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
-        self.sched_G.load_state_dict(state["sched_G"])
-        self.sched_D.load_state_dict(state["sched_D"])
+        for sched, key in ((self.sched_G, "sched_G"), (self.sched_D, "sched_D")):
+            # The saved position, with the schedule of the config resumed with: the same as the
+            # saved one unless the user changed it (say, --n-epochs-decay to train on), which a
+            # plain load_state_dict would silently undo by restoring the old factor.
+            factors = [copy.copy(f) for f in sched.lr_lambdas]
+            sched.load_state_dict(state[key])
+            sched.lr_lambdas = factors
+            set_position(sched, sched.last_epoch)
         if state.get("pool_A") is not None:  # None: a rank the checkpoint did not have
             self.pool_A.load_state_dict(state["pool_A"], self.device)
             self.pool_B.load_state_dict(state["pool_B"], self.device)
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        if self.ema is not None and state.get("ema"):
-            self.ema.load_state_dict(state["ema"])
+        if self.ema is not None:
+            if state.get("ema"):
+                self.ema.load_state_dict(state["ema"])
+            else:  # a run resumed with --ema-decay added: average from the loaded weights on
+                self.ema = GeneratorEMA(unwrap(self.nets), self.cfg.train.ema_decay)
 
     def set_progress(self, fraction: float) -> None:
         """A time-budget schedule (``--lr-step-unit time``) moves to ``fraction`` of the budget."""
