@@ -143,3 +143,55 @@ def test_quickstart_trains_the_recommended_recipe_over_its_time_budget(tmp_path)
     t = cfg.train
     assert (t.lr, t.lambda_identity, t.lr_step_unit, t.max_minutes, t.max_steps) == (
         fast.train.lr, fast.train.lambda_identity, "time", 3.0, 0)
+
+
+def test_multiscale_discriminator_weighs_every_scale_alike_and_trains_them_all():
+    from cyclekit.losses import GANLoss, gradient_penalty
+
+    cfg = load_config(PRESET)
+    cfg.model.d_scales = 2
+    cfg.validate()
+    torch.manual_seed(0)
+    nets = CycleGANNets(cfg.model)
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    fine, coarse = nets.D_B(x)
+    assert fine.shape == (2, 1, 6, 6) and coarse.shape == (2, 1, 2, 2)  # 64 px and 32 px judged
+    torch.testing.assert_close(nets.D_B.scales[1](torch.nn.functional.avg_pool2d(x, 2)), coarse)
+    gan = GANLoss("lsgan")
+    expected = (((fine - 1) ** 2).mean() + ((coarse - 1) ** 2).mean()) / 2
+    loss = gan((fine, coarse), True)
+    torch.testing.assert_close(loss, expected)  # not dominated by the 36 fine scores against 4
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in nets.D_B.scales[1].parameters())
+    assert gradient_penalty(nets.D_B, x, torch.zeros_like(x)) > 0  # the WGAN-GP path reads tuples too
+    cfg.model.d_scales = 3  # 16 px is too small for a 3-layer PatchGAN
+    with pytest.raises(ConfigError, match="d-scales"):
+        cfg.validate()
+
+
+def test_cycle_noise_reaches_the_cycle_path_only():
+    from cyclekit.losses import GANLoss
+    from cyclekit.train.optim import make_optimizers
+    from cyclekit.train.pool import ImagePool
+    from cyclekit.train.step import StepState, _noisy, train_step
+
+    x = torch.zeros(4, 3, 64, 64)
+    assert _noisy(x, 0.0) is x  # off: the paper's step, bit for bit
+    torch.manual_seed(1)
+    assert _noisy(x, 0.3).std().item() == pytest.approx(0.3, rel=0.05)
+
+    def cycle_loss(noise: float) -> tuple[float, float]:
+        cfg = load_config(PRESET)
+        cfg.train.cycle_noise = noise
+        cfg.validate()
+        torch.manual_seed(0)
+        nets = CycleGANNets(cfg.model)
+        opt_G, opt_D = make_optimizers(nets, cfg.train, torch.device("cpu"))
+        state = StepState(nets, opt_G, opt_D, ImagePool(0, 0), ImagePool(0, 1), GANLoss("lsgan"))
+        a, b = torch.rand(1, 3, 64, 64) * 2 - 1, torch.rand(1, 3, 64, 64) * 2 - 1
+        out = train_step(state, a, b, cfg.train)
+        return float(out["cycle_A"]), float(out["G_AB_adv"])
+
+    clean, noisy = cycle_loss(0.0), cycle_loss(0.5)
+    assert noisy[0] != pytest.approx(clean[0], rel=1e-4)  # the way back saw a noisy translation
+    assert noisy[1] == pytest.approx(clean[1], rel=1e-6)  # the discriminator saw the clean one

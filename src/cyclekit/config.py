@@ -68,6 +68,7 @@ class ModelConfig:
     discriminator: str = "patchgan"  # patchgan (70x70 with d_layers=3) | pixelgan (1x1)
     ndf: int = 64  # discriminator filters in the first layer
     d_layers: int = 3  # PatchGAN stride-2 layers: 3 gives the paper's 70x70 receptive field
+    d_scales: int = 1  # discriminators per domain at 1x, 1/2x, ... the image size, scores pooled (1 = the paper)
     d_norm: str = "instance"  # discriminator normalisation: instance | batch | none
     d_padding: str = "official"  # official (pad 1) | same (TensorFlow 'same', as the seeds)
     init: str = "normal"  # weight initialisation: normal (paper, N(0, init_gain)) | xavier | kaiming | orthogonal
@@ -136,6 +137,7 @@ class TrainConfig:
     # recipe options (presets/fast.json); the defaults reproduce the paper
     lr_d: float = 0.0  # discriminators' learning rate (0 = the same as --lr); TTUR when different
     ema_decay: float = 0.0  # translate/export with an EMA of the generator weights (0 = off), see train/ema.py
+    cycle_noise: float = 0.0  # std of Gaussian noise added to a translation before its cycle back (0 = off, the paper)
 
 
 @dataclass
@@ -258,7 +260,7 @@ def set_field(cfg: Config, name: str, value: Any) -> None:
 # or mistyped config.json cannot make a loader allocate gigabytes before anything is checked.
 MODEL_LIMITS: dict[str, tuple[float, float]] = {
     "in_channels": (1, 64), "out_channels": (1, 64), "ngf": (1, 1024), "ndf": (1, 1024),
-    "n_blocks": (0, 64), "unet_levels": (1, 12), "d_layers": (0, 10), "image_size": (1, 16384),
+    "n_blocks": (0, 64), "unet_levels": (1, 12), "d_layers": (0, 10), "d_scales": (1, 4), "image_size": (1, 16384),
     "init_gain": (0.0, 10.0), "face_margin": (0.0, 4.0),
 }
 
@@ -303,7 +305,7 @@ def validate_config(cfg: Config) -> None:
         "pool_size": t.pool_size, "lambda_cycle": t.lambda_cycle, "lambda_identity": t.lambda_identity,
         "lr": t.lr, "max_images": d.max_images, "num_workers": d.num_workers,
         "max_minutes": t.max_minutes, "threads": t.threads, "save_every": t.save_every, "val_every": t.val_every,
-        "lr_d": t.lr_d,
+        "lr_d": t.lr_d, "cycle_noise": t.cycle_noise,
     }
     for name, v in nonneg.items():
         if not v >= 0:  # also refuses NaN
@@ -332,6 +334,10 @@ def validate_config(cfg: Config) -> None:
     if d.preprocess in ("scale_width", "none") and t.batch_size > 1:
         raise ConfigError(f"--preprocess {d.preprocess} keeps each image's own shape, so images cannot be "
                           "batched; use --batch-size 1 or a preprocess mode that crops")
+    coarse, need = d.crop_size // 2 ** (m.d_scales - 1), 2 ** (m.d_layers + 2)
+    if m.d_scales > 1 and m.discriminator == "patchgan" and coarse < need:
+        raise ConfigError(f"--d-scales {m.d_scales} judges the {d.crop_size} px crops down to {coarse} px, too small "
+                          f"for a PatchGAN with --d-layers {m.d_layers} (at least {need} px): use fewer scales or layers")
     if t.lambda_identity > 0 and m.in_channels != m.out_channels:
         raise ConfigError(
             f"the identity loss feeds domain B images to G_AB, so it needs the same channels in both "

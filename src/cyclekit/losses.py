@@ -21,7 +21,9 @@ class GANLoss(nn.Module):
             raise ValueError(f"unknown GAN loss {mode!r}")
         self.mode = mode
 
-    def forward(self, prediction: torch.Tensor, target_is_real: bool) -> torch.Tensor:
+    def forward(self, prediction, target_is_real: bool) -> torch.Tensor:
+        if isinstance(prediction, (tuple, list)):  # a multi-scale discriminator: every scale alike
+            return sum(self(p, target_is_real) for p in prediction) / len(prediction)
         prediction = prediction.float()  # losses in fp32 even under autocast
         if self.mode == "wgangp":
             # Critic score: real images high, fakes low.
@@ -39,7 +41,8 @@ def gradient_penalty(
     alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
     mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     scores = critic(mixed)
-    (grad,) = torch.autograd.grad(scores.float().sum(), mixed, create_graph=True)
+    scores = scores if isinstance(scores, (tuple, list)) else (scores,)  # multi-scale: all of them
+    (grad,) = torch.autograd.grad(sum(s.float().sum() for s in scores), mixed, create_graph=True)
     norms = grad.flatten(1).float().norm(2, dim=1)
     return ((norms - target_norm) ** 2).mean()
 

@@ -5,6 +5,8 @@ decides how to read them (least squares by default, BCE-with-logits for ``vanill
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn as nn
 
@@ -71,8 +73,30 @@ class PixelDiscriminator(nn.Module):
         return self.head(x)  # (N, 1, H, W)
 
 
+class MultiScaleDiscriminator(nn.Module):
+    """``d_scales`` discriminators, each judging the image at half the size of the one before
+    (pix2pixHD's multi-scale discriminator, Wang et al. 2018). A coarse copy cannot be fooled by
+    fine texture, so it judges outlines; the fine one judges detail. Returns a tuple of score
+    maps, finest first; :class:`cyclekit.losses.GANLoss` weighs every scale alike."""
+
+    def __init__(self, make: "callable", scales: int) -> None:
+        super().__init__()
+        self.scales = nn.ModuleList(make() for _ in range(scales))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        scores = []
+        for i, d in enumerate(self.scales):
+            if i:
+                x = nn.functional.avg_pool2d(x, 2)
+            scores.append(d(x))
+        return tuple(scores)
+
+
 def build_discriminator(cfg: ModelConfig, in_channels: int) -> nn.Module:
     """The discriminator ``cfg`` describes, judging images with ``in_channels`` channels."""
+    if cfg.d_scales > 1:
+        single = dataclasses.replace(cfg, d_scales=1)
+        return MultiScaleDiscriminator(lambda: build_discriminator(single, in_channels), cfg.d_scales)
     if cfg.discriminator == "patchgan":
         return PatchDiscriminator(in_channels, ndf=cfg.ndf, n_layers=cfg.d_layers, norm=cfg.d_norm,
                                   norm_affine=cfg.norm_affine, padding=cfg.d_padding)

@@ -55,6 +55,13 @@ def _autocast(device_type: str, dtype: torch.dtype | None):
     return torch.autocast(device_type=device_type, dtype=dtype)
 
 
+def _noisy(x: torch.Tensor, std: float) -> torch.Tensor:
+    """``--cycle-noise``: a translation seen through noise on its way back, so the cycle cannot be
+    closed by a near-invisible code hidden in it (Chu et al. 2017, "CycleGAN, a master of
+    steganography") and must read what the image visibly shows."""
+    return x + std * torch.randn_like(x) if std > 0 else x
+
+
 def _backward_and_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler, sync) -> None:
     scaler.scale(loss).backward()
     sync([p for group in opt.param_groups for p in group["params"]])  # gradients scaled, if fp16
@@ -79,9 +86,9 @@ def train_step(
     state.opt_G.zero_grad(set_to_none=True)
     with _autocast(dev, state.autocast_dtype):
         fake_B = G_AB(real_A)  # G(a)
-        rec_A = G_BA(fake_B)  # F(G(a)) ~ a
+        rec_A = G_BA(_noisy(fake_B, cfg.cycle_noise))  # F(G(a)) ~ a
         fake_A = G_BA(real_B)  # F(b)
-        rec_B = G_AB(fake_A)  # G(F(b)) ~ b
+        rec_B = G_AB(_noisy(fake_A, cfg.cycle_noise))  # G(F(b)) ~ b
         adv_AB = gan(D_B(fake_B), True)
         adv_BA = gan(D_A(fake_A), True)
         cycle_A = l1(rec_A, real_A) * lam
