@@ -195,3 +195,24 @@ def test_cycle_noise_reaches_the_cycle_path_only():
     clean, noisy = cycle_loss(0.0), cycle_loss(0.5)
     assert noisy[0] != pytest.approx(clean[0], rel=1e-4)  # the way back saw a noisy translation
     assert noisy[1] == pytest.approx(clean[1], rel=1e-6)  # the discriminator saw the clean one
+
+
+def test_input_skip_lets_the_resnet_see_absolute_colour():
+    """Instance norm after the first convolution removes a uniform colour shift of the input
+    (reflection padding keeps it uniform), so the paper's ResNet gives the same output for a grey
+    and a tinted copy of an image; with --input-skip the output layer sees the tint."""
+    cfg = load_config(PRESET).model
+    x = torch.rand(1, 3, 64, 64) * 0.5 - 0.5
+    tint = torch.tensor([0.3, -0.2, 0.1]).view(1, 3, 1, 1)
+    outs = {}
+    for skip in (False, True):
+        cfg.input_skip = skip
+        torch.manual_seed(0)
+        g = CycleGANNets(cfg).G_AB.eval()
+        with torch.no_grad():
+            outs[skip] = (g(x), g(x + tint))
+    torch.testing.assert_close(outs[False][0], outs[False][1], atol=1e-5, rtol=0)
+    assert (outs[True][0] - outs[True][1]).abs().mean() > 1e-3
+    cfg.generator = "unet"
+    with pytest.raises(ConfigError, match="input-skip"):
+        Config(model=cfg).validate()

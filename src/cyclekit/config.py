@@ -64,6 +64,7 @@ class ModelConfig:
     norm_affine: bool = False  # the Keras seeds use affine instance norm
     norm_before_tanh: bool = False  # the Keras seeds normalise the last conv before tanh
     residual: bool = False  # generators predict a change to their input (starts at identity)
+    input_skip: bool = False  # the ResNet generator's last convolution also sees the input image (keeps its colours)
     dropout: float = 0.0  # dropout in the generator's residual blocks / U-Net levels (0 = off, as the paper)
     discriminator: str = "patchgan"  # patchgan (70x70 with d_layers=3) | pixelgan (1x1)
     ndf: int = 64  # discriminator filters in the first layer
@@ -283,6 +284,8 @@ def validate_model_config(m: "ModelConfig", where: str = "") -> None:
                 raise ConfigError(f"--{name.replace('_', '-')} must be between {lo:g} and {hi:g}, got {v}")
         if not 0.0 <= m.dropout < 1.0:
             raise ConfigError(f"--dropout must be in [0, 1), got {m.dropout}")
+        if m.input_skip and m.generator != "resnet":
+            raise ConfigError(f"--input-skip is a ResNet generator option, not one of --generator {m.generator}")
         if m.residual and m.in_channels != m.out_channels:
             raise ConfigError(
                 f"--residual needs the same channels in both domains, got {m.in_channels} and {m.out_channels}")

@@ -54,7 +54,7 @@ class ResnetGenerator(nn.Module):
     def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 9,
                  norm: str = "instance", norm_affine: bool = False, dropout: float = 0.0,
                  block: str = "add", upsample: str = "convtranspose",
-                 norm_before_tanh: bool = False) -> None:
+                 norm_before_tanh: bool = False, input_skip: bool = False) -> None:
         super().__init__()
         if block not in CHOICES["block"]:
             raise ConfigError(f"block {block!r} is not one of add, concat")
@@ -80,16 +80,24 @@ class ResnetGenerator(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.up1 = UpBlock(channels, 2 * ngf, mode=upsample, padding=pad_big, **kw)
         self.up2 = UpBlock(2 * ngf, ngf, mode=upsample, padding=pad_big, **kw)
-        self.head = _head(ngf, out_channels, pad_big, norm, norm_affine, norm_before_tanh)
+        # input_skip: the last convolution also sees the input image. Instance norm removes each
+        # feature map's mean and spread, and with them the input's absolute colours; this long
+        # skip hands them to the output layer (a backdrop can keep its tint, a shape its colour).
+        self.input_skip = input_skip
+        self.head = _head(ngf + (in_channels if input_skip else 0), out_channels, pad_big, norm, norm_affine,
+                          norm_before_tanh)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_size(x, self.size_multiple, "the ResNet generator")
+        image = x
         x = self.stem(x)  # (N, ngf, H, W)
         x = self.down1(x)  # (N, 2ngf, H/2, W/2)
         x = self.down2(x)  # (N, 4ngf, H/4, W/4)
         x = self.blocks(x)  # (N, 4ngf, H/4, W/4); concat: (N, 4ngf * (n_blocks + 1), H/4, W/4)
         x = self.up1(x)  # (N, 2ngf, H/2, W/2)
         x = self.up2(x)  # (N, ngf, H, W)
+        if self.input_skip:
+            x = torch.cat([x, image], 1)  # (N, ngf + in, H, W)
         return self.head(x)  # (N, out, H, W) in [-1, 1]
 
 
@@ -294,7 +302,8 @@ def _build_generator(cfg: ModelConfig) -> nn.Module:
                   norm=cfg.norm, norm_affine=cfg.norm_affine, dropout=cfg.dropout,
                   norm_before_tanh=cfg.norm_before_tanh)
     if cfg.generator == "resnet":
-        return ResnetGenerator(n_blocks=cfg.n_blocks, block=cfg.block, upsample=cfg.upsample, **common)
+        return ResnetGenerator(n_blocks=cfg.n_blocks, block=cfg.block, upsample=cfg.upsample,
+                               input_skip=cfg.input_skip, **common)
     if cfg.generator == "unet":
         return UnetGenerator(levels=cfg.unet_levels, upsample=cfg.upsample, **common)
     if cfg.generator == "unet_gia":
