@@ -18,7 +18,12 @@ hyperparameters, fp32 eager), ``quickstart`` (the old U-Net quickstart: 6 levels
 is constant for the first half of the budget and decays linearly to zero over the second half (by
 CPU time used), as ``cyclekit train --lr-step-unit time`` does by wall time.
 
-    .venv/bin/python benchmarks/bench_recipes.py --seeds 0,1,2 --budget 360 --jobs 2 --write-md
+    .venv/bin/python benchmarks/bench_recipes.py --seeds 0,1,2 --budget 360 --jobs 2 --write-md \
+        --notes benchmarks/recipes_notes.md
+
+``--notes`` appends the prose kept in ``benchmarks/recipes_notes.md`` (the worlds, the recipes, why
+``fast`` is the default, the one-seed explorations) below the generated tables; ``--aggregate``
+rebuilds the section from an earlier ``--out`` without training.
 """
 from __future__ import annotations
 
