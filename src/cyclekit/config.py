@@ -69,7 +69,7 @@ class ModelConfig:
     discriminator: str = "patchgan"  # patchgan (70x70 with d_layers=3) | pixelgan (1x1)
     ndf: int = 64  # discriminator filters in the first layer
     d_layers: int = 3  # PatchGAN stride-2 layers: 3 gives the paper's 70x70 receptive field
-    d_scales: int = 1  # discriminators per domain at 1x, 1/2x, ... the image size, scores pooled (1 = the paper)
+    d_scales: int = 1  # discriminators per domain at 1x, 1/2x, ... the image size, every scale weighed alike (1 = the paper)
     d_norm: str = "instance"  # discriminator normalisation: instance | batch | none
     d_padding: str = "official"  # official (pad 1) | same (TensorFlow 'same', as the seeds)
     init: str = "normal"  # weight initialisation: normal (paper, N(0, init_gain)) | xavier | kaiming | orthogonal

@@ -6,6 +6,7 @@ decides how to read them (least squares by default, BCE-with-logits for ``vanill
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -79,7 +80,7 @@ class MultiScaleDiscriminator(nn.Module):
     fine texture, so it judges outlines; the fine one judges detail. Returns a tuple of score
     maps, finest first; :class:`cyclekit.losses.GANLoss` weighs every scale alike."""
 
-    def __init__(self, make: "callable", scales: int) -> None:
+    def __init__(self, make: Callable[[], nn.Module], scales: int) -> None:
         super().__init__()
         self.scales = nn.ModuleList(make() for _ in range(scales))
 
