@@ -52,13 +52,14 @@ def test_export_is_one_checked_file_with_dynamic_axes_and_parity(exported, tiny_
     assert onnx_parity(net, path, [(1, 3, 32, 32), (3, 3, 40, 56)]) < 1e-4
 
 
-def test_residual_generator_exports_with_parity(tmp_path):
+@pytest.mark.parametrize("option", [{"residual": True}, {"colour_gain": 0.5}])
+def test_residual_and_colour_gain_generators_export_with_parity(tmp_path, option):
     from cyclekit.config import ModelConfig
     from cyclekit.export.onnx_export import export_generator, onnx_parity
     from cyclekit.nn import build_generator, init_weights
 
     torch.manual_seed(0)
-    cfg = ModelConfig(ngf=8, n_blocks=2, image_size=32, upsample="resize_conv", residual=True)
+    cfg = ModelConfig(ngf=8, n_blocks=2, image_size=32, upsample="resize_conv", **option)
     net = init_weights(build_generator(cfg), "normal", 0.1).eval()
     path = export_generator(net, cfg, tmp_path / "g.onnx")
     assert onnx_parity(net, path, [(1, 3, 32, 32), (2, 3, 36, 44)]) < 1e-4

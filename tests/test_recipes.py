@@ -197,22 +197,51 @@ def test_cycle_noise_reaches_the_cycle_path_only():
     assert noisy[1] == pytest.approx(clean[1], rel=1e-6)  # the discriminator saw the clean one
 
 
-def test_input_skip_lets_the_resnet_see_absolute_colour():
+def test_colour_gain_passes_each_channel_through_a_non_negative_gain():
+    """--colour-gain g: out = tanh(head + g_c * input_c), g_c = softplus(.) starting at g. The path
+    sees absolute colour (instance norm hides it from the rest) but cannot invert or mix channels:
+    raising one input channel uniformly never lowers that channel of the output through it."""
+    cfg = load_config(PRESET).model
+    cfg.colour_gain = 0.5
+    torch.manual_seed(0)
+    g = CycleGANNets(cfg).G_AB.eval()
+    torch.testing.assert_close(torch.nn.functional.softplus(g.colour_gain).flatten(), torch.full((3,), 0.5))
+    x = torch.rand(1, 3, 64, 64) * 0.5 - 0.5
+    tint = torch.tensor([0.3, 0.0, 0.0]).view(1, 3, 1, 1)
+    with torch.no_grad():
+        g.colour_gain.fill_(-30.0)  # gain ~0: the colour-blind paper generator
+        blind = g(x), g(x + tint)
+        g.colour_gain.fill_(3.0)
+        seen = g(x), g(x + tint)
+    torch.testing.assert_close(blind[0], blind[1], atol=1e-5, rtol=0)
+    change = seen[1] - seen[0]
+    assert change[:, 0].min() > 0 and change[:, 0].mean() > 0.05  # red rises where red was raised
+    torch.testing.assert_close(change[:, 1:], torch.zeros_like(change[:, 1:]), atol=1e-5, rtol=0)
+    cfg.generator = "unet"
+    with pytest.raises(ConfigError, match="colour-gain"):
+        Config(model=cfg).validate()
+
+
+def test_input_skip_and_layer_norm_let_the_resnet_see_absolute_colour():
     """Instance norm after the first convolution removes a uniform colour shift of the input
     (reflection padding keeps it uniform), so the paper's ResNet gives the same output for a grey
-    and a tinted copy of an image; with --input-skip the output layer sees the tint."""
+    and a tinted copy of an image; with --input-skip the output layer sees the tint, and with
+    --norm layer (one mean over all channels) the tint survives as a difference between channels."""
     cfg = load_config(PRESET).model
     x = torch.rand(1, 3, 64, 64) * 0.5 - 0.5
     tint = torch.tensor([0.3, -0.2, 0.1]).view(1, 3, 1, 1)
     outs = {}
-    for skip in (False, True):
-        cfg.input_skip = skip
+    for variant in ("instance", "skip", "layer"):
+        cfg.input_skip = variant == "skip"
+        cfg.norm = "layer" if variant == "layer" else "instance"
         torch.manual_seed(0)
         g = CycleGANNets(cfg).G_AB.eval()
         with torch.no_grad():
-            outs[skip] = (g(x), g(x + tint))
-    torch.testing.assert_close(outs[False][0], outs[False][1], atol=1e-5, rtol=0)
-    assert (outs[True][0] - outs[True][1]).abs().mean() > 1e-3
+            outs[variant] = (g(x), g(x + tint))
+    torch.testing.assert_close(outs["instance"][0], outs["instance"][1], atol=1e-5, rtol=0)
+    for variant in ("skip", "layer"):
+        assert (outs[variant][0] - outs[variant][1]).abs().mean() > 1e-3, variant
+    cfg.norm, cfg.input_skip = "instance", True
     cfg.generator = "unet"
     with pytest.raises(ConfigError, match="input-skip"):
         Config(model=cfg).validate()

@@ -24,7 +24,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "generator": ("resnet", "unet", "unet_gia", "mobile_resnet"),
     "block": ("add", "concat"),
     "upsample": ("convtranspose", "resize_conv"),
-    "norm": ("instance", "batch", "none"),
+    "norm": ("instance", "batch", "layer", "none"),
     "d_norm": ("instance", "batch", "none"),
     "discriminator": ("patchgan", "pixelgan"),
     "d_padding": ("official", "same"),
@@ -60,11 +60,12 @@ class ModelConfig:
     unet_levels: int = 8  # official U-Net: 7 for 128 px, 8 for 256 px
     block: str = "add"  # ResNet block: add (paper) | concat (the Keras seed tutorials)
     upsample: str = "convtranspose"  # convtranspose (paper) | resize_conv (no checkerboard)
-    norm: str = "instance"  # generator normalisation: instance (paper) | batch | none
+    norm: str = "instance"  # generator normalisation: instance (paper) | batch | layer | none
     norm_affine: bool = False  # the Keras seeds use affine instance norm
     norm_before_tanh: bool = False  # the Keras seeds normalise the last conv before tanh
     residual: bool = False  # generators predict a change to their input (starts at identity)
     input_skip: bool = False  # the ResNet generator's last convolution also sees the input image (keeps its colours)
+    colour_gain: float = 0.0  # ResNet: add g_c * input_c before the tanh, g_c >= 0 learned per channel, starting here (0 = off)
     dropout: float = 0.0  # dropout in the generator's residual blocks / U-Net levels (0 = off, as the paper)
     discriminator: str = "patchgan"  # patchgan (70x70 with d_layers=3) | pixelgan (1x1)
     ndf: int = 64  # discriminator filters in the first layer
@@ -262,7 +263,7 @@ def set_field(cfg: Config, name: str, value: Any) -> None:
 MODEL_LIMITS: dict[str, tuple[float, float]] = {
     "in_channels": (1, 64), "out_channels": (1, 64), "ngf": (1, 1024), "ndf": (1, 1024),
     "n_blocks": (0, 64), "unet_levels": (1, 12), "d_layers": (0, 10), "d_scales": (1, 4), "image_size": (1, 16384),
-    "init_gain": (0.0, 10.0), "face_margin": (0.0, 4.0),
+    "init_gain": (0.0, 10.0), "colour_gain": (0.0, 4.0), "face_margin": (0.0, 4.0),
 }
 
 
@@ -286,6 +287,9 @@ def validate_model_config(m: "ModelConfig", where: str = "") -> None:
             raise ConfigError(f"--dropout must be in [0, 1), got {m.dropout}")
         if m.input_skip and m.generator != "resnet":
             raise ConfigError(f"--input-skip is a ResNet generator option, not one of --generator {m.generator}")
+        if m.colour_gain and (m.generator != "resnet" or m.in_channels != m.out_channels):
+            raise ConfigError(f"--colour-gain needs the ResNet generator and the same channels in both domains, "
+                              f"got --generator {m.generator}, {m.in_channels} and {m.out_channels} channels")
         if m.residual and m.in_channels != m.out_channels:
             raise ConfigError(
                 f"--residual needs the same channels in both domains, got {m.in_channels} and {m.out_channels}")

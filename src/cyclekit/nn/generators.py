@@ -54,7 +54,8 @@ class ResnetGenerator(nn.Module):
     def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 9,
                  norm: str = "instance", norm_affine: bool = False, dropout: float = 0.0,
                  block: str = "add", upsample: str = "convtranspose",
-                 norm_before_tanh: bool = False, input_skip: bool = False) -> None:
+                 norm_before_tanh: bool = False, input_skip: bool = False,
+                 colour_gain: float = 0.0) -> None:
         super().__init__()
         if block not in CHOICES["block"]:
             raise ConfigError(f"block {block!r} is not one of add, concat")
@@ -86,6 +87,16 @@ class ResnetGenerator(nn.Module):
         self.input_skip = input_skip
         self.head = _head(ngf + (in_channels if input_skip else 0), out_channels, pad_big, norm, norm_affine,
                           norm_before_tanh)
+        # colour_gain: out = tanh(head + g * input) with one gain g_c = softplus(.) >= 0 per channel.
+        # The path can scale each channel of the input (as a change of light does) but neither
+        # invert nor mix colours, so a pair of generators cannot satisfy the cycle by swapping
+        # every hue for its complement, which is what they do when they see absolute colour through
+        # an unconstrained input skip.
+        self.colour_gain = None
+        if colour_gain > 0:
+            self.head.act = nn.Identity()
+            start = torch.full((1, out_channels, 1, 1), float(colour_gain))
+            self.colour_gain = nn.Parameter(start + torch.log(-torch.expm1(-start)))  # softplus^-1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_size(x, self.size_multiple, "the ResNet generator")
@@ -98,6 +109,8 @@ class ResnetGenerator(nn.Module):
         x = self.up2(x)  # (N, ngf, H, W)
         if self.input_skip:
             x = torch.cat([x, image], 1)  # (N, ngf + in, H, W)
+        if self.colour_gain is not None:
+            return torch.tanh(self.head(x) + F.softplus(self.colour_gain) * image)
         return self.head(x)  # (N, out, H, W) in [-1, 1]
 
 
@@ -303,7 +316,7 @@ def _build_generator(cfg: ModelConfig) -> nn.Module:
                   norm_before_tanh=cfg.norm_before_tanh)
     if cfg.generator == "resnet":
         return ResnetGenerator(n_blocks=cfg.n_blocks, block=cfg.block, upsample=cfg.upsample,
-                               input_skip=cfg.input_skip, **common)
+                               input_skip=cfg.input_skip, colour_gain=cfg.colour_gain, **common)
     if cfg.generator == "unet":
         return UnetGenerator(levels=cfg.unet_levels, upsample=cfg.upsample, **common)
     if cfg.generator == "unet_gia":

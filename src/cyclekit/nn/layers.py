@@ -29,12 +29,17 @@ def make_norm(kind: str, channels: int, affine: bool = False) -> nn.Module:
     """Normalisation layer by name.
 
     ``instance``: ``InstanceNorm2d(affine=affine, track_running_stats=False)`` (paper);
-    ``batch``: ``BatchNorm2d`` (always affine, as in the official code); ``none``: identity.
+    ``batch``: ``BatchNorm2d`` (always affine, as in the official code); ``layer``:
+    ``GroupNorm(1, C)``, one mean and variance over all channels and positions of an image, so a
+    uniform change of colour survives it as a difference between channels (instance norm removes
+    it exactly); ``none``: identity.
     """
     if kind == "instance":
         return nn.InstanceNorm2d(channels, affine=affine, track_running_stats=False)
     if kind == "batch":
         return nn.BatchNorm2d(channels, affine=True)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels, affine=affine)
     if kind == "none":
         return nn.Identity()
     raise ConfigError(f"norm {kind!r} is not one of {', '.join(NORMS)}")
