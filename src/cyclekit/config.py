@@ -34,6 +34,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "gan_loss": ("lsgan", "vanilla", "wgangp"),
     "lr_policy": ("linear", "cosine", "step", "constant"),
     "lr_step_unit": ("epoch", "step", "time"),
+    "diff_augment": ("none", "translation", "cutout", "translation_cutout"),  # see train/augment.py
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "backend": ("torch", "onnxruntime"),  # inference backends (translate, swap, serve, eval)
@@ -72,6 +73,7 @@ class ModelConfig:
     d_layers: int = 3  # PatchGAN stride-2 layers: 3 gives the paper's 70x70 receptive field
     d_scales: int = 1  # discriminators per domain at 1x, 1/2x, ... the image size, every scale weighed alike (1 = the paper)
     d_norm: str = "instance"  # discriminator normalisation: instance | batch | none
+    d_spectral_norm: bool = False  # spectral normalisation of every discriminator convolution (Miyato et al. 2018; off = the paper)
     d_padding: str = "official"  # official (pad 1) | same (TensorFlow 'same', as the seeds)
     init: str = "normal"  # weight initialisation: normal (paper, N(0, init_gain)) | xavier | kaiming | orthogonal
     init_gain: float = 0.02  # standard deviation (normal) or gain of the initialisation
@@ -140,6 +142,7 @@ class TrainConfig:
     lr_d: float = 0.0  # discriminators' learning rate (0 = the same as --lr); TTUR when different
     ema_decay: float = 0.0  # translate/export with an EMA of the generator weights (0 = off), see train/ema.py
     cycle_noise: float = 0.0  # std of Gaussian noise added to a translation before its cycle back (0 = off, the paper)
+    diff_augment: str = "none"  # differentiable augmentation of every discriminator input: none (paper) | translation | cutout | translation_cutout
 
 
 @dataclass

@@ -99,8 +99,21 @@ def build_discriminator(cfg: ModelConfig, in_channels: int) -> nn.Module:
         single = dataclasses.replace(cfg, d_scales=1)
         return MultiScaleDiscriminator(lambda: build_discriminator(single, in_channels), cfg.d_scales)
     if cfg.discriminator == "patchgan":
-        return PatchDiscriminator(in_channels, ndf=cfg.ndf, n_layers=cfg.d_layers, norm=cfg.d_norm,
-                                  norm_affine=cfg.norm_affine, padding=cfg.d_padding)
-    if cfg.discriminator == "pixelgan":
-        return PixelDiscriminator(in_channels, ndf=cfg.ndf, norm=cfg.d_norm, norm_affine=cfg.norm_affine)
-    raise ConfigError(f"discriminator {cfg.discriminator!r} is not one of patchgan, pixelgan")
+        net: nn.Module = PatchDiscriminator(in_channels, ndf=cfg.ndf, n_layers=cfg.d_layers, norm=cfg.d_norm,
+                                            norm_affine=cfg.norm_affine, padding=cfg.d_padding)
+    elif cfg.discriminator == "pixelgan":
+        net = PixelDiscriminator(in_channels, ndf=cfg.ndf, norm=cfg.d_norm, norm_affine=cfg.norm_affine)
+    else:
+        raise ConfigError(f"discriminator {cfg.discriminator!r} is not one of patchgan, pixelgan")
+    return spectral_norm(net) if cfg.d_spectral_norm else net
+
+
+def spectral_norm(net: nn.Module) -> nn.Module:
+    """``--d-spectral-norm``: every convolution of ``net`` divided by its largest singular value
+    (Miyato et al. 2018, one power iteration per forward pass), which bounds how much any change of
+    the input can move the scores, so a generator cannot fool the discriminator with a small
+    stamped pattern. The power-iteration vectors are buffers, saved and restored with the weights."""
+    for m in list(net.modules()):
+        if isinstance(m, nn.Conv2d):
+            nn.utils.parametrizations.spectral_norm(m)
+    return net

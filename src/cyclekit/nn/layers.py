@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.utils import parametrize
 
 from cyclekit.config import CHOICES
 from cyclekit.errors import ConfigError
@@ -227,14 +228,16 @@ def init_weights(module: nn.Module, init: str = "normal", gain: float = 0.02) ->
 
     def init_one(m: nn.Module) -> None:
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            # a spectrally normalised layer computes .weight from the stored one: initialise that
+            w = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
             if init == "normal":
-                nn.init.normal_(m.weight, 0.0, gain)
+                nn.init.normal_(w, 0.0, gain)
             elif init == "xavier":
-                nn.init.xavier_normal_(m.weight, gain=gain)
+                nn.init.xavier_normal_(w, gain=gain)
             elif init == "kaiming":
-                nn.init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+                nn.init.kaiming_normal_(w, a=0, mode="fan_in")
             else:
-                nn.init.orthogonal_(m.weight, gain=gain)
+                nn.init.orthogonal_(w, gain=gain)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:

@@ -9,6 +9,9 @@ Per iteration (Zhu et al. 2017, section 4 and the official implementation):
 2. Discriminators D_A and D_B are updated on real images and on fakes drawn from the history
    pools, each objective multiplied by ``d_loss_scale`` (0.5 in the paper), plus
    ``lambda_gp`` times the gradient penalty for WGAN-GP.
+
+With ``--diff-augment`` every image a discriminator sees, in both updates, first goes through the
+same kind of random differentiable augmentation (:mod:`cyclekit.train.augment`).
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from torch import nn
 
 from cyclekit.config import TrainConfig
 from cyclekit.losses import GANLoss, gradient_penalty, l1
+from cyclekit.train.augment import augmenter
 from cyclekit.train.parallel.ddp import NoSync
 from cyclekit.train.pool import ImagePool
 
@@ -80,6 +84,7 @@ def train_step(
     G_AB, G_BA, D_A, D_B = nets.G_AB, nets.G_BA, nets.D_A, nets.D_B
     gan, dev = state.gan_loss, real_A.device.type
     lam, lam_idt = cfg.lambda_cycle, cfg.lambda_cycle * cfg.lambda_identity
+    aug = augmenter(cfg.diff_augment)
 
     # ---- 1. generators (discriminators frozen so no gradient is computed for them)
     _set_requires_grad([D_A, D_B], False)
@@ -89,8 +94,8 @@ def train_step(
         rec_A = G_BA(_noisy(fake_B, cfg.cycle_noise))  # F(G(a)) ~ a
         fake_A = G_BA(real_B)  # F(b)
         rec_B = G_AB(_noisy(fake_A, cfg.cycle_noise))  # G(F(b)) ~ b
-        adv_AB = gan(D_B(fake_B), True)
-        adv_BA = gan(D_A(fake_A), True)
+        adv_AB = gan(D_B(aug(fake_B)), True)
+        adv_BA = gan(D_A(aug(fake_A)), True)
         cycle_A = l1(rec_A, real_A) * lam
         cycle_B = l1(rec_B, real_B) * lam
         if lam_idt > 0:
@@ -104,8 +109,9 @@ def train_step(
     # ---- 2. discriminators, on real images and pooled fakes
     _set_requires_grad([D_A, D_B], True)
     state.opt_D.zero_grad(set_to_none=True)
-    pooled_B = state.pool_B.query(fake_B.detach())
-    pooled_A = state.pool_A.query(fake_A.detach())
+    pooled_B = aug(state.pool_B.query(fake_B.detach()))
+    pooled_A = aug(state.pool_A.query(fake_A.detach()))
+    real_A, real_B = aug(real_A), aug(real_B)
     with _autocast(dev, state.autocast_dtype):
         d_B = (gan(D_B(real_B), True) + gan(D_B(pooled_B), False)) * cfg.d_loss_scale
         d_A = (gan(D_A(real_A), True) + gan(D_A(pooled_A), False)) * cfg.d_loss_scale

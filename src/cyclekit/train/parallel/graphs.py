@@ -56,6 +56,8 @@ def use_cuda_graphs(cfg, device: torch.device, amp_dtype: Optional[torch.dtype],
     if not cfg.cuda_graphs:
         return False
     blockers = cuda_graphs_blockers(device, amp_dtype, world_size, cfg.gan_loss)
+    if cfg.diff_augment != "none":  # random shifts drawn inside the step: not verified under capture
+        blockers.append("--diff-augment")
     if blockers:
         log.warning("CUDA graphs off: %s", "; ".join(blockers))
     return not blockers
