@@ -292,7 +292,8 @@ def validate_model_config(m: "ModelConfig", where: str = "") -> None:
             raise ConfigError(f"--input-skip is a ResNet generator option, not one of --generator {m.generator}")
         if m.colour_gain and (m.generator != "resnet" or m.in_channels != m.out_channels):
             raise ConfigError(f"--colour-gain needs the ResNet generator and the same channels in both domains, "
-                              f"got --generator {m.generator}, {m.in_channels} and {m.out_channels} channels")
+                              f"got --generator {m.generator}, {m.in_channels} and {m.out_channels} channels; "
+                              "set --colour-gain 0")
         if m.residual and m.in_channels != m.out_channels:
             raise ConfigError(
                 f"--residual needs the same channels in both domains, got {m.in_channels} and {m.out_channels}")
