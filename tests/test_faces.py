@@ -276,3 +276,12 @@ def test_cli_swap_photos_and_no_face_note(photo, tmp_path, capsys):
     out = load_image(tmp_path / "out" / "astronaut.png", 3)
     assert psnr(out, photo / 255.0) > 40.0
     assert load_image(tmp_path / "out" / "astronaut_compare.png", 3).shape == (512, 1028, 3)
+
+    # an unreadable file is skipped, the rest is still swapped, and the exit status says one was lost
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    rc = main(["swap", str(src), "--model", "identity", "--out", str(tmp_path / "out2"), "--no-detail"])
+    text = capsys.readouterr().out
+    assert rc == 1
+    assert "broken.jpg: skipped: unreadable" in text and "(nothing written)" in text
+    assert "swapped faces in 1 of 3 file(s)" in text and "1 unreadable file(s) skipped, exit status 1" in text
+    assert not (tmp_path / "out2" / "broken.png").exists() and (tmp_path / "out2" / "astronaut.png").exists()

@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
             written = f" -> {r.output}" if r.output.exists() else " (nothing written)"
             print(f"{r.source}: {r.message}{written}")
     done = sum(r.swapped > 0 for r in records)
+    unreadable = sum(not r.readable for r in records)
+    failed = f"; {unreadable} unreadable file(s) skipped, exit status 1" if unreadable else ""
     print(f"swapped faces in {done} of {len(records)} file(s) ({args.direction}, margin {params.margin:g}, "
-          f"{params.size} px crops) into {args.out}")
-    return 0
+          f"{params.size} px crops) into {args.out}{failed}")
+    return 1 if unreadable else 0  # a script sees that an input was lost; a photo without a face is not an error

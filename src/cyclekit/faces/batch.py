@@ -24,6 +24,7 @@ class SwapRecord:
     output: Path
     message: str
     swapped: int
+    readable: bool = True
 
 
 def swap_path(
@@ -57,7 +58,7 @@ def swap_path(
             img = load_image(src, 3)
         except DataError as exc:
             log.warning("skipping %s", exc)
-            records.append(SwapRecord(src, dst, "skipped: unreadable (see the warning above)", 0))
+            records.append(SwapRecord(src, dst, "skipped: unreadable (see the warning above)", 0, readable=False))
             continue
         result, info = swap_image(img, translator, params=params, detector=detector, **swap_kwargs)
         save_image(dst, result)
