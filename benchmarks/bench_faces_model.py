@@ -5,8 +5,10 @@ photos, nobody seen in training) both ways with the ``swap`` pipeline and scores
 independent judge (swap success), the identity measures and the change on the blend rim (the
 halo, in grey levels) and of the studio backdrop inside the pasted region (grey levels), in four
 paste modes: ``detail`` (the default: head mask, rim matching), ``detail`` with the whole round crop
-mask, the same without rim matching (the halo before either fix), and ``model_output``. Prints a markdown table and
-writes ``grid.png`` (original | swap, detail mode) and ``report.json`` to ``--out``.
+mask, the same without rim matching (the halo before either fix), and ``model_output``, all at
+the strength the model recommends per direction; ``--strength 0.8,1.2`` adds detail-mode rows at
+those strengths. Prints a markdown table and writes ``grid.png`` (original | swap, detail mode)
+and ``report.json`` to ``--out``.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_faces_model.py [--model RUN_OR_RELEASE] [--detector auto]
 """
@@ -32,7 +34,7 @@ def main() -> None:
     from cyclekit.faces.evaluate_swap import builtin_model, detect_faces, evaluate_swaps, london_photos, \
         split_by_person, swap_grid
     from cyclekit.faces.judge import GenderJudge
-    from cyclekit.faces.pipeline import face_params_for
+    from cyclekit.faces.pipeline import face_params_for, recommended_strength
     from cyclekit.infer.translator import load_translator
     from cyclekit.io.images import save_image
     from cyclekit.release import release_domains
@@ -46,6 +48,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench_faces_model")
     ap.add_argument("--no-identity", action="store_true", help="skip dlib's face-recognition network")
     ap.add_argument("--quick", action="store_true", help="the default paste mode only")
+    ap.add_argument("--strength", default="", help="comma-separated --strength values (detail mode) to add as rows")
     args = ap.parse_args()
     model = Path(args.model) if args.model else builtin_model()
     domains = release_domains(model / "model" if (model / "model").is_dir() else model)
@@ -72,6 +75,8 @@ def main() -> None:
              "model_output": dict(detail=False)}
     if args.quick:
         modes = {"detail": modes["detail"]}
+    for s in (float(v) for v in args.strength.split(",") if v.strip()):
+        modes[f"detail, strength {s:g}"] = dict(detail=True, strength=s)
     results = {name: evaluate_swaps(test, faces, translators, judge=judge, embedder=embedder, params=params, **kw)
                for name, kw in modes.items()}
     out = Path(args.out)
@@ -81,7 +86,9 @@ def main() -> None:
     print(f"Machine: {machine()}\n")
     print(f"Model `{model}` ({params.size} px crops, margin {params.margin}), {args.detector} detector, "
           f"{len({p.person for p in test})} held-out London people ({len(test)} photos), "
-          f"{time.perf_counter() - t0:.0f} s\n")
+          f"{time.perf_counter() - t0:.0f} s; the modes without a strength paste at the model's recommended one "
+          f"(male->female {recommended_strength(translators['male']):g}, "
+          f"female->male {recommended_strength(translators['female']):g})\n")
     print("| mode | direction | swap success | do-nothing | judge on untouched | PSNR in face | SSIM in face "
           "| same person | own original rank-1 | rim change | backdrop change |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -7,6 +7,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 skdata = pytest.importorskip("skimage.data")
 
+from cyclekit.errors import ConfigError  # noqa: E402
 from cyclekit.config import ModelConfig  # noqa: E402
 from cyclekit.faces.align import CropTransform, crop_transform, face_crop, warp_crop  # noqa: E402
 from cyclekit.faces.blend import feather_mask  # noqa: E402
@@ -181,6 +182,44 @@ def test_no_seam_at_the_crop_border(photo, detector):
         if mask == "head":  # the head mask still pastes the face's change in full
             cx, cy = FACE_CENTER.astype(int)
             assert np.allclose(d[cy - 5:cy + 5, cx - 5:cx + 5], 0.15, atol=0.01)
+
+
+def test_strength_scales_the_pasted_change_and_nothing_else(photo, detector):
+    """--strength 0.5 pastes half the model's change, 1.5 more of it, on the same pixels; 0 is refused."""
+    img = photo.astype(np.float32) / 255.0 * 0.5 + 0.2  # no clipping even at 1.5 x 0.15 above the brightest
+    brighten = Translator(lambda x: x + 0.3, ModelConfig(image_size=128, face_margin=0.4))  # +0.15 in [0, 1]
+    faces = detector.detect(img)
+    full, info = swap_image(img, brighten, faces=faces, match=False, mask="round")  # (GrabCut varies run to run)
+    for strength in (0.5, 1.5):
+        out, info_s = swap_image(img, brighten, faces=faces, match=False, mask="round", strength=strength)
+        assert np.array_equal(info_s.mask, info.mask)
+        assert np.array_equal(out[~info.mask], img[~info.mask])  # outside the pasted region: the input, exactly
+        assert np.allclose(out - img, strength * (full - img), atol=2e-3)
+    with pytest.raises(ConfigError, match="--strength must be in"):
+        swap_image(img, brighten, faces=faces, strength=0.0)
+
+
+def test_the_release_recommends_a_strength_per_direction(photo, detector):
+    """A release's ``swap_strength`` is the default for its direction; --strength overrides it; a bad one is refused."""
+    from cyclekit.errors import CheckpointError
+    from cyclekit.faces.pipeline import recommended_strength
+
+    img = photo.astype(np.float32) / 255.0 * 0.5 + 0.2
+    cfg = ModelConfig(image_size=128, face_margin=0.4)
+    info = {"swap_strength": {"AtoB": 1.2, "BtoA": 0.8}}
+    faces = detector.detect(img)
+    kw = dict(faces=faces, match=False, mask="round")
+    for direction, expected in (("AtoB", 1.2), ("BtoA", 0.8)):
+        tr = Translator(lambda x: x + 0.3, cfg, direction=direction, info=info)
+        assert recommended_strength(tr) == expected
+        plain = Translator(lambda x: x + 0.3, cfg, direction=direction)  # no recommendation: the model's own swap
+        by_default, _ = swap_image(img, tr, **kw)
+        assert np.array_equal(by_default, swap_image(img, plain, strength=expected, **kw)[0])
+        assert np.array_equal(swap_image(img, tr, strength=1.0, **kw)[0], swap_image(img, plain, **kw)[0])
+    for bad in ({"BtoA": 0}, {"BtoA": "strong"}, [0.8], {"BtoA": True}):
+        tr = Translator(lambda x: x, cfg, direction="BtoA", info={"swap_strength": bad})
+        with pytest.raises(CheckpointError, match="swap_strength"):
+            swap_image(img, tr, **kw)
 
 
 def test_no_face_passes_through_unchanged(detector):

@@ -40,6 +40,10 @@ def register(sub) -> None:
                    help="pasted region: head (face and hair found in the crop: the background keeps its pixels, "
                         "no halo) | round | square (the whole crop, rounded or not)")
     b.add_argument("--feather", type=float, default=0.15, help="width of the soft edge, fraction of the crop")
+    b.add_argument("--strength", type=float, default=None,
+                   help="scale of the pasted change: below 1 a gentler swap that keeps more of the person, "
+                        "above 1 (up to 2) a stronger one (default: what the model recommends for the direction, "
+                        "else 1, the model's own swap; see the README's model card)")
     b.add_argument("--no-detail", action="store_true",
                    help="paste the model output itself instead of its change (loses the photo's fine detail)")
     b.add_argument("--overlay", action="append", default=[], metavar="FILE[@ANCHOR][,scale=S][,dx=X][,dy=Y]",
@@ -71,8 +75,12 @@ def run(args: argparse.Namespace) -> int:
     from cyclekit.faces.overlays import load_overlays
     from cyclekit.faces.params import DEFAULT_MARGIN
     from cyclekit.faces.batch import swap_path
-    from cyclekit.faces.pipeline import face_params_for
+    from cyclekit.faces.pipeline import check_strength, face_params_for, recommended_strength
 
+    if args.crf < 0 or args.crf > 51:  # option errors before a model is loaded
+        raise ConfigError(f"--crf must be in 0..51, got {args.crf}")
+    if args.strength is not None:
+        check_strength(args.strength)
     if args.model is None:
         from cyclekit.faces.evaluate_swap import builtin_model
 
@@ -84,17 +92,16 @@ def run(args: argparse.Namespace) -> int:
 
         translator = load_translator(args.model, args.direction, args.device, args.precision,
                                      backend=args.backend)
+    strength = recommended_strength(translator) if args.strength is None else args.strength
     params = face_params_for(translator, margin=args.margin, align=not args.no_align, size=args.size,
                              detector=args.detector, min_face=args.min_face)
-    if args.crf < 0 or args.crf > 51:
-        raise ConfigError(f"--crf must be in 0..51, got {args.crf}")
     kwargs = {"mediapipe": {"model_path": args.mediapipe_model}}.get(args.detector, {})
     detector = make_detector(args.detector, **kwargs)
     records = swap_path(
         translator, args.inputs, args.out, compare=args.compare, progress=True, params=params, detector=detector,
         video_options={"smooth": args.smooth, "detect_every": args.detect_every, "crf": args.crf},
         all_faces=args.all_faces, blend=args.blend, detail=not args.no_detail, feather=args.feather,
-        mask=args.mask, overlays=load_overlays(args.overlay),
+        mask=args.mask, overlays=load_overlays(args.overlay), strength=strength,
     )
     for r in records:
         if r.swapped == 0 or "left unchanged" in r.message:
@@ -104,5 +111,5 @@ def run(args: argparse.Namespace) -> int:
     unreadable = sum(not r.readable for r in records)
     failed = f"; {unreadable} unreadable file(s) skipped, exit status 1" if unreadable else ""
     print(f"swapped faces in {done} of {len(records)} file(s) ({args.direction}, margin {params.margin:g}, "
-          f"{params.size} px crops) into {args.out}{failed}")
+          f"{params.size} px crops, strength {strength:g}) into {args.out}{failed}")
     return 1 if unreadable else 0  # a script sees that an input was lost; a photo without a face is not an error

@@ -88,13 +88,14 @@ def _roi_map(t: CropTransform, x0: int, y0: int) -> np.ndarray:
 def paste_back(
     image: np.ndarray, new_crop: np.ndarray, t: CropTransform, *, old_crop: Optional[np.ndarray] = None,
     feather: float = 0.15, shape: str = "round", blend: str = "feather", match: bool = True,
-    subject: Optional[np.ndarray] = None,
+    subject: Optional[np.ndarray] = None, strength: float = 1.0,
 ) -> tuple[np.ndarray, Optional[tuple[int, int, int, int]], Optional[np.ndarray]]:
     """Blend ``new_crop`` (float ``size x size x 3`` in [0, 1]) into float ``image`` in place.
 
     With ``old_crop`` (the crop the model was given) only the difference is pasted (detail mode).
     ``subject`` (``size x size`` in [0, 1], e.g. :func:`cyclekit.faces.segment.head_mask`) limits
-    the pasted region to it: the background around the head is not touched.
+    the pasted region to it: the background around the head is not touched. ``strength`` scales
+    the pasted change (below 1 a gentler swap that keeps more of the person, above 1 a stronger one).
     Returns ``(image, roi, roi_mask)``: the ROI ``(x0, y0, x1, y1)`` and the float mask over it;
     pixels where the mask is 0 were not written.
     """
@@ -128,6 +129,8 @@ def paste_back(
     else:
         layer = cv2.warpAffine(np.ascontiguousarray(new_crop, dtype=np.float32), m, size,
                                flags=flags | cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE).reshape(here.shape)
+    if strength != 1.0:
+        layer = here + strength * (layer - here)
     layer = np.clip(layer, 0.0, 1.0)
     if blend == "poisson":
         layer = _poisson(here, layer, mask > 0.05)

@@ -229,7 +229,7 @@ def _rate(flags: Sequence[bool]) -> Optional[float]:
 
 def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, judge=None, embedder=None,
                    detail: bool = True, params: Optional[FaceParams] = None, match: bool = True,
-                   mask: str = "head") -> dict:
+                   mask: str = "head", strength: Optional[float] = None) -> dict:
     """Swap every photo to the other gender and score the swaps.
 
     ``translators``: ``{"male": G(male -> female), "female": G(female -> male)}`` (Translators).
@@ -256,7 +256,8 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
         img = p.load()
         tr = translators[p.gender]
         fp = params or face_params_for(tr)
-        out, info = swap_image(img, tr, params=fp, faces=[face], detail=detail, match=match, mask=mask)
+        out, info = swap_image(img, tr, params=fp, faces=[face], detail=detail, match=match, mask=mask,
+                               strength=strength)
         swapped[str(p.path)] = out
         before, after = judge.predict([face_chip(img, eyes), face_chip(out, eyes)])
         ident = pixel_identity(img, out, eyes)

@@ -18,13 +18,35 @@ from typing import Optional, Sequence
 import numpy as np
 
 from cyclekit.config import CHOICES
-from cyclekit.errors import ConfigError
+from cyclekit.errors import CheckpointError, ConfigError
 from cyclekit.faces.align import CropTransform, crop_transform, warp_crop
 from cyclekit.faces.blend import paste_back, rim_change
 from cyclekit.faces.detect import Face, FaceDetector
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams
 from cyclekit.faces.segment import head_mask
+
+MAX_STRENGTH = 2.0  # --strength: beyond twice the model's change the clipped colours only get harsher
+
+
+def check_strength(strength: float) -> float:
+    """``strength`` if it is a usable ``--strength`` (0 < s <= MAX_STRENGTH), else a ConfigError."""
+    if not 0.0 < strength <= MAX_STRENGTH:
+        raise ConfigError(f"--strength must be in (0, {MAX_STRENGTH:g}], got {strength:g}; 1 is the model's own swap")
+    return strength
+
+
+def recommended_strength(translator) -> float:
+    """The paste strength the model's release recommends for its direction (``swap_strength``
+    in its metadata, e.g. ``{"AtoB": 1.0, "BtoA": 0.8}``), else 1: the model's own swap."""
+    table = (getattr(translator, "info", None) or {}).get("swap_strength")
+    if table is None:
+        return 1.0
+    value = table.get(getattr(translator, "direction", "AtoB"), 1.0) if isinstance(table, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= MAX_STRENGTH:
+        raise CheckpointError(f"the model's swap_strength {table!r} is not a map of AtoB/BtoA to numbers in "
+                              f"(0, {MAX_STRENGTH:g}]; fix it in the release's config.json or pass --strength")
+    return float(value)
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +132,7 @@ def swap_image(
     detector: Optional[FaceDetector] = None, all_faces: bool = False, blend: str = "feather",
     detail: bool = True, feather: float = 0.15, mask: str = "head", overlays: Sequence = (), match: bool = True,
     faces: Optional[list[Face]] = None, transforms: Optional[list[CropTransform]] = None,
-    subjects: Optional[Sequence[np.ndarray]] = None,
+    subjects: Optional[Sequence[np.ndarray]] = None, strength: Optional[float] = None,
 ) -> tuple[np.ndarray, SwapInfo]:
     """Swap the dominant face (or ``all_faces``) of ``image`` (HxWx3 uint8, or float in [0, 1]).
 
@@ -118,9 +140,12 @@ def swap_image(
     exactly wherever ``info.mask`` is False. ``faces`` (detections) or ``transforms`` (crops, as
     the video path gives after temporal smoothing) skip the detector; ``subjects`` (one head mask
     per transform, the video path's smoothed ones) replace the head masks of ``mask="head"``.
+    ``strength`` scales the pasted change: 1 is the model's swap, 0.5 half of it, 1.5 more; by
+    default the strength the model's release recommends (:func:`recommended_strength`), else 1.
     """
     if mask not in CHOICES["mask"]:
         raise ConfigError(f"--mask: {mask!r} is not one of {', '.join(CHOICES['mask'])}")
+    strength = check_strength(recommended_strength(translator) if strength is None else strength)
     src, dtype = _as_float(image)
     params = params or face_params_for(translator)
     info = SwapInfo()
@@ -163,7 +188,8 @@ def swap_image(
         if mask == "head":
             subject = subjects[k] if subjects is not None else head_mask(old, params.margin)
         out, roi, m = paste_back(out, gen, t, old_crop=old if detail else None, feather=feather,
-                                 shape="round" if mask == "head" else mask, blend=blend, match=match, subject=subject)
+                                 shape="round" if mask == "head" else mask, blend=blend, match=match, subject=subject,
+                                 strength=strength)
         if before is not None:
             roi_rim = rim_change(before, out, roi, m)
         if roi is not None:

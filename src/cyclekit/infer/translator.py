@@ -42,12 +42,15 @@ class Translator:
     """A generator ready for inference: ``translator(batch)`` maps [N,C,H,W] in [-1,1] to the target.
 
     ``net`` is a PyTorch module or any callable with the same contract (the onnxruntime backend).
+    ``direction`` and ``info`` (the release's ``cyclekit`` metadata block) say which generator this
+    is and what its release recommends (e.g. a face model's ``swap_strength``).
     """
 
     def __init__(self, net: Callable[[torch.Tensor], torch.Tensor], cfg: ModelConfig,
                  device: Union[str, torch.device] = "cpu", dtype: Optional[torch.dtype] = None,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, direction: str = "AtoB", info: Optional[dict] = None) -> None:
         self.net, self.cfg = net, cfg
+        self.direction, self.info = direction, dict(info or {})
         self.device = torch.device(device)
         self.dtype = dtype
         self.channels_last = channels_last  # feed NHWC batches (the net was converted to match)
@@ -85,14 +88,15 @@ def load_translator(model: Union[str, Path], direction: str = "AtoB", device: st
         return Translator(ort_net, ort_cfg, "cpu", None)
     if str(model).lower().endswith(".onnx"):
         raise UserError(f"{model} is an ONNX file; run it with --backend onnxruntime")
-    from cyclekit.release import load_generator
+    from cyclekit.release import load_generator, release_info
     from cyclekit.runtime import generator_macs, pick_device, prepare_inference_net
 
     dev = pick_device(device)
     net, gcfg = load_generator(model, direction, device=dev)
     macs = generator_macs(gcfg) if precision == "auto" else None  # tiny models: fp32 is faster on CPU
     net, dtype, channels_last = prepare_inference_net(net, precision, dev, compile=compile, macs=macs)
-    return Translator(net, gcfg, dev, dtype, channels_last=channels_last)
+    return Translator(net, gcfg, dev, dtype, channels_last=channels_last, direction=direction,
+                      info=release_info(model))
 
 
 def translate_array(translator: Translator, image: np.ndarray) -> np.ndarray:

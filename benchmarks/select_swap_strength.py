@@ -1,0 +1,66 @@
+"""Pick the paste strength of a gender-swap model per direction without looking at the held-out people.
+
+``cyclekit swap --strength s`` pastes ``s`` times the model's change: below 1 the swap is gentler
+and the person is easier to recognise, above 1 it is stronger. This swaps photos of *training*
+people (``--people`` of them, half women, half men, chosen by seed from the quickstart's training
+split) both ways at each strength and prints the judge's swap success and dlib's same-person rate,
+so the recommended strength can be set from people who are not in the model card's figures
+(``bench_faces_model.py``, the held-out people).
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/select_swap_strength.py --strength 0.7,0.8,0.9,1,1.1,1.2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+
+def main() -> None:
+    from cyclekit.faces.detectors import make_detector
+    from cyclekit.faces.evaluate_swap import builtin_model, detect_faces, evaluate_swaps, london_photos, \
+        split_by_person
+    from cyclekit.faces.identity import FaceEmbedder
+    from cyclekit.faces.judge import GenderJudge
+    from cyclekit.infer.translator import load_translator
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="", help="a run folder or release (default: the built-in model)")
+    ap.add_argument("--london", default=str(ROOT / "datasets" / "london"))
+    ap.add_argument("--people", type=int, default=40)
+    ap.add_argument("--strength", default="0.8,1,1.2", help="comma-separated strengths")
+    ap.add_argument("--out", default="", help="also write the table as JSON here")
+    args = ap.parse_args()
+    model = Path(args.model) if args.model else builtin_model()
+    train, _ = split_by_person(london_photos(args.london), 16, 0)
+    rng = random.Random("select-strength")
+    chosen = set()
+    for g in ("male", "female"):
+        people = sorted({p.person for p in train if p.gender == g})
+        chosen |= set(rng.sample(people, min(len(people), args.people // 2)))
+    photos = [p for p in train if p.person in chosen]
+    faces = detect_faces(photos, make_detector("haar"))
+    judge, embedder = GenderJudge(), FaceEmbedder()
+    trs = {"male": load_translator(model, "AtoB", device="cpu"), "female": load_translator(model, "BtoA", device="cpu")}
+    print(f"{model}: {len(photos)} photos of {len(chosen)} training people (none of the held-out 16)\n")
+    print("| strength | direction | swap success | same person | PSNR in face |")
+    print("|---:|---|---:|---:|---:|")
+    rows = []
+    for s in (float(v) for v in args.strength.split(",")):
+        d = evaluate_swaps(photos, faces, trs, judge=judge, embedder=embedder, strength=s)["directions"]
+        for direction, r in d.items():
+            rows.append({"strength": s, "direction": direction, **{k: r.get(k) for k in
+                         ("swap_success", "same_person_rate", "psnr_face")}})
+            print(f"| {s:g} | {direction} | {100 * r['swap_success']:.0f}% | {100 * r['same_person_rate']:.0f}% "
+                  f"| {r['psnr_face']:.2f} dB |", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
