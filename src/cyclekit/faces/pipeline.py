@@ -26,6 +26,8 @@ from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams
 from cyclekit.faces.segment import head_mask
 
+log = logging.getLogger(__name__)
+
 MAX_STRENGTH = 2.0  # --strength: beyond twice the model's change the clipped colours only get harsher
 
 
@@ -48,7 +50,6 @@ def recommended_strength(translator) -> float:
                               f"(0, {MAX_STRENGTH:g}]; fix it in the release's config.json or pass --strength")
     return float(value)
 
-log = logging.getLogger(__name__)
 
 @dataclass
 class FaceResult:

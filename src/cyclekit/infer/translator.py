@@ -84,8 +84,11 @@ def load_translator(model: Union[str, Path], direction: str = "AtoB", device: st
     if backend == "onnxruntime":
         from cyclekit.infer.onnx_backend import load_onnx_generator
 
+        from cyclekit.release import release_info
+
         ort_net, ort_cfg = load_onnx_generator(model, direction, device, "fp32" if precision == "auto" else precision)
-        return Translator(ort_net, ort_cfg, "cpu", None)
+        info = {} if str(model).lower().endswith(".onnx") else release_info(model)
+        return Translator(ort_net, ort_cfg, "cpu", None, direction=direction, info=info)
     if str(model).lower().endswith(".onnx"):
         raise UserError(f"{model} is an ONNX file; run it with --backend onnxruntime")
     from cyclekit.release import load_generator, release_info
