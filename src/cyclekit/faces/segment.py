@@ -38,6 +38,9 @@ def head_mask(crop: np.ndarray, margin: float, soft: float = 0.02) -> np.ndarray
     prior = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:
+        # GrabCut seeds its colour models with k-means on OpenCV's per-thread RNG: without a fixed
+        # seed the same photo gets a different mask depending on what ran before in the thread
+        cv2.setRNGSeed(0)
         cv2.grabCut(np.ascontiguousarray(small[:, :, ::-1]), seeds, None, bgd, fgd, ITERATIONS, cv2.GC_INIT_WITH_MASK)
         head = ((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)).astype(np.float32)
     except cv2.error:  # a degenerate crop: fall back to the seeded head ellipse
