@@ -12,7 +12,6 @@ worse direction. The held-out people stay untouched for the model card's figures
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from pathlib import Path
 
@@ -22,7 +21,8 @@ sys.path.insert(0, str(ROOT / "src"))
 
 def main() -> None:
     from cyclekit.faces.detectors import make_detector
-    from cyclekit.faces.evaluate_swap import detect_faces, evaluate_swaps, london_photos, split_by_person
+    from cyclekit.faces.evaluate_swap import detect_faces, evaluate_swaps, london_photos, sample_people, \
+        split_by_person
     from cyclekit.faces.judge import GenderJudge
     from cyclekit.infer.translator import load_translator
 
@@ -32,12 +32,8 @@ def main() -> None:
     ap.add_argument("--people", type=int, default=16)
     args = ap.parse_args()
     train, _ = split_by_person(london_photos(args.london), 16, 0)
-    rng = random.Random("select-checkpoint")
-    chosen = set()
-    for g in ("male", "female"):
-        people = sorted({p.person for p in train if p.gender == g})
-        chosen |= set(rng.sample(people, args.people // 2))
-    photos = [p for p in train if p.person in chosen]
+    photos = sample_people(train, args.people, "select-checkpoint")
+    chosen = {p.person for p in photos}
     faces = detect_faces(photos, make_detector("haar"))
     judge = GenderJudge()
     print(f"{len(photos)} photos of {len(chosen)} training people\n\n| snapshot | male->female | female->male | worse |")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ sys.path.insert(0, str(ROOT / "src"))
 def main() -> None:
     from cyclekit.faces.detectors import make_detector
     from cyclekit.faces.evaluate_swap import builtin_model, detect_faces, evaluate_swaps, london_photos, \
-        split_by_person
+        sample_people, split_by_person
     from cyclekit.faces.identity import FaceEmbedder
     from cyclekit.faces.judge import GenderJudge
     from cyclekit.infer.translator import load_translator
@@ -38,16 +37,12 @@ def main() -> None:
     args = ap.parse_args()
     model = Path(args.model) if args.model else builtin_model()
     train, _ = split_by_person(london_photos(args.london), 16, 0)
-    rng = random.Random("select-strength")
-    chosen = set()
-    for g in ("male", "female"):
-        people = sorted({p.person for p in train if p.gender == g})
-        chosen |= set(rng.sample(people, min(len(people), args.people // 2)))
-    photos = [p for p in train if p.person in chosen]
+    photos = sample_people(train, args.people, "select-strength")
     faces = detect_faces(photos, make_detector("haar"))
     judge, embedder = GenderJudge(), FaceEmbedder()
     trs = {"male": load_translator(model, "AtoB", device="cpu"), "female": load_translator(model, "BtoA", device="cpu")}
-    print(f"{model}: {len(photos)} photos of {len(chosen)} training people (none of the held-out 16)\n")
+    print(f"{model}: {len(photos)} photos of {len({p.person for p in photos})} training people "
+          "(none of the held-out 16)\n")
     print("| strength | direction | swap success | same person | PSNR in face |")
     print("|---:|---|---:|---:|---:|")
     rows = []

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("cv2")
 pytest.importorskip("onnxruntime")
 
-from cyclekit.faces.evaluate_swap import DOMAINS, london_photos, split_by_person  # noqa: E402
+from cyclekit.faces.evaluate_swap import DOMAINS, london_photos, sample_people, split_by_person  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "london"
 
@@ -37,6 +37,10 @@ def test_split_is_by_person_balanced_and_seeded():
     assert [p.path for p in again] == [p.path for p in test]
     with pytest.raises(Exception, match="cannot hold out"):
         split_by_person(photos, n_test_people=6)
+    # the people to choose a checkpoint or strength on: half men, half women, from the training side only
+    picked = sample_people(train, 2, "select")
+    assert {p.gender for p in picked} == set(DOMAINS) and len({p.person for p in picked}) == 2
+    assert not {p.person for p in picked} & held and picked == sample_people(train, 2, "select")
 
 
 def test_quickstart_faces_end_to_end(tmp_path, capsys):

@@ -138,6 +138,18 @@ def split_by_person(photos: Sequence[Photo], n_test_people: int = 16, seed: int 
     return train, test
 
 
+def sample_people(photos: Sequence[Photo], n_people: int, salt: str) -> list[Photo]:
+    """The photos of ``n_people`` people drawn from ``photos``, half men, half women, by a seeded
+    draw named ``salt`` (the same people on every machine): e.g. training people to choose a
+    checkpoint or a paste strength on, without touching the held-out ones."""
+    rng = random.Random(salt)
+    chosen: set[str] = set()
+    for g in DOMAINS:
+        people = sorted({p.person for p in photos if p.gender == g})
+        chosen |= set(rng.sample(people, min(len(people), n_people // 2)))
+    return [p for p in photos if p.person in chosen]
+
+
 def detect_faces(photos: Sequence[Photo], detector, progress: Optional[Callable[[str], None]] = None) -> dict:
     """``{photo path: Face or None}`` with the detector ``cyclekit swap`` uses."""
     out = {}
