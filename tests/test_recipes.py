@@ -222,6 +222,50 @@ def test_colour_gain_passes_each_channel_through_a_non_negative_gain():
         Config(model=cfg).validate()
 
 
+def test_chroma_colour_gain_passes_hue_but_not_brightness():
+    """--colour-gain-mode chroma: the gain sees x_c - mean_c(x). The generator stays blind to a
+    uniform change of brightness (light paper may turn into black paper) but still sees a tint:
+    raising red raises red through the path and lowers green and blue by half as much."""
+    cfg = load_config(PRESET).model
+    cfg.colour_gain, cfg.colour_gain_mode = 1.0, "chroma"
+    torch.manual_seed(0)
+    g = CycleGANNets(cfg).G_AB.eval()
+    x = torch.rand(1, 3, 64, 64) * 0.5 - 0.5
+    with torch.no_grad():
+        g.colour_gain.fill_(3.0)
+        base, brighter = g(x), g(x + 0.3)
+        tinted = g(x + torch.tensor([0.3, 0.0, 0.0]).view(1, 3, 1, 1))
+    torch.testing.assert_close(base, brighter, atol=1e-5, rtol=0)
+    pre = torch.atanh(tinted.clamp(-0.999999, 0.999999)) - torch.atanh(base.clamp(-0.999999, 0.999999))
+    gain = float(torch.nn.functional.softplus(torch.tensor(3.0)))
+    torch.testing.assert_close(pre.mean((0, 2, 3)), torch.tensor([0.2, -0.1, -0.1]) * gain, atol=2e-3, rtol=0)
+    cfg.colour_gain_mode = "hsv"
+    with pytest.raises(ConfigError, match="colour-gain-mode"):
+        Config(model=cfg).validate()
+
+
+def test_split_colour_gain_starts_as_rgb_and_may_invert_brightness_only():
+    """--colour-gain-mode split: g_c * (x_c - mean_c x) + h_c * mean_c x, with g_c >= 0 and h_c of
+    either sign. It starts as the rgb gain (h = g), and a negative h turns a brighter input into a
+    darker output (light paper into black paper) while a tint still passes with its own sign."""
+    cfg = load_config(PRESET).model
+    cfg.colour_gain = 0.5
+    torch.manual_seed(0)
+    rgb = CycleGANNets(cfg).G_AB.eval()
+    cfg.colour_gain_mode = "split"
+    torch.manual_seed(0)
+    g = CycleGANNets(cfg).G_AB.eval()
+    x = torch.rand(1, 3, 64, 64) * 0.5 - 0.5
+    with torch.no_grad():
+        torch.testing.assert_close(g(x), rgb(x), atol=1e-6, rtol=0)
+        g.luma_gain.fill_(-0.5)
+        base, brighter = g(x), g(x + 0.3)
+        tinted = g(x + torch.tensor([0.3, 0.0, 0.0]).view(1, 3, 1, 1))
+    assert (brighter < base).all()  # every channel darker where the input got brighter
+    change = tinted - base  # red: 0.5 * 0.2 (chroma) - 0.5 * 0.1 (brightness) > 0; green, blue: both < 0
+    assert change[:, 0].min() > 0 and change[:, 1:].max() < 0
+
+
 def test_input_skip_and_layer_norm_let_the_resnet_see_absolute_colour():
     """Instance norm after the first convolution removes a uniform colour shift of the input
     (reflection padding keeps it uniform), so the paper's ResNet gives the same output for a grey

@@ -34,6 +34,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "gan_loss": ("lsgan", "vanilla", "wgangp"),
     "lr_policy": ("linear", "cosine", "step", "constant"),
     "lr_step_unit": ("epoch", "step", "time"),
+    # --colour-gain's input: every channel as it is (rgb), its chroma only (the pixel's channel mean
+    # removed), or split: the chroma through a non-negative gain and the brightness through a signed one
+    "colour_gain_mode": ("rgb", "chroma", "split"),
     "diff_augment": ("none", "translation", "cutout", "translation_cutout"),  # see train/augment.py
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
@@ -67,6 +70,7 @@ class ModelConfig:
     residual: bool = False  # generators predict a change to their input (starts at identity)
     input_skip: bool = False  # the ResNet generator's last convolution also sees the input image (keeps its colours)
     colour_gain: float = 0.0  # ResNet: add g_c * input_c before the tanh, g_c >= 0 learned per channel, starting here (0 = off)
+    colour_gain_mode: str = "rgb"  # what the gain passes: rgb (each channel) | chroma (x_c - mean_c x: hue without brightness) | split (chroma gain >= 0, brightness gain of either sign)
     dropout: float = 0.0  # dropout in the generator's residual blocks / U-Net levels (0 = off, as the paper)
     discriminator: str = "patchgan"  # patchgan (70x70 with d_layers=3) | pixelgan (1x1)
     ndf: int = 64  # discriminator filters in the first layer

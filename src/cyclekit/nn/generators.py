@@ -55,7 +55,7 @@ class ResnetGenerator(nn.Module):
                  norm: str = "instance", norm_affine: bool = False, dropout: float = 0.0,
                  block: str = "add", upsample: str = "convtranspose",
                  norm_before_tanh: bool = False, input_skip: bool = False,
-                 colour_gain: float = 0.0) -> None:
+                 colour_gain: float = 0.0, colour_gain_mode: str = "rgb") -> None:
         super().__init__()
         if block not in CHOICES["block"]:
             raise ConfigError(f"block {block!r} is not one of add, concat")
@@ -91,12 +91,19 @@ class ResnetGenerator(nn.Module):
         # The path can scale each channel of the input (as a change of light does) but neither
         # invert nor mix colours, so a pair of generators cannot satisfy the cycle by swapping
         # every hue for its complement, which is what they do when they see absolute colour through
-        # an unconstrained input skip.
-        self.colour_gain = None
+        # an unconstrained input skip. colour_gain_mode="chroma" passes x_c - mean_c(x) instead: the
+        # hue and saturation of each pixel without its brightness, so a light backdrop that must turn
+        # dark (a drawing in light ink on black paper) is not pulled towards light.
+        if colour_gain_mode not in CHOICES["colour_gain_mode"]:
+            raise ConfigError(f"colour_gain_mode {colour_gain_mode!r} is not one of {', '.join(CHOICES['colour_gain_mode'])}")
+        self.mode = colour_gain_mode
+        self.colour_gain = self.luma_gain = None
         if colour_gain > 0:
             self.head.act = nn.Identity()
             start = torch.full((1, out_channels, 1, 1), float(colour_gain))
             self.colour_gain = nn.Parameter(start + torch.log(-torch.expm1(-start)))  # softplus^-1
+            if colour_gain_mode == "split":  # starts as rgb: g * (x - mean) + g * mean = g * x
+                self.luma_gain = nn.Parameter(start.clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_size(x, self.size_multiple, "the ResNet generator")
@@ -110,7 +117,11 @@ class ResnetGenerator(nn.Module):
         if self.input_skip:
             x = torch.cat([x, image], 1)  # (N, ngf + in, H, W)
         if self.colour_gain is not None:
-            return torch.tanh(self.head(x) + F.softplus(self.colour_gain) * image)
+            if self.mode == "rgb":
+                return torch.tanh(self.head(x) + F.softplus(self.colour_gain) * image)
+            luma = image.mean(1, keepdim=True)
+            x = self.head(x) + F.softplus(self.colour_gain) * (image - luma)
+            return torch.tanh(x if self.luma_gain is None else x + self.luma_gain * luma)
         return self.head(x)  # (N, out, H, W) in [-1, 1]
 
 
@@ -316,7 +327,8 @@ def _build_generator(cfg: ModelConfig) -> nn.Module:
                   norm_before_tanh=cfg.norm_before_tanh)
     if cfg.generator == "resnet":
         return ResnetGenerator(n_blocks=cfg.n_blocks, block=cfg.block, upsample=cfg.upsample,
-                               input_skip=cfg.input_skip, colour_gain=cfg.colour_gain, **common)
+                               input_skip=cfg.input_skip, colour_gain=cfg.colour_gain,
+                               colour_gain_mode=cfg.colour_gain_mode, **common)
     if cfg.generator == "unet":
         return UnetGenerator(levels=cfg.unet_levels, upsample=cfg.upsample, **common)
     if cfg.generator == "unet_gia":
