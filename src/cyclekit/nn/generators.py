@@ -93,9 +93,11 @@ class ResnetGenerator(nn.Module):
         # every hue for its complement, which is what they do when they see absolute colour through
         # an unconstrained input skip. colour_gain_mode="chroma" passes x_c - mean_c(x) instead: the
         # hue and saturation of each pixel without its brightness, so a light backdrop that must turn
-        # dark (a drawing in light ink on black paper) is not pulled towards light.
+        # dark (a drawing in light ink on black paper) is not pulled towards light; "split" adds the
+        # brightness mean_c(x) back through a gain of its own, of either sign (light may turn dark).
         if colour_gain_mode not in CHOICES["colour_gain_mode"]:
-            raise ConfigError(f"colour_gain_mode {colour_gain_mode!r} is not one of {', '.join(CHOICES['colour_gain_mode'])}")
+            raise ConfigError(f"colour_gain_mode {colour_gain_mode!r} is not one of "
+                              f"{', '.join(CHOICES['colour_gain_mode'])}")
         self.mode = colour_gain_mode
         self.colour_gain = self.luma_gain = None
         if colour_gain > 0:
