@@ -246,18 +246,27 @@ def test_chroma_colour_gain_passes_hue_but_not_brightness():
 
 def test_split_colour_gain_starts_as_rgb_and_may_invert_brightness_only():
     """--colour-gain-mode split: g_c * (x_c - mean_c x) + h_c * mean_c x, with g_c >= 0 and h_c of
-    either sign. It starts as the rgb gain (h = g), and a negative h turns a brighter input into a
-    darker output (light paper into black paper) while a tint still passes with its own sign."""
+    either sign. h starts at --colour-gain-luma: equal to g it starts as the rgb gain, at 0 it starts
+    as the chroma gain; a negative h turns a brighter input into a darker output (light paper into
+    black paper) while a tint still passes with its own sign."""
     cfg = load_config(PRESET).model
     cfg.colour_gain = 0.5
     torch.manual_seed(0)
     rgb = CycleGANNets(cfg).G_AB.eval()
+    cfg.colour_gain_mode = "chroma"
+    torch.manual_seed(0)
+    chroma = CycleGANNets(cfg).G_AB.eval()
     cfg.colour_gain_mode = "split"
+    torch.manual_seed(0)
+    assert torch.equal(CycleGANNets(cfg).G_AB.luma_gain, torch.zeros(1, 3, 1, 1))  # default start 0
+    cfg.colour_gain_luma = 0.5
     torch.manual_seed(0)
     g = CycleGANNets(cfg).G_AB.eval()
     x = torch.rand(1, 3, 64, 64) * 0.5 - 0.5
     with torch.no_grad():
         torch.testing.assert_close(g(x), rgb(x), atol=1e-6, rtol=0)
+        g.luma_gain.zero_()
+        torch.testing.assert_close(g(x), chroma(x), atol=1e-6, rtol=0)
         g.luma_gain.fill_(-0.5)
         base, brighter = g(x), g(x + 0.3)
         tinted = g(x + torch.tensor([0.3, 0.0, 0.0]).view(1, 3, 1, 1))

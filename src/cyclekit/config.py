@@ -71,6 +71,7 @@ class ModelConfig:
     input_skip: bool = False  # the ResNet generator's last convolution also sees the input image (keeps its colours)
     colour_gain: float = 0.0  # ResNet: add g_c * input_c before the tanh, g_c >= 0 learned per channel, starting here (0 = off)
     colour_gain_mode: str = "rgb"  # what the gain passes: rgb (each channel) | chroma (x_c - mean_c x: hue without brightness) | split (chroma gain >= 0, brightness gain of either sign)
+    colour_gain_luma: float = 0.0  # split mode: where the brightness gain starts (either sign; = colour_gain starts as rgb)
     dropout: float = 0.0  # dropout in the generator's residual blocks / U-Net levels (0 = off, as the paper)
     discriminator: str = "patchgan"  # patchgan (70x70 with d_layers=3) | pixelgan (1x1)
     ndf: int = 64  # discriminator filters in the first layer
@@ -270,7 +271,8 @@ def set_field(cfg: Config, name: str, value: Any) -> None:
 MODEL_LIMITS: dict[str, tuple[float, float]] = {
     "in_channels": (1, 64), "out_channels": (1, 64), "ngf": (1, 1024), "ndf": (1, 1024),
     "n_blocks": (0, 64), "unet_levels": (1, 12), "d_layers": (0, 10), "d_scales": (1, 4), "image_size": (1, 16384),
-    "init_gain": (0.0, 10.0), "colour_gain": (0.0, 4.0), "face_margin": (0.0, 4.0),
+    "init_gain": (0.0, 10.0), "colour_gain": (0.0, 4.0),
+    "colour_gain_luma": (-4.0, 4.0), "face_margin": (0.0, 4.0),
 }
 
 

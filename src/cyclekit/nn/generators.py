@@ -55,7 +55,8 @@ class ResnetGenerator(nn.Module):
                  norm: str = "instance", norm_affine: bool = False, dropout: float = 0.0,
                  block: str = "add", upsample: str = "convtranspose",
                  norm_before_tanh: bool = False, input_skip: bool = False,
-                 colour_gain: float = 0.0, colour_gain_mode: str = "rgb") -> None:
+                 colour_gain: float = 0.0, colour_gain_mode: str = "rgb",
+                 colour_gain_luma: float = 0.0) -> None:
         super().__init__()
         if block not in CHOICES["block"]:
             raise ConfigError(f"block {block!r} is not one of add, concat")
@@ -94,7 +95,8 @@ class ResnetGenerator(nn.Module):
         # an unconstrained input skip. colour_gain_mode="chroma" passes x_c - mean_c(x) instead: the
         # hue and saturation of each pixel without its brightness, so a light backdrop that must turn
         # dark (a drawing in light ink on black paper) is not pulled towards light; "split" adds the
-        # brightness mean_c(x) back through a gain of its own, of either sign (light may turn dark).
+        # brightness mean_c(x) back through a gain of its own, of either sign (light may turn dark),
+        # that starts at colour_gain_luma (equal to colour_gain, the generator starts as rgb).
         if colour_gain_mode not in CHOICES["colour_gain_mode"]:
             raise ConfigError(f"colour_gain_mode {colour_gain_mode!r} is not one of "
                               f"{', '.join(CHOICES['colour_gain_mode'])}")
@@ -104,8 +106,8 @@ class ResnetGenerator(nn.Module):
             self.head.act = nn.Identity()
             start = torch.full((1, out_channels, 1, 1), float(colour_gain))
             self.colour_gain = nn.Parameter(start + torch.log(-torch.expm1(-start)))  # softplus^-1
-            if colour_gain_mode == "split":  # starts as rgb: g * (x - mean) + g * mean = g * x
-                self.luma_gain = nn.Parameter(start.clone())
+            if colour_gain_mode == "split":
+                self.luma_gain = nn.Parameter(torch.full_like(start, float(colour_gain_luma)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_size(x, self.size_multiple, "the ResNet generator")
@@ -330,7 +332,8 @@ def _build_generator(cfg: ModelConfig) -> nn.Module:
     if cfg.generator == "resnet":
         return ResnetGenerator(n_blocks=cfg.n_blocks, block=cfg.block, upsample=cfg.upsample,
                                input_skip=cfg.input_skip, colour_gain=cfg.colour_gain,
-                               colour_gain_mode=cfg.colour_gain_mode, **common)
+                               colour_gain_mode=cfg.colour_gain_mode,
+                               colour_gain_luma=cfg.colour_gain_luma, **common)
     if cfg.generator == "unet":
         return UnetGenerator(levels=cfg.unet_levels, upsample=cfg.upsample, **common)
     if cfg.generator == "unet_gia":
