@@ -105,8 +105,9 @@ def test_builtin_model_is_the_swap_default(tmp_path, capsys):
 
     assert load_release_config(model).model.image_size >= 128  # the floor for the built-in crops
     assert main(["swap", str(FIXTURE / "004_03.jpg"), "--out", str(tmp_path)]) == 0
-    assert "swapped faces in 1 of 1 file(s)" in capsys.readouterr().out
+    assert "swapped faces in 1 of 1 file(s) (AtoB (male -> female)," in capsys.readouterr().out
     # the release's recommended strengths (README model card) are what swap uses by default
     assert main(["swap", str(FIXTURE / "004_03.jpg"), "--out", str(tmp_path / "f"), "--direction", "BtoA"]) == 0
-    assert "strength 0.8)" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "(BtoA (female -> male)," in text and "strength 0.8)" in text
     assert (tmp_path / "004_03.png").is_file()

@@ -110,6 +110,11 @@ def run(args: argparse.Namespace) -> int:
     done = sum(r.swapped > 0 for r in records)
     unreadable = sum(not r.readable for r in records)
     failed = f"; {unreadable} unreadable file(s) skipped, exit status 1" if unreadable else ""
-    print(f"swapped faces in {done} of {len(records)} file(s) ({args.direction}, margin {params.margin:g}, "
+    label = args.direction
+    if args.model != "identity":
+        from cyclekit.release import direction_label
+
+        label = direction_label(args.model, args.direction)
+    print(f"swapped faces in {done} of {len(records)} file(s) ({label}, margin {params.margin:g}, "
           f"{params.size} px crops, strength {strength:g}) into {args.out}{failed}")
     return 1 if unreadable else 0  # a script sees that an input was lost; a photo without a face is not an error
