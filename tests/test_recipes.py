@@ -21,6 +21,13 @@ ROOT = Path(__file__).resolve().parent.parent
 PRESET = ROOT / "src" / "cyclekit" / "presets" / "fast.json"
 
 
+def _plain_model():
+    """The `fast` preset's networks without its colour gain and spectral norm (each test adds one)."""
+    cfg = load_config(PRESET).model
+    cfg.colour_gain, cfg.colour_gain_mode, cfg.colour_gain_luma, cfg.d_spectral_norm = 0.0, "rgb", 0.0, False
+    return cfg
+
+
 def _nets(size: int = 32) -> CycleGANNets:
     torch.manual_seed(0)
     cfg = load_config(PRESET).model
@@ -201,7 +208,7 @@ def test_colour_gain_passes_each_channel_through_a_non_negative_gain():
     """--colour-gain g: out = tanh(head + g_c * input_c), g_c = softplus(.) starting at g. The path
     sees absolute colour (instance norm hides it from the rest) but cannot invert or mix channels:
     raising one input channel uniformly never lowers that channel of the output through it."""
-    cfg = load_config(PRESET).model
+    cfg = _plain_model()
     cfg.colour_gain = 0.5
     torch.manual_seed(0)
     g = CycleGANNets(cfg).G_AB.eval()
@@ -226,7 +233,7 @@ def test_chroma_colour_gain_passes_hue_but_not_brightness():
     """--colour-gain-mode chroma: the gain sees x_c - mean_c(x). The generator stays blind to a
     uniform change of brightness (light paper may turn into black paper) but still sees a tint:
     raising red raises red through the path and lowers green and blue by half as much."""
-    cfg = load_config(PRESET).model
+    cfg = _plain_model()
     cfg.colour_gain, cfg.colour_gain_mode = 1.0, "chroma"
     torch.manual_seed(0)
     g = CycleGANNets(cfg).G_AB.eval()
@@ -249,7 +256,7 @@ def test_split_colour_gain_starts_as_rgb_and_may_invert_brightness_only():
     either sign. h starts at --colour-gain-luma: equal to g it starts as the rgb gain, at 0 it starts
     as the chroma gain; a negative h turns a brighter input into a darker output (light paper into
     black paper) while a tint still passes with its own sign."""
-    cfg = load_config(PRESET).model
+    cfg = _plain_model()
     cfg.colour_gain = 0.5
     torch.manual_seed(0)
     rgb = CycleGANNets(cfg).G_AB.eval()
@@ -280,7 +287,7 @@ def test_input_skip_and_layer_norm_let_the_resnet_see_absolute_colour():
     (reflection padding keeps it uniform), so the paper's ResNet gives the same output for a grey
     and a tinted copy of an image; with --input-skip the output layer sees the tint, and with
     --norm layer (one mean over all channels) the tint survives as a difference between channels."""
-    cfg = load_config(PRESET).model
+    cfg = _plain_model()
     x = torch.rand(1, 3, 64, 64) * 0.5 - 0.5
     tint = torch.tensor([0.3, -0.2, 0.1]).view(1, 3, 1, 1)
     outs = {}
@@ -333,7 +340,7 @@ def test_d_spectral_norm_bounds_every_discriminator_convolution():
     the power iteration has run, whatever the initialisation wrote into the stored weight."""
     from cyclekit.nn import init_weights
 
-    cfg = load_config(PRESET).model
+    cfg = _plain_model()
     cfg.d_spectral_norm = True
     torch.manual_seed(0)
     D = CycleGANNets(cfg).D_B
@@ -347,5 +354,5 @@ def test_d_spectral_norm_bounds_every_discriminator_convolution():
         assert stored.std().item() == pytest.approx(0.5, rel=0.2)
         sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2).item()
         assert sigma == pytest.approx(1.0, abs=0.05)
-    plain = CycleGANNets(load_config(PRESET).model).D_B
+    plain = CycleGANNets(_plain_model()).D_B
     assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in plain.modules())

@@ -154,12 +154,14 @@ def test_resume_applies_a_changed_schedule_and_averages_from_the_loaded_weights(
         assert torch.equal(a, b)
 
 
-@pytest.mark.parametrize("option", [{"diff_augment": "translation_cutout"}, {"d_spectral_norm": True}],
-                         ids=["diff_augment", "d_spectral_norm"])
-def test_discriminator_options_change_training_and_resume_exactly(tiny_world, tmp_path, option):
+@pytest.mark.parametrize("option", [{"diff_augment": "translation_cutout"}, {"d_spectral_norm": True},
+                                    {"colour_gain": 0.3, "colour_gain_mode": "split", "colour_gain_luma": 0.1}],
+                         ids=["diff_augment", "d_spectral_norm", "split_colour_gain"])
+def test_recipe_options_change_training_and_resume_exactly(tiny_world, tmp_path, option):
     """--diff-augment draws its shifts from the checkpointed RNG, --d-spectral-norm keeps its
-    power-iteration vectors in the checkpoint: 2 + 2 resumed steps give the same weights as 4 in
-    one go, and not the weights of the same run without the option."""
+    power-iteration vectors in the checkpoint, and the `fast` preset's split colour gain (a
+    generator option) keeps its gains in the nets and their Adam moments: 2 + 2 resumed steps give
+    the same weights as 4 in one go, and not the weights of the same run without the option."""
     import torch
 
     from conftest import assert_same
@@ -172,4 +174,4 @@ def test_discriminator_options_change_training_and_resume_exactly(tiny_world, tm
     one, plain = (load_training_state(tmp_path / n / STATE_FILE)["nets"] for n in ("one", "plain"))
     assert_same(one, load_training_state(two / STATE_FILE)["nets"])
     g_one, g_plain = one["G_AB"], plain["G_AB"]
-    assert any(not torch.equal(g_one[k], g_plain[k]) for k in g_one)  # the generator learned otherwise
+    assert any(not torch.equal(g_one[k], g_plain[k]) for k in g_plain)  # the generator learned otherwise
