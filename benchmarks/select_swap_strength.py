@@ -22,17 +22,19 @@ sys.path.insert(0, str(ROOT / "src"))
 
 def main() -> None:
     from cyclekit.faces.detectors import make_detector
-    from cyclekit.faces.evaluate_swap import builtin_model, detect_faces, evaluate_swaps, london_photos, \
+    from cyclekit.faces.evaluate_swap import builtin_model, detect_faces, london_photos, \
         sample_people, split_by_person
     from cyclekit.faces.identity import FaceEmbedder
     from cyclekit.faces.judge import GenderJudge
+    from cyclekit.faces.strength import STRENGTHS, choose_strength, describe_choice, strength_table
     from cyclekit.infer.translator import load_translator
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="", help="a run folder or release (default: the built-in model)")
     ap.add_argument("--london", default=str(ROOT / "datasets" / "london"))
     ap.add_argument("--people", type=int, default=40)
-    ap.add_argument("--strength", default="0.8,1,1.2", help="comma-separated strengths")
+    ap.add_argument("--strength", default="", help="comma-separated strengths (default: the quickstart's, "
+                    + ",".join(f"{s:g}" for s in STRENGTHS) + ")")
     ap.add_argument("--out", default="", help="also write the table as JSON here")
     args = ap.parse_args()
     model = Path(args.model) if args.model else builtin_model()
@@ -41,18 +43,18 @@ def main() -> None:
     faces = detect_faces(photos, make_detector("haar"))
     judge, embedder = GenderJudge(), FaceEmbedder()
     trs = {"male": load_translator(model, "AtoB", device="cpu"), "female": load_translator(model, "BtoA", device="cpu")}
-    print(f"{model}: {len(photos)} photos of {len({p.person for p in photos})} training people "
+    people = {p.person for p in photos}
+    print(f"{model}: {len(photos)} photos of {len(people)} training people "
           "(none of the held-out 16)\n")
+    rows = strength_table(photos, faces, trs, [float(v) for v in args.strength.split(",")] if args.strength else STRENGTHS, judge=judge,
+                          embedder=embedder)
     print("| strength | direction | swap success | same person | PSNR in face |")
     print("|---:|---|---:|---:|---:|")
-    rows = []
-    for s in (float(v) for v in args.strength.split(",")):
-        d = evaluate_swaps(photos, faces, trs, judge=judge, embedder=embedder, strength=s)["directions"]
-        for direction, r in d.items():
-            rows.append({"strength": s, "direction": direction, **{k: r.get(k) for k in
-                         ("swap_success", "same_person_rate", "psnr_face")}})
-            print(f"| {s:g} | {direction} | {100 * r['swap_success']:.0f}% | {100 * r['same_person_rate']:.0f}% "
-                  f"| {r['psnr_face']:.2f} dB |", flush=True)
+    for r in rows:
+        print(f"| {r['strength']:g} | {r['direction']} | {100 * r['swap_success']:.0f}% "
+              f"| {100 * r['same_person_rate']:.0f}% | {r['psnr_face']:.2f} dB |")
+    chosen = choose_strength(rows)
+    print(f"\nchosen (cyclekit.faces.strength.choose_strength): {chosen}\n{describe_choice(rows, chosen, len(people))}")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
 

@@ -79,6 +79,15 @@ def test_quickstart_faces_end_to_end(tmp_path, capsys):
     from cyclekit.release import release_domains
 
     assert release_domains(out / "run" / "model") == ("male", "female")
+    # the paste strength was chosen on training people and recorded where `cyclekit swap` reads it
+    from cyclekit.faces.strength import STRENGTHS
+    from cyclekit.release import release_info
+
+    info = release_info(out / "run" / "model")
+    assert set(info["swap_strength"]) == {"AtoB", "BtoA"} and set(info["swap_strength"].values()) <= set(STRENGTHS)
+    assert info["swap_strength"] == report["swap_strength"] and "training people" in info["swap_strength_chosen"]
+    assert len(report["strength_choice"]["rows"]) == 2 * len(STRENGTHS)
+    assert "paste strength, chosen on" in printed
 
 
 def test_shared_flags_keep_faces_defaults_unless_given():
@@ -88,7 +97,7 @@ def test_shared_flags_keep_faces_defaults_unless_given():
     parser = argparse.ArgumentParser()
     quickstart.register(parser.add_subparsers())
     opts = options_from_args(parser.parse_args(["quickstart", "--faces"]))
-    assert (opts.out, opts.size, opts.steps, opts.max_minutes) == (DEFAULT_OUT, 64, 4000, 15.0)
+    assert (opts.out, opts.size, opts.steps, opts.max_minutes) == (DEFAULT_OUT, 64, 0, 15.0)
     opts = options_from_args(parser.parse_args(["quickstart", "--faces", "--size", "96", "--max-minutes", "3"]))
     assert (opts.size, opts.max_minutes) == (96, 3.0)
 

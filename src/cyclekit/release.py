@@ -67,6 +67,18 @@ def release_info(path: Union[str, Path]) -> dict[str, Any]:
     return dict(info) if isinstance(info, dict) else {}
 
 
+def update_release_info(path: Union[str, Path], **fields: Any) -> Path:
+    """Add or replace ``fields`` in a release's ``cyclekit`` metadata block (e.g. the paste
+    strength a face model recommends, chosen after training). Only ``config.json`` is rewritten,
+    atomically; the weights are untouched. Returns the release folder."""
+    release = resolve_release(path)
+    doc = _read_doc(release)
+    info = doc.get("cyclekit") if isinstance(doc.get("cyclekit"), dict) else {}
+    doc["cyclekit"] = {**info, **fields}
+    atomic_write_text(release / CONFIG_FILE, json.dumps(doc, indent=2) + "\n")
+    return release
+
+
 def release_domains(path: Union[str, Path]) -> tuple[str, str]:
     """The names of domain A and B recorded at training time (``("A", "B")`` when unnamed)."""
     names = release_info(path).get("domains")

@@ -1,0 +1,74 @@
+"""Choose a gender-swap model's paste strength on *training* people, never on the held-out ones.
+
+``cyclekit swap --strength s`` pastes ``s`` times the model's change (see
+:func:`cyclekit.faces.pipeline.swap_image`). A model whose colour gain keeps much of its input
+(the ``fast`` recipe) swaps gently at 1; a stronger paste flips more faces for the judge but,
+pushed too far, the person is no longer recognisable. :func:`strength_table` measures both at a
+few strengths on photos of people the model was trained on; :func:`choose_strength` picks, per
+direction, the gentlest strength that flips most of them while the person stays recognisable.
+The choice is written into the release (``swap_strength``), where ``cyclekit swap`` reads it.
+
+This is the faces layer: it uses inference, never training.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from cyclekit.faces.evaluate_swap import Photo, evaluate_swaps
+from cyclekit.faces.params import FaceParams
+
+STRENGTHS = (1.0, 1.15, 1.3, 1.45, 1.6)  # candidates: the model's own swap and up to 1.6x its change
+TARGET_SUCCESS = 0.9  # share of training photos the judge must see swapped
+MIN_SAME_PERSON = 0.75  # share still recognised as the same person (when face embeddings are available)
+# evaluate_swaps' direction names -> the release's generator directions (domain A male, B female)
+DIRECTIONS = {"male->female": "AtoB", "female->male": "BtoA"}
+
+
+def strength_table(photos: Sequence[Photo], faces: dict, translators: dict, strengths: Sequence[float] = STRENGTHS,
+                   *, judge=None, embedder=None, params: Optional[FaceParams] = None) -> list[dict]:
+    """Swap ``photos`` both ways at each strength; one row per (strength, direction) with the
+    judge's swap success, the same-person rate (None without ``embedder``) and PSNR in the face."""
+    rows = []
+    for s in strengths:
+        res = evaluate_swaps(photos, faces, translators, judge=judge, embedder=embedder, params=params, strength=s)
+        for name, d in res["directions"].items():
+            rows.append({"strength": float(s), "direction": name, "photos": d["photos"],
+                         "swap_success": d["swap_success"], "same_person_rate": d.get("same_person_rate"),
+                         "psnr_face": d["psnr_face"]})
+    return rows
+
+
+def choose_strength(rows: Sequence[dict], target: float = TARGET_SUCCESS,
+                    min_same: float = MIN_SAME_PERSON) -> dict[str, float]:
+    """``{"AtoB": s, "BtoA": s}`` from :func:`strength_table` rows.
+
+    Per direction, among the strengths that keep the person (same-person rate at least
+    ``min_same``; every strength when it was not measured): the gentlest whose swap success
+    reaches ``target``, else the most successful (the gentler on a tie). When no strength keeps
+    the person, the gentlest measured. A direction without measured photos is left out.
+    """
+    chosen = {}
+    for name, direction in DIRECTIONS.items():
+        rs = sorted((r for r in rows if r["direction"] == name and r.get("swap_success") is not None),
+                    key=lambda r: r["strength"])
+        if not rs:
+            continue
+        kept = [r for r in rs if r.get("same_person_rate") is None or r["same_person_rate"] >= min_same] or rs[:1]
+        good = [r for r in kept if r["swap_success"] >= target]
+        best = good[0] if good else max(kept, key=lambda r: (r["swap_success"], -r["strength"]))
+        chosen[direction] = best["strength"]
+    return chosen
+
+
+def describe_choice(rows: Sequence[dict], chosen: dict[str, float], people: int) -> str:
+    """One sentence for the release's ``swap_strength_chosen``: how and on whom it was chosen."""
+    parts = []
+    for name, direction in DIRECTIONS.items():
+        if direction not in chosen:
+            continue
+        r = next(r for r in rows if r["direction"] == name and r["strength"] == chosen[direction])
+        same = "" if r["same_person_rate"] is None else f", same person {r['same_person_rate']:.0%}"
+        parts.append(f"{name} {chosen[direction]:g} (swap success {r['swap_success']:.0%}{same})")
+    tried = ", ".join(f"{s:g}" for s in sorted({r["strength"] for r in rows}))
+    return (f"on {people} training people, none held out (cyclekit.faces.strength): the gentlest of {tried} whose "
+            f"swap success reached {TARGET_SUCCESS:.0%} with the person kept: " + "; ".join(parts))
