@@ -7,7 +7,9 @@ split) both ways at each strength and prints the judge's swap success and dlib's
 so the recommended strength can be set from people who are not in the model card's figures
 (``bench_faces_model.py``, the held-out people).
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/select_swap_strength.py --strength 0.7,0.8,0.9,1,1.1,1.2
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/select_swap_strength.py --model RUN [--strength 1,1.3] [--write]
+
+``--write`` records the choice (:func:`cyclekit.faces.strength.choose_strength`) in the release.
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ def main() -> None:
     ap.add_argument("--strength", default="", help="comma-separated strengths (default: the quickstart's, "
                     + ",".join(f"{s:g}" for s in STRENGTHS) + ")")
     ap.add_argument("--out", default="", help="also write the table as JSON here")
+    ap.add_argument("--write", action="store_true", help="record the chosen strengths in the model's release "
+                    "(swap_strength, which cyclekit swap uses by default)")
     args = ap.parse_args()
     model = Path(args.model) if args.model else builtin_model()
     train, _ = split_by_person(london_photos(args.london), 16, 0)
@@ -55,6 +59,12 @@ def main() -> None:
               f"| {100 * r['same_person_rate']:.0f}% | {r['psnr_face']:.2f} dB |")
     chosen = choose_strength(rows)
     print(f"\nchosen (cyclekit.faces.strength.choose_strength): {chosen}\n{describe_choice(rows, chosen, len(people))}")
+    if args.write:
+        from cyclekit.release import update_release_info
+
+        where = update_release_info(model, swap_strength=chosen,
+                                    swap_strength_chosen=describe_choice(rows, chosen, len(people)))
+        print(f"recorded in {where}/config.json")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))
 
