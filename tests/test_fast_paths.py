@@ -287,3 +287,37 @@ def test_interleaved_timing_pairs_every_variant_with_a_baseline():
     assert len(times["a"]) == 3 and len(paired["a"]) == 3 and len(times["official"]) == 6
     s = ratio_stats([2.0, 2.0, 4.0], [1.0, 2.0, 1.0])
     assert s == {"median": 2.0, "min": 1.0, "max": 4.0}
+
+
+def test_default_threads_warn_when_other_jobs_keep_cores_busy(monkeypatch, caplog):
+    """torch's default (one thread per core) stalls when another process holds a core: say so,
+    with the --threads to pass; an explicit --threads, an idle machine or one thread say nothing."""
+    import logging
+    import os
+
+    import torch
+
+    from cyclekit import runtime
+
+    assert 0 <= runtime.busy_cores(0.05) <= (os.cpu_count() or 1)
+    before = torch.get_num_threads()
+    monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(runtime.torch, "get_num_threads", lambda: 2)
+    try:
+        with caplog.at_level(logging.WARNING, logger="cyclekit.runtime"):
+            monkeypatch.setattr(runtime, "busy_cores", lambda window=0.2: 1)
+            runtime.set_threads(0)
+            assert "pass --threads 1" in caplog.text
+            caplog.clear()
+            monkeypatch.setattr(runtime, "busy_cores", lambda window=0.2: 0)
+            runtime.set_threads(0)
+            assert caplog.text == ""
+            monkeypatch.setattr(runtime, "busy_cores", lambda window=0.2: 1)
+            runtime.set_threads(1)
+            assert caplog.text == ""
+            monkeypatch.setattr(runtime.torch, "get_num_threads", lambda: 1)
+            runtime.set_threads(0)
+            assert caplog.text == ""
+    finally:
+        monkeypatch.undo()
+        torch.set_num_threads(before)

@@ -49,9 +49,43 @@ def pick_device(name: str) -> torch.device:
 
 
 def set_threads(threads: int) -> None:
-    """Use ``threads`` CPU threads for torch (0 = leave PyTorch's default: one per core)."""
+    """Use ``threads`` CPU threads for torch (0 = leave PyTorch's default: one per core).
+
+    With the default, warns when other jobs already keep cores busy: torch's OpenMP threads
+    spin-wait for each other, and one that shares its core with another process stalls them all
+    (BENCHMARKS.md, "Timings behind code choices": 2 threads on 2 cores, one of them busy,
+    trained 6x slower than 1 thread)."""
     if threads > 0:
         torch.set_num_threads(threads)
+        return
+    busy = busy_cores()
+    n = torch.get_num_threads()
+    if busy >= 1 and n > 1 and n + busy > (os.cpu_count() or n):
+        log.warning("about %d of %d CPU cores are busy with other jobs; torch's %d threads would "
+                    "wait on each other there: pass --threads %d for a much faster run", busy, os.cpu_count() or n,
+                    n, max(1, (os.cpu_count() or n) - busy))
+
+
+def busy_cores(window: float = 0.2) -> int:
+    """Cores other processes keep busy right now: the non-idle share of all cores over ``window``
+    seconds from ``/proc/stat``, rounded (0 where there is no ``/proc/stat``). Sampled while this
+    process is idle, so it counts only the others."""
+    import time
+
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        return sum(fields), fields[3] + (fields[4] if len(fields) > 4 else 0)  # total, idle + iowait
+
+    try:
+        t0, i0 = sample()
+        time.sleep(window)
+        t1, i1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0
+    if t1 <= t0:
+        return 0
+    return int(round((1.0 - (i1 - i0) / (t1 - t0)) * (os.cpu_count() or 1)))
 
 
 # ---------------------------------------------------------------------- precision
