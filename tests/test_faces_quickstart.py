@@ -118,5 +118,11 @@ def test_builtin_model_is_the_swap_default(tmp_path, capsys):
     # the release's recommended strengths (README model card) are what swap uses by default
     assert main(["swap", str(FIXTURE / "004_03.jpg"), "--out", str(tmp_path / "f"), "--direction", "BtoA"]) == 0
     text = capsys.readouterr().out
-    assert "(BtoA (female -> male)," in text and "strength 0.8)" in text
+    from cyclekit.release import release_info
+
+    recommended = release_info(model)["swap_strength"]["BtoA"]
+    assert "(BtoA (female -> male)," in text and f"strength {recommended:g})" in text
+    assert main(["swap", str(FIXTURE / "004_03.jpg"), "--out", str(tmp_path / "g"), "--direction", "BtoA",
+                 "--strength", "0.7"]) == 0
+    assert "strength 0.7)" in capsys.readouterr().out
     assert (tmp_path / "004_03.png").is_file()
