@@ -50,8 +50,8 @@ def main() -> None:
     people = {p.person for p in photos}
     print(f"{model}: {len(photos)} photos of {len(people)} training people "
           "(none of the held-out 16)\n")
-    rows = strength_table(photos, faces, trs, [float(v) for v in args.strength.split(",")] if args.strength else STRENGTHS, judge=judge,
-                          embedder=embedder)
+    strengths = [float(v) for v in args.strength.split(",")] if args.strength else STRENGTHS
+    rows = strength_table(photos, faces, trs, strengths, judge=judge, embedder=embedder)
     print("| strength | direction | swap success | same person | PSNR in face |")
     print("|---:|---|---:|---:|---:|")
     for r in rows:

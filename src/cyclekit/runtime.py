@@ -54,7 +54,7 @@ def set_threads(threads: int) -> None:
     With the default, warns when other jobs already keep cores busy: torch's OpenMP threads
     spin-wait for each other, and one that shares its core with another process stalls them all
     (BENCHMARKS.md, "Timings behind code choices": 2 threads on 2 cores, one of them busy,
-    trained 6x slower than 1 thread)."""
+    trained 5x to 18x slower than 1 thread)."""
     if threads > 0:
         torch.set_num_threads(threads)
         return
