@@ -26,6 +26,7 @@ def main() -> None:
     from cyclekit.faces.detectors import make_detector
     from cyclekit.faces.evaluate_swap import builtin_model, detect_faces, london_photos, \
         sample_people, split_by_person
+    from cyclekit.errors import UserError
     from cyclekit.faces.identity import FaceEmbedder
     from cyclekit.faces.judge import GenderJudge
     from cyclekit.faces.strength import STRENGTHS, choose_strength, describe_choice, strength_table
@@ -45,7 +46,12 @@ def main() -> None:
     train, _ = split_by_person(london_photos(args.london), 16, 0)
     photos = sample_people(train, args.people, "select-strength")
     faces = detect_faces(photos, make_detector("haar"))
-    judge, embedder = GenderJudge(), FaceEmbedder()
+    try:
+        embedder = FaceEmbedder()
+    except (ImportError, OSError, RuntimeError, UserError) as exc:  # the identity extra is optional
+        print(f"no face embeddings ({exc}): the choice uses swap success alone")
+        embedder = None
+    judge = GenderJudge()
     trs = {"male": load_translator(model, "AtoB", device="cpu"), "female": load_translator(model, "BtoA", device="cpu")}
     people = {p.person for p in photos}
     print(f"{model}: {len(photos)} photos of {len(people)} training people "
@@ -55,8 +61,9 @@ def main() -> None:
     print("| strength | direction | swap success | same person | PSNR in face |")
     print("|---:|---|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['strength']:g} | {r['direction']} | {100 * r['swap_success']:.0f}% "
-              f"| {100 * r['same_person_rate']:.0f}% | {r['psnr_face']:.2f} dB |")
+        pct = {k: "n/a" if r[k] is None else f"{100 * r[k]:.0f}%" for k in ("swap_success", "same_person_rate")}
+        psnr = "n/a" if r["psnr_face"] is None else f"{r['psnr_face']:.2f} dB"
+        print(f"| {r['strength']:g} | {r['direction']} | {pct['swap_success']} | {pct['same_person_rate']} | {psnr} |")
     chosen = choose_strength(rows)
     print(f"\nchosen (cyclekit.faces.strength.choose_strength): {chosen}\n{describe_choice(rows, chosen, len(people))}")
     if args.write:

@@ -315,6 +315,10 @@ def test_default_threads_warn_when_other_jobs_keep_cores_busy(monkeypatch, caplo
             monkeypatch.setattr(runtime, "busy_cores", lambda window=0.2: 1)
             runtime.set_threads(1)
             assert caplog.text == ""
+            monkeypatch.setattr(runtime.os, "cpu_count", lambda: 4)  # a spare core for each thread
+            runtime.set_threads(0)
+            assert caplog.text == ""
+            monkeypatch.setattr(runtime.os, "cpu_count", lambda: 2)
             monkeypatch.setattr(runtime.torch, "get_num_threads", lambda: 1)
             runtime.set_threads(0)
             assert caplog.text == ""

@@ -41,7 +41,12 @@ def test_describe_choice_names_the_people_and_the_figures():
     rows = _rows("male->female", [(1.0, 0.6, None), (1.3, 0.95, None)]) + _rows("female->male", [(1.0, 1.0, 0.9)])
     text = describe_choice(rows, choose_strength(rows), people=40)
     assert "40 training people" in text and "male->female 1.3 (swap success 95%)" in text
-    assert "female->male 1 (swap success 100%, same person 90%)" in text
+    assert "female->male 1 (swap success 100%, same person 90%)" in text and "fallback" not in text
+    # a fallback says so, and a direction without judged photos is named, not reported as 1
+    weak = _rows("male->female", [(1.0, 0.5, 1.0), (1.3, 0.7, 0.9)])
+    text = describe_choice(weak, choose_strength(weak), people=4)
+    assert "male->female 1.3 (swap success 70%, same person 90%, fallback: none reached" in text
+    assert "female->male not chosen" in text
 
 
 def test_update_release_info_adds_fields_keeps_the_rest_and_swap_reads_it(tmp_path):

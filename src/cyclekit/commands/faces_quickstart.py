@@ -162,10 +162,13 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
     chooser = sample_people(train, opts.select_people, "select-strength")
     n_choose = len({p.person for p in chooser})
     log_fn(f"[3/5] choosing the paste strength on {n_choose} training people ({len(chooser)} photos)")
+    if n_choose < 10:
+        log.warning("the paste strength is chosen on only %d training people: the choice is rough (hold out fewer "
+                    "people with --held-out)", n_choose)
     table = strength_table(chooser, faces, translators(), judge=judge, embedder=embedder, params=params)
     chosen = choose_strength(table)
     update_release_info(run_dir, swap_strength=chosen, swap_strength_chosen=describe_choice(table, chosen, n_choose))
-    log_fn(f"      strength {chosen.get('AtoB', 1):g} male->female, {chosen.get('BtoA', 1):g} female->male "
+    log_fn(f"      strength {_strength(chosen, 'AtoB')} male->female, {_strength(chosen, 'BtoA')} female->male "
            "(recorded in the release; cyclekit swap --strength overrides it)")
     log_fn(f"[4/5] swapping the {len(test)} held-out photos both ways and judging them")
     trs, modes = translators(), {}
@@ -187,6 +190,10 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
     return report
 
 
+def _strength(chosen: dict, direction: str) -> str:
+    return f"{chosen[direction]:g}" if direction in chosen else "1 (not chosen: no judged photos)"
+
+
 def _pct(v: Optional[float]) -> str:
     return "  n/a" if v is None else f"{v:5.0%}"
 
@@ -195,10 +202,10 @@ def format_faces_report(report: dict) -> str:
     lines = [f"gender-swap quickstart: {report['size']} px, {report['steps']} steps, trained in "
              f"{report['train_minutes']} min ({report['minutes']} min in all, {report['threads']} thread(s)); "
              f"{len(report['held_out_people'])} held-out people, none seen in training"]
-    if report.get("swap_strength"):
+    if "swap_strength" in report:
         st = report["swap_strength"]
         lines.append(f"paste strength, chosen on {report['strength_choice']['people']} training people: "
-                     f"male->female {st.get('AtoB', 1):g}, female->male {st.get('BtoA', 1):g}")
+                     f"male->female {_strength(st, 'AtoB')}, female->male {_strength(st, 'BtoA')}")
     lines.append(f"{'direction':<16}{'mode':<14}{'photos':>7}{'swap ok':>9}{'do-nothing':>12}{'judge acc':>11}"
                  f"{'PSNR dB':>9}{'SSIM':>7}{'same person':>13}{'rim change':>12}")
     for mode, res in report["modes"].items():

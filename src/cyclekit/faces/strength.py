@@ -7,6 +7,8 @@ pushed too far, the person is no longer recognisable. :func:`strength_table` mea
 few strengths on photos of people the model was trained on; :func:`choose_strength` picks, per
 direction, the gentlest strength that flips most of them while the person stays recognisable.
 The choice is written into the release (``swap_strength``), where ``cyclekit swap`` reads it.
+It belongs to those weights: training on (``--resume``) writes a new release without it, so
+choose again (``benchmarks/select_swap_strength.py --model RUN --write``).
 
 This is the faces layer: it uses inference, never training.
 """
@@ -60,15 +62,22 @@ def choose_strength(rows: Sequence[dict], target: float = TARGET_SUCCESS,
     return chosen
 
 
-def describe_choice(rows: Sequence[dict], chosen: dict[str, float], people: int) -> str:
-    """One sentence for the release's ``swap_strength_chosen``: how and on whom it was chosen."""
+def describe_choice(rows: Sequence[dict], chosen: dict[str, float], people: int, target: float = TARGET_SUCCESS,
+                    min_same: float = MIN_SAME_PERSON) -> str:
+    """One sentence for the release's ``swap_strength_chosen``: how and on whom it was chosen,
+    and per direction whether the rule was met or :func:`choose_strength` fell back."""
     parts = []
     for name, direction in DIRECTIONS.items():
         if direction not in chosen:
+            parts.append(f"{name} not chosen (no judged photos)")
             continue
         r = next(r for r in rows if r["direction"] == name and r["strength"] == chosen[direction])
+        kept = r["same_person_rate"] is None or r["same_person_rate"] >= min_same
+        how = ("" if r["swap_success"] >= target and kept else
+               ", fallback: no strength kept the person" if not kept else
+               ", fallback: none reached the target, the most successful")
         same = "" if r["same_person_rate"] is None else f", same person {r['same_person_rate']:.0%}"
-        parts.append(f"{name} {chosen[direction]:g} (swap success {r['swap_success']:.0%}{same})")
+        parts.append(f"{name} {chosen[direction]:g} (swap success {r['swap_success']:.0%}{same}{how})")
     tried = ", ".join(f"{s:g}" for s in sorted({r["strength"] for r in rows}))
     return (f"on {people} training people, none held out (cyclekit.faces.strength): the gentlest of {tried} whose "
-            f"swap success reached {TARGET_SUCCESS:.0%} with the person kept: " + "; ".join(parts))
+            f"swap success reached {target:.0%} with {min_same:.0%} still recognised: " + "; ".join(parts))
