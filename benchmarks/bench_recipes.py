@@ -92,6 +92,7 @@ class StepRecipe:
         from cyclekit.nn import init_weights
         from cyclekit.nn.cyclegan import CycleGANNets
         from cyclekit.train.ema import GeneratorEMA
+        from cyclekit.train.nce import attach_nce
         from cyclekit.train.optim import make_optimizers
         from cyclekit.train.pool import ImagePool
         from cyclekit.train.step import StepState
@@ -102,8 +103,9 @@ class StepRecipe:
         for net in nets.children():
             init_weights(net, cfg.model.init, cfg.model.init_gain)
         opt_G, opt_D = make_optimizers(nets, t, torch.device("cpu"))  # the trainer's (fused) Adams
+        nce = attach_nce(cfg, opt_G, torch.device("cpu"))
         self.state = StepState(nets, opt_G, opt_D, ImagePool(t.pool_size, seed), ImagePool(t.pool_size, seed + 1),
-                               GANLoss(t.gan_loss))
+                               GANLoss(t.gan_loss), nce=nce)
         self.base_lr = [t.lr, t.lr_d or t.lr]
         self.ema = GeneratorEMA(nets, t.ema_decay) if t.ema_decay > 0 else None
 

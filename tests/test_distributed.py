@@ -118,6 +118,7 @@ WORKER = textwrap.dedent(
     obj = trainer.objective
     torch.save({"nets": obj.nets.state_dict(), "opt_G": obj.opt_G.state_dict(),
                 "opt_D": obj.opt_D.state_dict(), "mine": trainer.rank_state(),
+                "nce": obj.nce.state_dict() if obj.nce is not None else None,
                 "global_step": trainer.global_step, "epoch": trainer.epoch,
                 "samples_in_epoch": trainer.samples_in_epoch}, os.path.join(spec["out"], f"rank{rank}.pt"))
     result.update(writes=writes, all_reduce=per_step)
@@ -220,6 +221,18 @@ def test_the_fast_recipes_model_options_train_identically_on_two_ranks(tiny_worl
     for key in ("nets", "opt_G", "opt_D"):
         assert_same(r0[key], r1[key], key)
     assert r0["global_step"] == 2 and any("luma_gain" in k for k in r0["nets"])
+
+
+def test_patch_nce_heads_train_identically_on_two_ranks(tiny_world, tmp_path):
+    """--lambda-nce: the heads start from rank 0's weights and are all-reduced with the generators
+    (each rank samples its own patch positions), so both ranks hold the same heads and Adam state."""
+    cfg = dict(batch_size=1, max_steps=2, save_every=2, pool_size=2, lambda_nce=1.0, lambda_cycle=0.0)
+    proc, _, dumps, _ = torchrun(tmp_path, "nce", tiny_world, tmp_path / "run", cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = dumps
+    for key in ("nets", "opt_G", "opt_D", "nce"):
+        assert_same(r0[key], r1[key], key)
+    assert r0["global_step"] == 2 and len(r0["opt_G"]["param_groups"]) == 2
 
 
 def test_stop_kill_and_resume_across_world_sizes(tiny_world, tmp_path):

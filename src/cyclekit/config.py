@@ -148,6 +148,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # translate/export with an EMA of the generator weights (0 = off), see train/ema.py
     cycle_noise: float = 0.0  # std of Gaussian noise added to a translation before its cycle back (0 = off, the paper)
     diff_augment: str = "none"  # differentiable augmentation of every discriminator input: none (paper) | translation | cutout | translation_cutout
+    lambda_nce: float = 0.0  # weight of CUT's patchwise contrastive loss per direction (0 = off, the paper), see train/nce.py
 
 
 @dataclass
@@ -322,7 +323,7 @@ def validate_config(cfg: Config) -> None:
         "pool_size": t.pool_size, "lambda_cycle": t.lambda_cycle, "lambda_identity": t.lambda_identity,
         "lr": t.lr, "max_images": d.max_images, "num_workers": d.num_workers,
         "max_minutes": t.max_minutes, "threads": t.threads, "save_every": t.save_every, "val_every": t.val_every,
-        "lr_d": t.lr_d, "cycle_noise": t.cycle_noise,
+        "lr_d": t.lr_d, "cycle_noise": t.cycle_noise, "lambda_nce": t.lambda_nce,
     }
     for name, v in nonneg.items():
         if not v >= 0:  # also refuses NaN
@@ -355,6 +356,10 @@ def validate_config(cfg: Config) -> None:
     if m.d_scales > 1 and m.discriminator == "patchgan" and coarse < need:
         raise ConfigError(f"--d-scales {m.d_scales} judges the {d.crop_size} px crops down to {coarse} px, too small "
                           f"for a PatchGAN with --d-layers {m.d_layers} (at least {need} px): use fewer scales or layers")
+    if t.lambda_nce > 0 and (m.generator != "resnet" or m.block != "add" or m.n_blocks < 1):
+        raise ConfigError(f"--lambda-nce compares the ResNet generator's encoder features: it needs --generator "
+                          f"resnet, --block add and --n-blocks 1 or more (got {m.generator}, {m.block}, "
+                          f"{m.n_blocks}); set --lambda-nce 0")
     if t.lambda_identity > 0 and m.in_channels != m.out_channels:
         raise ConfigError(
             f"the identity loss feeds domain B images to G_AB, so it needs the same channels in both "

@@ -32,6 +32,7 @@ import torch
 
 from cyclekit import runtime
 from cyclekit.config import Config
+from cyclekit.errors import ConfigError
 from cyclekit.losses import GANLoss
 from cyclekit.nn.cyclegan import CycleGANNets
 from cyclekit.release import save_release, unwrap
@@ -42,6 +43,7 @@ from cyclekit.train.parallel.graphs import use_cuda_graphs
 from cyclekit.train.pool import ImagePool
 from cyclekit.train.schedule import make_scheduler, retime_scheduler, set_position, time_position
 from cyclekit.train.ema import GeneratorEMA
+from cyclekit.train.nce import attach_nce
 from cyclekit.train.step import StepState
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,9 @@ class CycleGAN:
                 torch.manual_seed(ddp.rank_seed(t.seed, dist.rank))
         graphs = use_cuda_graphs(t, device, self.amp_dtype, dist.world_size)
         self.opt_G, self.opt_D = make_optimizers(self.nets, t, device, cuda_graphs=graphs)
+        self.nce = attach_nce(cfg, self.opt_G, device)  # --lambda-nce: heads trained by opt_G, or None
+        if self.nce is not None and dist.enabled:
+            ddp.broadcast_module(self.nce)
         if t.lr_d:  # two time-scale update rule: the discriminators' own learning rate
             for group in self.opt_D.param_groups:
                 if torch.is_tensor(group["lr"]):
@@ -96,7 +101,7 @@ class CycleGAN:
         state = StepState(
             nets=self.nets, opt_G=self.opt_G, opt_D=self.opt_D, pool_A=self.pool_A, pool_B=self.pool_B,
             gan_loss=GANLoss(t.gan_loss), scaler=self.scaler, autocast_dtype=self.amp_dtype,
-            grad_sync=ddp.make_grad_sync(dist),
+            grad_sync=ddp.make_grad_sync(dist), nce=self.nce,
         )
         # The state the step runs on (compiled views with --compile) and the step (a CUDA graph
         # replay with --cuda-graphs); self.nets, which is saved, is never wrapped.
@@ -134,12 +139,18 @@ class CycleGAN:
             "pool_A": self.pool_A.state_dict(), "pool_B": self.pool_B.state_dict(),
             "scaler": self.scaler.state_dict() or None,
             "ema": self.ema.state_dict() if self.ema is not None else None,
+            "nce": self.nce.state_dict() if self.nce is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         nets = unwrap(self.nets)
+        if (state.get("nce") is None) != (self.nce is None):
+            raise ConfigError("--lambda-nce: the checkpoint was trained " + ("with" if self.nce is None else "without")
+                              + " the PatchNCE loss; resume with the --lambda-nce it was trained with")
         for k in NETS:
             unwrap(getattr(nets, k)).load_state_dict(state["nets"][k])
+        if self.nce is not None:
+            self.nce.load_state_dict(state["nce"])
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
         for sched, key in ((self.sched_G, "sched_G"), (self.sched_D, "sched_D")):

@@ -6,6 +6,7 @@ Per iteration (Zhu et al. 2017, section 4 and the official implementation):
    ``lambda_adv * (L_GAN(G_AB, D_B) + L_GAN(G_BA, D_A))``
    ``+ lambda_cycle * (|G_BA(G_AB(a)) - a|_1 + |G_AB(G_BA(b)) - b|_1)``            (eq. 2)
    ``+ lambda_cycle * lambda_identity * (|G_AB(b) - b|_1 + |G_BA(a) - a|_1)``       (sec. 5.2)
+   ``+ lambda_nce * (PatchNCE(G_AB, a, G(a)) + PatchNCE(G_BA, b, F(b)))``   (CUT, :mod:`.nce`; off by default)
 2. Discriminators D_A and D_B are updated on real images and on fakes drawn from the history
    pools, each objective multiplied by ``d_loss_scale`` (0.5 in the paper), plus
    ``lambda_gp`` times the gradient penalty for WGAN-GP.
@@ -45,6 +46,8 @@ class StepState:
     # Called as grad_sync(params) between backward() and the optimizer step: averages gradients
     # over ranks under torchrun (parallel.ddp.GradSync), does nothing in one process (NoSync).
     grad_sync: Callable[[Sequence[nn.Parameter]], None] = field(default_factory=NoSync)
+    # --lambda-nce: the PatchNCE heads (cyclekit.train.nce.attach_nce), trained by opt_G
+    nce: nn.Module | None = None
 
 
 def _set_requires_grad(modules: list[nn.Module], flag: bool) -> None:
@@ -91,19 +94,23 @@ def train_step(
     state.opt_G.zero_grad(set_to_none=True)
     with _autocast(dev, state.autocast_dtype):
         fake_B = G_AB(real_A)  # G(a)
-        rec_A = G_BA(_noisy(fake_B, cfg.cycle_noise))  # F(G(a)) ~ a
         fake_A = G_BA(real_B)  # F(b)
-        rec_B = G_AB(_noisy(fake_A, cfg.cycle_noise))  # G(F(b)) ~ b
         adv_AB = gan(D_B(aug(fake_B)), True)
         adv_BA = gan(D_A(aug(fake_A)), True)
-        cycle_A = l1(rec_A, real_A) * lam
-        cycle_B = l1(rec_B, real_B) * lam
+        zero = torch.zeros((), device=real_A.device)
+        cycle_A = cycle_B = nce_A = nce_B = zero
+        if lam > 0:
+            cycle_A = l1(G_BA(_noisy(fake_B, cfg.cycle_noise)), real_A) * lam  # F(G(a)) ~ a
+            cycle_B = l1(G_AB(_noisy(fake_A, cfg.cycle_noise)), real_B) * lam  # G(F(b)) ~ b
+        if cfg.lambda_nce > 0:
+            nce_A = state.nce(G_AB, "AB", real_A, fake_B) * cfg.lambda_nce
+            nce_B = state.nce(G_BA, "BA", real_B, fake_A) * cfg.lambda_nce
         if lam_idt > 0:
             idt_B = l1(G_AB(real_B), real_B) * lam_idt  # G_AB should leave a real b unchanged
             idt_A = l1(G_BA(real_A), real_A) * lam_idt
         else:
-            idt_A = idt_B = torch.zeros((), device=real_A.device)
-        loss_G = cfg.lambda_adv * (adv_AB + adv_BA) + cycle_A + cycle_B + idt_A + idt_B
+            idt_A = idt_B = zero
+        loss_G = cfg.lambda_adv * (adv_AB + adv_BA) + cycle_A + cycle_B + idt_A + idt_B + nce_A + nce_B
     _backward_and_step(loss_G, state.opt_G, state.scaler, state.grad_sync)
 
     # ---- 2. discriminators, on real images and pooled fakes
@@ -128,4 +135,6 @@ def train_step(
     }
     if gan.mode == "wgangp" and cfg.lambda_gp > 0:
         out["gp"] = gp
+    if cfg.lambda_nce > 0:
+        out["nce_A"], out["nce_B"] = nce_A, nce_B
     return {k: v.detach() for k, v in out.items()}

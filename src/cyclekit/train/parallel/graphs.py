@@ -58,6 +58,8 @@ def use_cuda_graphs(cfg, device: torch.device, amp_dtype: Optional[torch.dtype],
     blockers = cuda_graphs_blockers(device, amp_dtype, world_size, cfg.gan_loss)
     if cfg.diff_augment != "none":  # random shifts drawn inside the step: not verified under capture
         blockers.append("--diff-augment")
+    if cfg.lambda_nce > 0:  # the sampled patch positions, likewise
+        blockers.append("--lambda-nce")
     if blockers:
         log.warning("CUDA graphs off: %s", "; ".join(blockers))
     return not blockers
