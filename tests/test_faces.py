@@ -324,3 +324,43 @@ def test_cli_swap_photos_and_no_face_note(photo, tmp_path, capsys):
     assert "broken.jpg: skipped: unreadable" in text and "(nothing written)" in text
     assert "swapped faces in 1 of 3 file(s)" in text and "1 unreadable file(s) skipped, exit status 1" in text
     assert not (tmp_path / "out2" / "broken.png").exists() and (tmp_path / "out2" / "astronaut.png").exists()
+
+
+def test_a_release_backdrop_puts_the_head_on_it_before_translation(photo, detector):
+    """``face_backdrop`` in the release: the model sees the crop's background (far from that colour)
+    replaced by it, the head and the body below the chin as they are; only the head is pasted back,
+    so the photo's own background stays untouched. A bad value is refused."""
+    from cyclekit.errors import CheckpointError
+    from cyclekit.faces.segment import backdrop_colour, head_mask, on_backdrop
+
+    seen = []
+
+    def model(x):
+        seen.append(x.clone())
+        return x
+
+    cfg = ModelConfig(image_size=128, face_margin=0.4)
+    faces = detector.detect(photo)
+    tr = Translator(model, cfg, info={"face_backdrop": [128, 0, 255]})
+    out, info = swap_image(photo, tr, faces=faces)
+    params = face_params_for(tr)
+    crop = warp_crop(photo.astype(np.float32) / 255.0, crop_transform(faces[0], params))
+    head = head_mask(crop, params.margin)
+    fed = (seen[0][0].permute(1, 2, 0).numpy() + 1.0) / 2.0
+    flat = np.array([128, 0, 255], np.float32) / 255.0
+    assert np.abs(fed - crop)[head > 0.9999].max() < 1e-4  # the head as it is
+    corner = fed[:6, :6].reshape(-1, 3)  # the astronaut's flag and wall: far from the colour, replaced
+    assert np.abs(corner - flat).max() < 1e-5
+    assert np.array_equal(on_backdrop(crop, head, [128, 0, 255], 0.4), on_backdrop(crop, head, [128, 0, 255], 0.4))
+    # an identity model changes nothing, backdrop or not: the composite's own background is never pasted
+    assert np.abs(out.astype(int) - photo.astype(int)).max() <= 1
+    # a crop already on the colour keeps its background (a studio photo is left as shot)
+    studio = crop.copy()
+    studio[head < 0.01] = flat
+    away = cv2.erode((head < 0.01).astype(np.uint8), np.ones((11, 11), np.uint8)) > 0  # beyond the blur's reach
+    assert away.sum() > 1000
+    assert np.allclose(on_backdrop(studio, head, [128, 0, 255], 0.4)[away], studio[away], atol=1e-6)
+    assert backdrop_colour([np.full((20, 20, 3), [10, 20, 30], np.float32) / 255, np.full((20, 20, 3), 30 / 255)]) == [20, 25, 30]
+    for bad in ([1, 2], [0, 0, 300], "grey", [True, 0, 0]):
+        with pytest.raises(CheckpointError, match="face_backdrop"):
+            swap_image(photo, Translator(model, cfg, info={"face_backdrop": bad}), faces=faces)

@@ -88,6 +88,9 @@ def test_quickstart_faces_end_to_end(tmp_path, capsys):
     assert info["swap_strength"] == report["swap_strength"] and "training people" in info["swap_strength_chosen"]
     assert len(report["strength_choice"]["rows"]) == 2 * len(STRENGTHS)
     assert "paste strength, chosen on" in printed
+    # the studio backdrop of the training crops (the fixture photos' light grey) is recorded too
+    r, g, b = info["face_backdrop"]
+    assert min(r, g, b) > 150 and max(r, g, b) - min(r, g, b) < 30
 
 
 def test_shared_flags_keep_faces_defaults_unless_given():

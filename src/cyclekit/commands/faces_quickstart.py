@@ -126,10 +126,11 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
                                               sample_people, split_by_person, swap_grid, write_training_crops)
     from cyclekit.faces.judge import GenderJudge
     from cyclekit.faces.params import FaceParams
+    from cyclekit.faces.segment import backdrop_colour
     from cyclekit.faces.strength import choose_strength, describe_choice, strength_table
     from cyclekit.infer.translator import load_translator
     from cyclekit.io.files import atomic_write_text
-    from cyclekit.io.images import save_image
+    from cyclekit.io.images import list_images, load_image, save_image
     from cyclekit.release import update_release_info
     from cyclekit.train.loop import Trainer
 
@@ -153,6 +154,9 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
     trainer = Trainer(cfg)
     trainer.fit()
     train_min = (time.perf_counter() - t_train) / 60
+    # the studio backdrop the model was trained on: swaps show it each head on this colour
+    backdrop = backdrop_colour(load_image(p, 3) for p in list_images(dataroot / "trainA") + list_images(dataroot / "trainB"))
+    update_release_info(run_dir, face_backdrop=backdrop)
 
     def translators():  # reloaded after the strength is recorded: swap reads it from the release
         return {"male": load_translator(run_dir, "AtoB", device="cpu"),

@@ -24,7 +24,7 @@ from cyclekit.faces.blend import paste_back, rim_change
 from cyclekit.faces.detect import Face, FaceDetector
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams
-from cyclekit.faces.segment import head_mask
+from cyclekit.faces.segment import head_mask, on_backdrop
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,21 @@ def recommended_strength(translator) -> float:
         raise CheckpointError(f"the model's swap_strength {table!r} is not a map of AtoB/BtoA to numbers in "
                               f"(0, {MAX_STRENGTH:g}]; fix it in the release's config.json or pass --strength")
     return float(value)
+
+
+def recommended_backdrop(translator) -> Optional[list[int]]:
+    """The flat backdrop colour the model's release records (``face_backdrop``, 0-255 RGB: the
+    background of its training crops), or None. With it, ``mask="head"`` swaps show the model the
+    head on that backdrop: a model trained in one studio otherwise paints garbage into faces seen
+    against a wall, a room or a street."""
+    value = (getattr(translator, "info", None) or {}).get("face_backdrop")
+    if value is None:
+        return None
+    if (not isinstance(value, list) or len(value) != 3
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)):
+        raise CheckpointError(f"the model's face_backdrop {value!r} is not [r, g, b] in 0-255; fix it in the "
+                              "release's config.json or remove it")
+    return [float(v) for v in value]
 
 
 @dataclass
@@ -178,6 +193,12 @@ def swap_image(
             return np.array(image, copy=True), info
 
     crops = [warp_crop(src, t) for t in transforms]
+    if mask == "head":
+        if subjects is None:
+            subjects = [head_mask(c, params.margin) for c in crops]
+        backdrop = recommended_backdrop(translator)
+        if backdrop is not None:  # the model sees the head on its training backdrop; only the head is pasted
+            crops = [on_backdrop(c, s, backdrop, params.margin) for c, s in zip(crops, subjects)]
     new = translate_crops(translator, crops)
     out = src.copy()
     changed = np.zeros(src.shape[:2], dtype=bool)
@@ -185,9 +206,7 @@ def swap_image(
     roi_rim = None  # measured on the first (dominant) face
     for k, (r, t, old, gen) in enumerate(zip(swapped, transforms, crops, new)):
         before = out.copy() if roi_rim is None else None
-        subject = None
-        if mask == "head":
-            subject = subjects[k] if subjects is not None else head_mask(old, params.margin)
+        subject = subjects[k] if mask == "head" else None
         out, roi, m = paste_back(out, gen, t, old_crop=old if detail else None, feather=feather,
                                  shape="round" if mask == "head" else mask, blend=blend, match=match, subject=subject,
                                  strength=strength)

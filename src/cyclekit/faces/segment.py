@@ -56,6 +56,42 @@ def head_mask(crop: np.ndarray, margin: float, soft: float = 0.02) -> np.ndarray
     return np.clip(cv2.GaussianBlur(head, (0, 0), sigma), 0.0, 1.0).astype(np.float32)
 
 
+def backdrop_colour(crops) -> list[int]:
+    """The training backdrop a face model knows: the median over ``crops`` (RGB face crops, float in
+    [0, 1] as :func:`cyclekit.io.images.load_image` reads them) of each crop's outer ring (3% of its
+    side), as ``[r, g, b]`` in 0-255."""
+    rings = []
+    for crop in crops:
+        a = np.asarray(crop, np.float32)[:, :, :3] * 255.0
+        r = max(1, round(0.03 * a.shape[0]))
+        ring = np.concatenate([a[:r].reshape(-1, 3), a[-r:].reshape(-1, 3), a[:, :r].reshape(-1, 3), a[:, -r:].reshape(-1, 3)])
+        rings.append(np.median(ring, axis=0))
+    if not rings:
+        raise ValueError("backdrop_colour needs at least one crop")
+    return [int(round(v)) for v in np.median(np.stack(rings), axis=0)]
+
+
+def on_backdrop(crop: np.ndarray, head: np.ndarray, colour, margin: float) -> np.ndarray:
+    """``crop`` (float RGB in [0, 1]) with its background replaced by the flat ``colour`` (0-255 RGB):
+    the model sees the head on the backdrop it was trained on. Kept: the ``head`` (its
+    :func:`head_mask`) and the neck and shoulders below the chin (in a portrait they are the person,
+    and the model saw them in training)."""
+    n = crop.shape[0]
+    box, c = n / (1.0 + 2.0 * margin), (n - 1) / 2.0
+    yy, xx = np.mgrid[:n, :n].astype(np.float32)
+    chin = c + 0.45 * box
+    body = (yy > chin) & (np.abs(xx - c) < 0.4 * box + 1.2 * (yy - chin))
+    keep = np.maximum(np.asarray(head, np.float32), body.astype(np.float32))
+    flat = np.asarray(colour, np.float32).reshape(1, 1, 3) / 255.0
+    # Background that already looks like the training backdrop stays as it is (the studio's own
+    # gradient and shadows): replaced fully from 48 grey levels away from it, not at all within 12.
+    cv2 = require("cv2", "faces", "the backdrop")
+    far = np.abs(cv2.GaussianBlur(crop, (0, 0), max(1.0, 0.02 * n)) - flat).max(axis=2) * 255.0
+    t = np.clip((far - 12.0) / 36.0, 0.0, 1.0)
+    w = ((1.0 - keep) * t * t * (3.0 - 2.0 * t))[:, :, None]
+    return (crop * (1.0 - w) + flat * w).astype(np.float32)
+
+
 def _seeds(n: int, margin: float) -> np.ndarray:
     """GrabCut's initial labels: background ring, probable background, probable head, sure face."""
     cv2 = require("cv2", "faces", "the head mask")
