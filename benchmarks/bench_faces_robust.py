@@ -9,8 +9,10 @@ model's recommended strength) and scores them with the independent judge:
 * ``as shot``: the photos unchanged (the model card's figures);
 * ``warm light``: a tungsten-like cast (red x1.12, blue x0.82);
 * ``underexposed``: gamma 1.6 (mid-tones about 30% darker);
-* ``busy backdrop``: the studio backdrop replaced by a smooth random colour field (the backdrop is
-  found row by row from the colour at the photo's left and right edges);
+* ``painted wall``: the studio backdrop replaced by one plain colour of low saturation, a random
+  mid-tone per photo (the backdrop is found row by row from the colour at the photo's left and
+  right edges);
+* ``busy backdrop``: the same with a smooth, strongly saturated random colour field (a stress test);
 * ``soft``: downscaled to 200 px and back up (a small or blurry source).
 
 Prints a markdown table (swap success, the judge's accuracy on the changed but unswapped photos,
@@ -36,9 +38,10 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_detect import machine  # noqa: E402
 
 
-def busy_backdrop(img: np.ndarray, seed: int) -> np.ndarray:
+def busy_backdrop(img: np.ndarray, seed: int, muted: bool = False) -> np.ndarray:
     """Replace the studio backdrop (pixels within 20 grey levels of their row's edge colour, in
-    regions that touch the top or a side) with a smooth random colour field."""
+    regions that touch the top or a side) with a smooth random colour field (strongly saturated, a
+    stress test), or with ``muted`` one plain mid-tone colour of low saturation (a painted wall)."""
     import cv2
 
     rng = np.random.default_rng(seed)
@@ -51,7 +54,10 @@ def busy_backdrop(img: np.ndarray, seed: int) -> np.ndarray:
     border = set(np.unique(labels[0])) | set(np.unique(labels[:, 0])) | set(np.unique(labels[:, w - 1]))
     back = np.isin(labels, [k for k in border if k != 0] or [-1]).astype(np.float32)
     back = cv2.GaussianBlur(back, (0, 0), 1.5)[..., None]
-    field = cv2.resize(rng.uniform(30, 225, (5, 5, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    if muted:
+        field = np.full((h, w, 3), 0.6 * rng.uniform(60, 200) + 0.4 * rng.uniform(60, 200, 3), np.float32)
+    else:
+        field = cv2.resize(rng.uniform(30, 225, (5, 5, 3)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
     return np.clip(f * (1 - back) + np.clip(field, 0, 255) * back, 0, 255).astype(np.uint8)
 
 
@@ -66,6 +72,7 @@ CONDITIONS = {
     "as shot": lambda im, s: im,
     "warm light": lambda im, s: np.clip(im * np.array([1.12, 1.0, 0.82]), 0, 255).astype(np.uint8),
     "underexposed": lambda im, s: (255.0 * (im / 255.0) ** 1.6).astype(np.uint8),
+    "painted wall": lambda im, s: busy_backdrop(im, s, muted=True),
     "busy backdrop": busy_backdrop,
     "soft": _soft,
 }

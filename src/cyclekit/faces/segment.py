@@ -36,6 +36,7 @@ def head_mask(crop: np.ndarray, margin: float, soft: float = 0.02) -> np.ndarray
     small = cv2.resize(img, (n, n), interpolation=cv2.INTER_AREA) if n != size else img
     seeds = _seeds(n, margin)
     prior = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
+    sure_face = float((seeds == cv2.GC_FGD).sum())
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     try:
         # GrabCut seeds its colour models with k-means on OpenCV's per-thread RNG: without a fixed
@@ -46,9 +47,11 @@ def head_mask(crop: np.ndarray, margin: float, soft: float = 0.02) -> np.ndarray
     except cv2.error:  # a degenerate crop: fall back to the seeded head ellipse
         head = prior
     head = _largest_component(head, cv2)
-    if head.sum() < 0.5 * prior.sum():
+    if head.sum() < 1.2 * sure_face:
         # GrabCut kept little more than the sure face (a flat or low-contrast crop, hair the colour
-        # of the backdrop): losing the hair and forehead would be worse than a little backdrop
+        # of the backdrop): losing the hair and forehead would be worse than a little backdrop.
+        # (Not sooner: a short-haired head is half the prior, and the prior's backdrop in front of
+        # a busy background is what a studio-trained model paints garbage into.)
         head = prior
     if n != size:
         head = cv2.resize(head, (size, size), interpolation=cv2.INTER_LINEAR)
