@@ -126,11 +126,10 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
                                               sample_people, split_by_person, swap_grid, write_training_crops)
     from cyclekit.faces.judge import GenderJudge
     from cyclekit.faces.params import FaceParams
-    from cyclekit.faces.segment import backdrop_colour
     from cyclekit.faces.strength import choose_strength, describe_choice, strength_table
     from cyclekit.infer.translator import load_translator
     from cyclekit.io.files import atomic_write_text
-    from cyclekit.io.images import list_images, load_image, save_image
+    from cyclekit.io.images import save_image
     from cyclekit.release import update_release_info
     from cyclekit.train.loop import Trainer
 
@@ -144,7 +143,7 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
            f"{len({p.person for p in test})} people ({len(test)} photos) held out; detecting faces")
     faces = detect_faces(photos, make_detector("haar"), log_fn if opts.progress else None)
     params = FaceParams(size=opts.size)
-    counts = write_training_crops(train, faces, dataroot, params)
+    counts, backdrop = write_training_crops(train, faces, dataroot, params)
     log_fn(f"      training crops: {counts.get('trainA', 0)} male, {counts.get('trainB', 0)} female "
            f"({opts.size} px) in {dataroot}")
     cfg = faces_config(opts, dataroot, run_dir)
@@ -154,8 +153,7 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
     trainer = Trainer(cfg)
     trainer.fit()
     train_min = (time.perf_counter() - t_train) / 60
-    # the studio backdrop the model was trained on: swaps show it each head on this colour
-    backdrop = backdrop_colour(load_image(p, 3) for p in list_images(dataroot / "trainA") + list_images(dataroot / "trainB"))
+    # the backdrop the training crops were put on: swaps show the model each head on it too
     update_release_info(run_dir, face_backdrop=backdrop)
 
     def translators():  # reloaded after the strength is recorded: swap reads it from the release

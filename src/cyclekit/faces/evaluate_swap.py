@@ -164,25 +164,35 @@ def detect_faces(photos: Sequence[Photo], detector, progress: Optional[Callable[
 
 
 def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, params: FaceParams,
-                         split: str = "train") -> dict[str, int]:
+                         split: str = "train", backdrop: bool = True) -> tuple[dict[str, int], Optional[list[int]]]:
     """Crop each photo's face like ``cyclekit swap`` does into ``out/{split}A`` (male) and
-    ``out/{split}B`` (female); writes ``out/faces.json``. Returns the counts per folder."""
+    ``out/{split}B`` (female); writes ``out/faces.json``. Returns the counts per folder and, with
+    ``backdrop``, the studio backdrop colour (:func:`cyclekit.faces.segment.backdrop_colour`) that
+    every crop's background was put on (:func:`~cyclekit.faces.segment.on_backdrop`), exactly as a
+    swap with that colour in the release shows the model each head: training and swapping then
+    feed the model the same kind of crop, whatever is behind the person in the photo."""
     from cyclekit.faces.align import face_crop
+    from cyclekit.faces.segment import backdrop_colour, head_mask, on_backdrop
     from cyclekit.io.images import save_image
 
     out = Path(out)
+    found = [p for p in photos if faces.get(str(p.path)) is not None]
+
+    def crops():  # one at a time: memory does not grow with the photos
+        for p in found:
+            yield p, face_crop(p.load(), faces[str(p.path)], params)[0].astype(np.float32) / 255.0
+
+    colour = backdrop_colour(c for _, c in crops()) if backdrop and found else None
     counts: dict[str, int] = {}
-    for p in photos:
-        face = faces.get(str(p.path))
-        if face is None:
-            continue
-        crop, _ = face_crop(p.load(), face, params)
+    for p, crop in crops():
+        if colour is not None:
+            crop = on_backdrop(crop, head_mask(crop, params.margin), colour, params.margin)
         folder = f"{split}{'A' if p.gender == DOMAINS[0] else 'B'}"
-        save_image(out / folder / f"{p.name}.png", crop.astype(np.float32) / 255.0, png_level=1)
+        save_image(out / folder / f"{p.name}.png", crop, png_level=1)
         counts[folder] = counts.get(folder, 0) + 1
     write_faces_json(out, params, {"domains": list(DOMAINS), "source": "Face Research Lab London Set (CC BY 4.0)",
-                                   "attribution": LONDON_ATTRIBUTION, "split": "by person"})
-    return counts
+                                   "attribution": LONDON_ATTRIBUTION, "split": "by person", "backdrop": colour})
+    return counts, colour
 
 
 def judge_eyes(photo: Photo, face) -> Optional[np.ndarray]:
