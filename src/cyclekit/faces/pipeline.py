@@ -51,7 +51,7 @@ def recommended_strength(translator) -> float:
     return float(value)
 
 
-def recommended_backdrop(translator) -> Optional[list[int]]:
+def recommended_backdrop(translator) -> Optional[list[float]]:
     """The flat backdrop colour the model's release records (``face_backdrop``, 0-255 RGB: the
     background of its training crops), or None. With it, ``mask="head"`` swaps show the model the
     head on that backdrop: a model trained in one studio otherwise paints garbage into faces seen

@@ -9,6 +9,11 @@ box sits in the middle of the crop (``1 / (1 + 2 margin)`` of its side), the fac
 it, the hair probably in an ellipse around it, and the outer ring of the crop is background.
 
 No model file, no download; about 10-40 ms per face at the working size of 64 px.
+
+:func:`on_backdrop` uses the mask the other way round: it puts a crop's head (and the neck and
+shoulders below it) on the flat backdrop colour a model was trained on (:func:`backdrop_colour`
+of its training crops), so a model trained in one studio sees the same kind of crop whatever
+stands behind the person in the photo.
 """
 from __future__ import annotations
 
