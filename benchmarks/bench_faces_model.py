@@ -32,10 +32,9 @@ from benchmarks.bench_detect import machine  # noqa: E402
 def main() -> None:
     from cyclekit.faces.detectors import make_detector
     from cyclekit.faces.evaluate_swap import builtin_model, detect_faces, evaluate_swaps, london_photos, \
-        split_by_person, swap_grid
+        split_by_person, swap_grid, swap_translators
     from cyclekit.faces.judge import GenderJudge
     from cyclekit.faces.pipeline import face_params_for, recommended_strength
-    from cyclekit.infer.translator import load_translator
     from cyclekit.io.images import save_image
     from cyclekit.release import release_domains
 
@@ -58,8 +57,7 @@ def main() -> None:
     _, test = split_by_person(photos, args.held_out, args.seed)
     t0 = time.perf_counter()
     faces = detect_faces(test, make_detector(args.detector))
-    translators = {"male": load_translator(model, "AtoB", device="cpu"),
-                   "female": load_translator(model, "BtoA", device="cpu")}
+    translators = swap_translators(model)
     params = face_params_for(translators["male"])
     embedder = None
     if not args.no_identity:

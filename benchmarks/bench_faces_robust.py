@@ -99,10 +99,9 @@ class ChangedPhoto:
 def main() -> None:
     from cyclekit.faces.detectors import make_detector
     from cyclekit.faces.evaluate_swap import builtin_model, detect_faces, evaluate_swaps, london_photos, \
-        split_by_person, swap_grid
+        split_by_person, swap_grid, swap_translators
     from cyclekit.faces.judge import GenderJudge
     from cyclekit.faces.pipeline import face_params_for
-    from cyclekit.infer.translator import load_translator
     from cyclekit.io.images import save_image
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -113,8 +112,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/bench_faces_robust")
     args = ap.parse_args()
     model = Path(args.model) if args.model else builtin_model()
-    translators = {"male": load_translator(model, "AtoB", device="cpu"),
-                   "female": load_translator(model, "BtoA", device="cpu")}
+    translators = swap_translators(model)
     params, judge, detector = face_params_for(translators["male"]), GenderJudge(), make_detector(args.detector)
     _, test = split_by_person(london_photos(args.london), args.held_out, 0)
     out, t0, results = Path(args.out), time.perf_counter(), {}

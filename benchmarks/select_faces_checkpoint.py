@@ -22,9 +22,8 @@ sys.path.insert(0, str(ROOT / "src"))
 def main() -> None:
     from cyclekit.faces.detectors import make_detector
     from cyclekit.faces.evaluate_swap import detect_faces, evaluate_swaps, london_photos, sample_people, \
-        split_by_person
+        split_by_person, swap_translators
     from cyclekit.faces.judge import GenderJudge
-    from cyclekit.infer.translator import load_translator
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("snapshots", nargs="+")
@@ -40,7 +39,7 @@ def main() -> None:
     print("|---|---:|---:|---:|")
     best = None
     for snap in sorted(args.snapshots, key=lambda s: int("".join(c for c in Path(s).name if c.isdigit()) or 0)):
-        trs = {"male": load_translator(snap, "AtoB", device="cpu"), "female": load_translator(snap, "BtoA", device="cpu")}
+        trs = swap_translators(snap)
         d = evaluate_swaps(photos, faces, trs, judge=judge)["directions"]
         mf, fm = d["male->female"]["swap_success"], d["female->male"]["swap_success"]
         print(f"| {Path(snap).name} | {100 * mf:.0f}% | {100 * fm:.0f}% | {100 * min(mf, fm):.0f}% |", flush=True)

@@ -25,12 +25,11 @@ sys.path.insert(0, str(ROOT / "src"))
 def main() -> None:
     from cyclekit.faces.detectors import make_detector
     from cyclekit.faces.evaluate_swap import builtin_model, detect_faces, london_photos, \
-        sample_people, split_by_person
+        sample_people, split_by_person, swap_translators
     from cyclekit.errors import UserError
     from cyclekit.faces.identity import FaceEmbedder
     from cyclekit.faces.judge import GenderJudge
     from cyclekit.faces.strength import STRENGTHS, choose_strength, describe_choice, strength_table
-    from cyclekit.infer.translator import load_translator
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="", help="a run folder or release (default: the built-in model)")
@@ -52,7 +51,7 @@ def main() -> None:
         print(f"no face embeddings ({exc}): the choice uses swap success alone")
         embedder = None
     judge = GenderJudge()
-    trs = {"male": load_translator(model, "AtoB", device="cpu"), "female": load_translator(model, "BtoA", device="cpu")}
+    trs = swap_translators(model)
     people = {p.person for p in photos}
     print(f"{model}: {len(photos)} photos of {len(people)} training people "
           "(none of the held-out 16)\n")

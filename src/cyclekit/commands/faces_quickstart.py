@@ -123,11 +123,11 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
 
     from cyclekit.faces.detectors import make_detector
     from cyclekit.faces.evaluate_swap import (LONDON_ATTRIBUTION, detect_faces, evaluate_swaps, london_photos,
-                                              sample_people, split_by_person, swap_grid, write_training_crops)
+                                              sample_people, split_by_person, swap_grid, swap_translators,
+                                              write_training_crops)
     from cyclekit.faces.judge import GenderJudge
     from cyclekit.faces.params import FaceParams
     from cyclekit.faces.strength import choose_strength, describe_choice, strength_table
-    from cyclekit.infer.translator import load_translator
     from cyclekit.io.files import atomic_write_text
     from cyclekit.io.images import save_image
     from cyclekit.release import update_release_info
@@ -157,8 +157,7 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
     update_release_info(run_dir, face_backdrop=backdrop)
 
     def translators():  # reloaded after the strength is recorded: swap reads it from the release
-        return {"male": load_translator(run_dir, "AtoB", device="cpu"),
-                "female": load_translator(run_dir, "BtoA", device="cpu")}
+        return swap_translators(run_dir)
 
     judge, embedder = GenderJudge(), _embedder()
     chooser = sample_people(train, opts.select_people, "select-strength")

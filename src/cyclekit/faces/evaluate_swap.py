@@ -150,6 +150,15 @@ def sample_people(photos: Sequence[Photo], n_people: int, salt: str) -> list[Pho
     return [p for p in photos if p.person in chosen]
 
 
+def swap_translators(model: Union[str, Path, None] = None) -> dict:
+    """The gender-swap pair of a run folder or release (default: the built-in model), keyed by the
+    gender each one is given: ``{"male": G(male -> female), "female": G(female -> male)}``, on the CPU."""
+    from cyclekit.infer.translator import load_translator
+
+    model = Path(model) if model else builtin_model()
+    return {"male": load_translator(model, "AtoB", device="cpu"), "female": load_translator(model, "BtoA", device="cpu")}
+
+
 def detect_faces(photos: Sequence[Photo], detector, progress: Optional[Callable[[str], None]] = None) -> dict:
     """``{photo path: Face or None}`` with the detector ``cyclekit swap`` uses."""
     out = {}
