@@ -14,9 +14,10 @@ crosses), at 64 px with 400 + 400 training images, like the issue's held-out wor
 Recipes: ``official`` (benchmarks/official.py: the official step, ResNet-6, ngf 32, ndf 64, paper
 hyperparameters, fp32 eager), ``quickstart`` (the old U-Net quickstart: 6 levels, ngf/ndf 32, lr
 6e-4), and any preset (``fast``, the recommended recipe), optionally with overrides:
-``fast+ngf=24+masked=false``. Non-official recipes run ``cyclekit.train.step.train_step``; their lr
-is constant for the first half of the budget and decays linearly to zero over the second half (by
-CPU time used), as ``cyclekit train --lr-step-unit time`` does by wall time.
+``fast+ngf=24+masked=false``. Non-official recipes run ``cyclekit.train.step.train_step`` on
+batches of their ``batch_size``; their learning rate follows the schedule ``cyclekit train
+--lr-step-unit time`` builds from the recipe (``fast``: constant for the first half of the budget,
+then linear decay to zero), here over the CPU time used rather than the wall time.
 
     .venv/bin/python benchmarks/bench_recipes.py --seeds 0,1,2 --budget 360 --jobs 2 --write-md \
         --notes benchmarks/recipes_notes.md
@@ -95,10 +96,12 @@ class StepRecipe:
         from cyclekit.train.nce import attach_nce
         from cyclekit.train.optim import make_optimizers
         from cyclekit.train.pool import ImagePool
+        from cyclekit.train.schedule import TIME_STEPS, LRFactor
         from cyclekit.train.step import StepState
 
         torch.manual_seed(seed)
         self.cfg, t = cfg, cfg.train
+        self.batch = t.batch_size
         nets = CycleGANNets(cfg.model)
         for net in nets.children():
             init_weights(net, cfg.model.init, cfg.model.init_gain)
@@ -108,11 +111,15 @@ class StepRecipe:
                                GANLoss(t.gan_loss), nce=nce)
         self.base_lr = [t.lr, t.lr_d or t.lr]
         self.ema = GeneratorEMA(nets, t.ema_decay) if t.ema_decay > 0 else None
+        # the recipe's own time-budget schedule, as `cyclekit train --lr-step-unit time` builds it
+        n_const = round(TIME_STEPS * t.n_epochs / max(1, t.n_epochs + t.n_epochs_decay))
+        self.factor = LRFactor(t.lr_policy, n_const, TIME_STEPS - n_const, t.lr_decay_every, t.lr_gamma)
 
     def step(self, a, b, frac: float) -> None:
+        from cyclekit.train.schedule import time_position
         from cyclekit.train.step import train_step
 
-        k = 1.0 if frac < 0.5 else max(0.0, 2.0 * (1.0 - frac))
+        k = self.factor(time_position(frac))
         for opt, lr in zip((self.state.opt_G, self.state.opt_D), self.base_lr):
             for group in opt.param_groups:
                 group["lr"] = lr * k
@@ -144,21 +151,22 @@ def _load_dir(path: Path, size: int | None = None) -> np.ndarray:
 
 
 class Batches:
-    """Unpaired training pairs: random A, random B, resize 9/8 + random crop + random flip."""
+    """Unpaired training batches: random A, random B, resize 9/8 + random crop + random flip."""
 
-    def __init__(self, train_a, train_b, size: int, seed: int) -> None:
-        self.a, self.b, self.size = train_a, train_b, size
+    def __init__(self, train_a, train_b, size: int, seed: int, batch: int = 1) -> None:
+        self.a, self.b, self.size, self.batch = train_a, train_b, size, batch
         self.rng = np.random.default_rng(seed)
 
     def _one(self, pool):
         import torch
 
-        x = pool[self.rng.integers(len(pool))]
-        i, j = self.rng.integers(0, x.shape[1] - self.size + 1, 2)
-        x = x[:, i:i + self.size, j:j + self.size]
-        if self.rng.random() < 0.5:
-            x = x[:, :, ::-1]
-        return torch.from_numpy(np.ascontiguousarray(x))[None]
+        out = []
+        for _ in range(self.batch):
+            x = pool[self.rng.integers(len(pool))]
+            i, j = self.rng.integers(0, x.shape[1] - self.size + 1, 2)
+            x = x[:, i:i + self.size, j:j + self.size]
+            out.append(x[:, :, ::-1] if self.rng.random() < 0.5 else x)
+        return torch.from_numpy(np.ascontiguousarray(np.stack(out)))
 
     def next(self):
         return self._one(self.a), self._one(self.b)
@@ -201,7 +209,7 @@ def run_job(world: str, seed: int, recipes: list[str], args) -> dict:
     res = {"world": world, "seed": seed, "budget_s": args.budget, "machine": machine(_torch.device("cpu")),
            "recipes": {"do-nothing": {d: score(x, y) for d, (x, y) in test.items()}}}
     live = {n: make_recipe(n, args.size, seed) for n in recipes}
-    data = {n: Batches(train_a, train_b, args.size, seed) for n in recipes}
+    data = {n: Batches(train_a, train_b, args.size, seed, getattr(live[n], "batch", 1)) for n in recipes}
     used = {n: 0.0 for n in recipes}
     wall = {n: 0.0 for n in recipes}
     steps = {n: 0 for n in recipes}

@@ -141,6 +141,25 @@ def test_bench_recipes_section_replacement_and_one_tiny_job(tmp_path, monkeypatc
         assert row["steps"] >= 1 and row["cpu_s"] >= 0.3 and np.isfinite(row["AtoB"]["psnr"])
 
 
+def test_bench_recipes_trains_each_recipe_with_its_own_batch_and_schedule():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import bench_recipes as br
+
+    images = np.random.default_rng(0).uniform(-1, 1, (5, 3, 36, 36)).astype(np.float32)
+    a, b = br.Batches(images, images, 32, seed=0, batch=3).next()
+    assert a.shape == b.shape == (3, 3, 32, 32)
+    one, _ = br.Batches(images, images, 32, seed=0).next()
+    assert one.shape == (1, 3, 32, 32) and torch.equal(one[0], a[0])  # batch 1 draws as it always did
+    fast = br.StepRecipe(br.recipe_config("fast+batch_size=3", 32), seed=0)
+    assert fast.batch == 3
+    assert [fast.factor(br_pos) for br_pos in (0, 499)] == [1.0, 1.0]  # fast: constant for half the budget
+    assert fast.factor(999) < 0.01 and 0.45 < fast.factor(750) < 0.55  # then linear to zero
+    longer = br.StepRecipe(br.recipe_config("fast+n_epochs=3", 32), seed=0)  # 3:1 split
+    assert longer.factor(700) == 1.0 and longer.factor(999) < 0.01
+    fast.step(a, b, 0.9)
+    assert fast.state.opt_G.param_groups[0]["lr"] == pytest.approx(1e-3 * fast.factor(900))
+
+
 def test_quickstart_trains_the_recommended_recipe_over_its_time_budget(tmp_path):
     from cyclekit.commands.synthetic_quickstart import QuickstartOptions, quickstart_config
 
