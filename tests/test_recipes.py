@@ -152,7 +152,7 @@ def test_bench_recipes_trains_each_recipe_with_its_own_batch_and_schedule():
     assert one.shape == (1, 3, 32, 32) and torch.equal(one[0], a[0])  # batch 1 draws as it always did
     fast = br.StepRecipe(br.recipe_config("fast+batch_size=3", 32), seed=0)
     assert fast.batch == 3
-    assert [fast.factor(br_pos) for br_pos in (0, 499)] == [1.0, 1.0]  # fast: constant for half the budget
+    assert [fast.factor(pos) for pos in (0, 499)] == [1.0, 1.0]  # fast: constant for half the budget
     assert fast.factor(999) < 0.01 and 0.45 < fast.factor(750) < 0.55  # then linear to zero
     longer = br.StepRecipe(br.recipe_config("fast+n_epochs=3", 32), seed=0)  # 3:1 split
     assert longer.factor(700) == 1.0 and longer.factor(999) < 0.01
