@@ -76,6 +76,8 @@ class OfficialRecipe:
         m = ModelConfig(generator="resnet", n_blocks=6, ngf=32, ndf=64, image_size=size)
         self.model = OfficialCycleGAN(m, TrainConfig(), seed=seed)
 
+    precision = "fp32"
+
     def step(self, a, b, frac: float) -> None:
         self.model.step(a, b)
 
@@ -92,6 +94,7 @@ class StepRecipe:
         from cyclekit.losses import GANLoss
         from cyclekit.nn import init_weights
         from cyclekit.nn.cyclegan import CycleGANNets
+        from cyclekit.runtime import generator_macs, precision_dtype
         from cyclekit.train.ema import GeneratorEMA
         from cyclekit.train.nce import attach_nce
         from cyclekit.train.optim import make_optimizers
@@ -107,8 +110,14 @@ class StepRecipe:
             init_weights(net, cfg.model.init, cfg.model.init_gain)
         opt_G, opt_D = make_optimizers(nets, t, torch.device("cpu"))  # the trainer's (fused) Adams
         nce = attach_nce(cfg, opt_G, torch.device("cpu"))
+        # the precision `cyclekit train` picks for this recipe on this CPU (auto: bf16 where the CPU
+        # has it natively and the batch's generator pass is big enough to gain from it)
+        cpu = torch.device("cpu")
+        macs = generator_macs(cfg.model, t.batch_size, cfg.data.crop_size) if t.precision == "auto" else None
+        dtype = precision_dtype(t.precision, cpu, macs)
+        self.precision = "bf16" if dtype == torch.bfloat16 else "fp32"
         self.state = StepState(nets, opt_G, opt_D, ImagePool(t.pool_size, seed), ImagePool(t.pool_size, seed + 1),
-                               GANLoss(t.gan_loss), nce=nce)
+                               GANLoss(t.gan_loss), nce=nce, autocast_dtype=dtype)
         self.base_lr = [t.lr, t.lr_d or t.lr]
         self.ema = GeneratorEMA(nets, t.ema_decay) if t.ema_decay > 0 else None
         # the recipe's own time-budget schedule, as `cyclekit train --lr-step-unit time` builds it
@@ -238,7 +247,8 @@ def run_job(world: str, seed: int, recipes: list[str], args) -> dict:
         res["recipes"]["do-nothing"][d]["success"] = success(x, d)
     preds = {}
     for n in recipes:
-        row = {"steps": steps[n], "cpu_s": round(used[n], 1), "wall_s": round(wall[n], 1)}
+        row = {"steps": steps[n], "cpu_s": round(used[n], 1), "wall_s": round(wall[n], 1),
+               "precision": live[n].precision}
         for d, (x, y) in test.items():
             pred = translate(live[n].generator(d), x)
             row[d] = {**score(pred, y), "success": success(pred, d)}
@@ -283,10 +293,13 @@ def markdown(results: list[dict], command: str) -> str:
     seeds = sorted({r["seed"] for r in results})
     budget = results[0]["budget_s"]
     mach = results[0].get("machine", {})
+    precisions = {n: row.get("precision", "fp32") for r in results for n, row in r["recipes"].items()
+                  if n != "do-nothing"}
     lines = [f"Command: `{command}`", "",
              f"Machine: {mach.get('cpu', '?')} ({mach.get('cores', '?')} cores; native bf16: "
-             f"{mach.get('cpu_bf16', '?')}), torch {mach.get('torch', '?')}, one thread per job "
-             "(fp32: the recipes run without autocast here).", "",
+             f"{mach.get('cpu_bf16', '?')}), torch {mach.get('torch', '?')}, one thread per job; each recipe "
+             "trains in the precision `cyclekit train --precision auto` picks for it here: "
+             + ", ".join(f"{n} {p}" for n, p in precisions.items()) + ".", "",
              f"{len(seeds)} seeds ({', '.join(map(str, seeds))}; the seed picks the world's images and the "
              f"initial weights), {budget:g} s of single-thread CPU time per recipe per run, recipes interleaved "
              "in one process. Cells: PSNR dB mean ± standard deviation over seeds / SSIM mean / translation "

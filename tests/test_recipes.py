@@ -160,6 +160,21 @@ def test_bench_recipes_trains_each_recipe_with_its_own_batch_and_schedule():
     assert fast.state.opt_G.param_groups[0]["lr"] == pytest.approx(1e-3 * fast.factor(900))
 
 
+def test_bench_recipes_trains_in_the_precision_cyclekit_train_would_pick(monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import bench_recipes as br
+
+    monkeypatch.setenv("CYCLEKIT_CPU_BF16", "1")  # as on a CPU with native bf16
+    big = br.StepRecipe(br.recipe_config("fast+batch_size=8", 64), seed=0)
+    one = br.StepRecipe(br.recipe_config("fast", 64), seed=0)  # one image: below the bf16 break-even
+    forced = br.StepRecipe(br.recipe_config("fast+batch_size=8+precision=fp32", 64), seed=0)
+    assert (big.precision, one.precision, forced.precision) == ("bf16", "fp32", "fp32")
+    assert big.state.autocast_dtype == torch.bfloat16 and one.state.autocast_dtype is None
+    monkeypatch.setenv("CYCLEKIT_CPU_BF16", "0")  # AVX2 only: never bf16
+    assert br.StepRecipe(br.recipe_config("fast+batch_size=8", 64), seed=0).precision == "fp32"
+    assert br.OfficialRecipe.precision == "fp32"  # the stand-in is fp32 by definition
+
+
 def test_quickstart_trains_the_recommended_recipe_over_its_time_budget(tmp_path):
     from cyclekit.commands.synthetic_quickstart import QuickstartOptions, quickstart_config
 
