@@ -390,3 +390,14 @@ def test_d_spectral_norm_bounds_every_discriminator_convolution():
         assert sigma == pytest.approx(1.0, abs=0.05)
     plain = CycleGANNets(_plain_model()).D_B
     assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in plain.modules())
+
+
+def test_bench_batch_reports_images_per_second_against_one_fp32_image(capsys):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import bench_batch
+
+    assert bench_batch.main(["--size", "32", "--batches", "1,2", "--precisions", "fp32",
+                             "--rounds", "1", "--steps", "1"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| batch")]
+    assert [r.split(" | ")[0] for r in rows] == ["| batch 1, fp32", "| batch 2, fp32"]
+    assert rows[0].endswith("| 1.00x |") and "x** (" in rows[1]
