@@ -325,3 +325,28 @@ def test_default_threads_warn_when_other_jobs_keep_cores_busy(monkeypatch, caplo
     finally:
         monkeypatch.undo()
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("d_norm", ["instance", "batch"])
+def test_discriminator_judges_real_and_fake_in_one_pass_only_where_that_changes_nothing(d_norm):
+    """The discriminator update scores real and pooled fake images in one doubled batch when the
+    discriminator normalises each image on its own (same loss as two passes, one forward call);
+    with batch norm the two batches keep their own statistics (two calls), as in the paper."""
+    from cyclekit.config import ModelConfig
+    from cyclekit.losses import GANLoss
+    from cyclekit.nn.discriminators import build_discriminator
+    from cyclekit.train.step import _real_fake_loss
+
+    torch.manual_seed(0)
+    D = build_discriminator(ModelConfig(ndf=8, d_norm=d_norm, image_size=32), 3)
+    calls = []
+    D.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    real, fake = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32) - 0.5
+    gan = GANLoss("lsgan")
+    one = _real_fake_loss(gan, D, real, fake)
+    two = gan(D(real), True) + gan(D(fake), False)
+    if d_norm == "instance":
+        assert calls[0] == 4 and len(calls) == 3  # one pass on both batches, then the two reference passes
+        torch.testing.assert_close(one, two, rtol=1e-5, atol=1e-6)
+    else:
+        assert calls == [2, 2, 2, 2]
