@@ -54,7 +54,9 @@ def test_export_is_one_checked_file_with_dynamic_axes_and_parity(exported, tiny_
 
 @pytest.mark.parametrize("option", [{"residual": True}, {"colour_gain": 0.5},
                                     {"colour_gain": 0.5, "colour_gain_mode": "chroma"},
-                                    {"colour_gain": 0.5, "colour_gain_mode": "split"}])
+                                    {"colour_gain": 0.5, "colour_gain_mode": "split"},
+                                    {"colour_gain": 0.5, "colour_gain_mode": "split", "pixel_shuffle": True},
+                                    {"pixel_shuffle": True, "input_skip": True}])
 def test_residual_and_colour_gain_generators_export_with_parity(tmp_path, option):
     from cyclekit.config import ModelConfig
     from cyclekit.export.onnx_export import export_generator, onnx_parity

@@ -401,3 +401,33 @@ def test_bench_batch_reports_images_per_second_against_one_fp32_image(capsys):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| batch")]
     assert [r.split(" | ")[0] for r in rows] == ["| batch 1, fp32", "| batch 2, fp32"]
     assert rows[0].endswith("| 1.00x |") and "x** (" in rows[1]
+
+
+def test_pixel_shuffle_generator_has_no_full_resolution_convolution_and_fewer_macs():
+    """--pixel-shuffle: the ResNet's stem and head run on 2x2 pixel blocks at H/2 (pixel unshuffle
+    and shuffle), so no convolution sees the full-resolution image and the generator costs well
+    under the paper layout's multiply-adds at the same width; any H, W that are multiples of 4 fit,
+    and the output follows the input (each 2x2 output block is not a copy of one value)."""
+    from cyclekit.nn import count_macs
+
+    cfg = load_config(PRESET).model
+    cfg.image_size = 64
+    plain = CycleGANNets(cfg).G_AB
+    cfg.pixel_shuffle = True
+    torch.manual_seed(0)
+    g = CycleGANNets(cfg).G_AB.eval()
+    seen = []
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[-1]))
+             for m in g.modules() if isinstance(m, torch.nn.Conv2d)]
+    x = torch.rand(2, 3, 64, 48) * 2 - 1
+    with torch.no_grad():
+        y = g(x)
+    for h in hooks:
+        h.remove()
+    assert y.shape == x.shape and max(seen) <= 48 // 2 + 2  # widest conv input: W/2 plus padding
+    assert count_macs(g, (1, 3, 64, 64)) < 0.8 * count_macs(plain, (1, 3, 64, 64))
+    blocks = y.unfold(2, 2, 2).unfold(3, 2, 2)  # (N, C, H/2, W/2, 2, 2)
+    assert (blocks.amax((-1, -2)) - blocks.amin((-1, -2))).mean() > 1e-3
+    cfg.generator = "unet"
+    with pytest.raises(ConfigError, match="pixel-shuffle"):
+        Config(model=cfg).validate()

@@ -155,8 +155,9 @@ def test_resume_applies_a_changed_schedule_and_averages_from_the_loaded_weights(
 
 
 @pytest.mark.parametrize("option", [{"diff_augment": "translation_cutout"}, {"d_spectral_norm": True},
-                                    {"colour_gain": 0.3, "colour_gain_mode": "split", "colour_gain_luma": 0.1}],
-                         ids=["diff_augment", "d_spectral_norm", "split_colour_gain"])
+                                    {"colour_gain": 0.3, "colour_gain_mode": "split", "colour_gain_luma": 0.1},
+                                    {"pixel_shuffle": True}],
+                         ids=["diff_augment", "d_spectral_norm", "split_colour_gain", "pixel_shuffle"])
 def test_recipe_options_change_training_and_resume_exactly(tiny_world, tmp_path, option):
     """--diff-augment draws its shifts from the checkpointed RNG, --d-spectral-norm keeps its
     power-iteration vectors in the checkpoint, and the `fast` preset's split colour gain (a

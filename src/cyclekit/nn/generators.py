@@ -30,11 +30,11 @@ def _check_size(x: torch.Tensor, multiple: int, name: str) -> None:
 
 
 def _head(in_channels: int, out_channels: int, padding: str, norm: str, affine: bool,
-          norm_before_tanh: bool) -> ConvBlock:
+          norm_before_tanh: bool, size: int = 7) -> ConvBlock:
     """``c7s1-out`` + tanh: the last layer of the ResNet generator (optionally normalised)."""
     head_norm = norm if norm_before_tanh else "none"
     bias = conv_bias(norm) if norm_before_tanh else True
-    return ConvBlock(in_channels, out_channels, 7, padding=padding, norm=head_norm, affine=affine,
+    return ConvBlock(in_channels, out_channels, size, padding=padding, norm=head_norm, affine=affine,
                      act=nn.Tanh(), bias=bias)
 
 
@@ -56,7 +56,7 @@ class ResnetGenerator(nn.Module):
                  block: str = "add", upsample: str = "convtranspose",
                  norm_before_tanh: bool = False, input_skip: bool = False,
                  colour_gain: float = 0.0, colour_gain_mode: str = "rgb",
-                 colour_gain_luma: float = 0.0) -> None:
+                 colour_gain_luma: float = 0.0, pixel_shuffle: bool = False) -> None:
         super().__init__()
         if block not in CHOICES["block"]:
             raise ConfigError(f"block {block!r} is not one of add, concat")
@@ -66,9 +66,21 @@ class ResnetGenerator(nn.Module):
         pad_down = "same" if keras else "zeros"  # stride-2 3x3 convolutions (official: padding=1)
         kw = dict(norm=norm, affine=norm_affine)
 
-        self.stem = ConvBlock(in_channels, ngf, 7, padding=pad_big, act=nn.ReLU(inplace=True), **kw)
-        self.down1 = ConvBlock(ngf, 2 * ngf, 3, stride=2, padding=pad_down, pad=1,
-                               act=nn.ReLU(inplace=True), **kw)
+        # pixel_shuffle: the layers at full resolution (the 7x7 stem, the first downsampling, the
+        # last upsampling and the 7x7 head) are the slowest per multiply-add on a CPU (few channels,
+        # many pixels). Instead the input's 2x2 pixel blocks become 4x the channels at H/2
+        # (pixel unshuffle), a 3x3 convolution takes them to 2ngf, and the head predicts 4x the
+        # output channels at H/2 that a pixel shuffle lays out as 2x2 blocks again.
+        self.unshuffle = nn.PixelUnshuffle(2) if pixel_shuffle else nn.Identity()
+        self.shuffle = nn.PixelShuffle(2) if pixel_shuffle else nn.Identity()
+        if pixel_shuffle:
+            self.stem = ConvBlock(4 * in_channels, 2 * ngf, 3, padding=pad_big,
+                                  act=nn.ReLU(inplace=True), **kw)
+            self.down1: nn.Module = nn.Identity()
+        else:
+            self.stem = ConvBlock(in_channels, ngf, 7, padding=pad_big, act=nn.ReLU(inplace=True), **kw)
+            self.down1 = ConvBlock(ngf, 2 * ngf, 3, stride=2, padding=pad_down, pad=1,
+                                   act=nn.ReLU(inplace=True), **kw)
         self.down2 = ConvBlock(2 * ngf, 4 * ngf, 3, stride=2, padding=pad_down, pad=1,
                                act=nn.ReLU(inplace=True), **kw)
         blocks: list[nn.Module] = []
@@ -81,13 +93,14 @@ class ResnetGenerator(nn.Module):
                 blocks.append(ResnetBlock(channels, dropout=dropout, **kw))
         self.blocks = nn.Sequential(*blocks)
         self.up1 = UpBlock(channels, 2 * ngf, mode=upsample, padding=pad_big, **kw)
-        self.up2 = UpBlock(2 * ngf, ngf, mode=upsample, padding=pad_big, **kw)
+        self.up2 = nn.Identity() if pixel_shuffle else UpBlock(2 * ngf, ngf, mode=upsample, padding=pad_big, **kw)
+        head_in, head_out = (2 * ngf, 4 * out_channels) if pixel_shuffle else (ngf, out_channels)
         # input_skip: the last convolution also sees the input image. Instance norm removes each
         # feature map's mean and spread, and with them the input's absolute colours; this long
         # skip hands them to the output layer (a backdrop can keep its tint, a shape its colour).
         self.input_skip = input_skip
-        self.head = _head(ngf + (in_channels if input_skip else 0), out_channels, pad_big, norm, norm_affine,
-                          norm_before_tanh)
+        self.head = _head(head_in + (head_out // out_channels * in_channels if input_skip else 0), head_out,
+                          pad_big, norm, norm_affine, norm_before_tanh, size=3 if pixel_shuffle else 7)
         # colour_gain: out = tanh(head + g * input) with one gain g_c = softplus(.) >= 0 per channel.
         # The path can scale each channel of the input (as a change of light does) but neither
         # invert nor mix colours, so a pair of generators cannot satisfy the cycle by swapping
@@ -112,21 +125,21 @@ class ResnetGenerator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_size(x, self.size_multiple, "the ResNet generator")
         image = x
-        x = self.stem(x)  # (N, ngf, H, W)
+        x = self.stem(self.unshuffle(x))  # (N, ngf, H, W); pixel_shuffle: (N, 2ngf, H/2, W/2)
         x = self.down1(x)  # (N, 2ngf, H/2, W/2)
         x = self.down2(x)  # (N, 4ngf, H/4, W/4)
         x = self.blocks(x)  # (N, 4ngf, H/4, W/4); concat: (N, 4ngf * (n_blocks + 1), H/4, W/4)
         x = self.up1(x)  # (N, 2ngf, H/2, W/2)
-        x = self.up2(x)  # (N, ngf, H, W)
+        x = self.up2(x)  # (N, ngf, H, W); pixel_shuffle: unchanged
         if self.input_skip:
-            x = torch.cat([x, image], 1)  # (N, ngf + in, H, W)
+            x = torch.cat([x, self.unshuffle(image)], 1)  # (N, ngf + in, H, W), or 2ngf + 4in at H/2
         if self.colour_gain is not None:
             if self.mode == "rgb":
-                return torch.tanh(self.head(x) + F.softplus(self.colour_gain) * image)
+                return torch.tanh(self.shuffle(self.head(x)) + F.softplus(self.colour_gain) * image)
             luma = image.mean(1, keepdim=True)
-            x = self.head(x) + F.softplus(self.colour_gain) * (image - luma)
+            x = self.shuffle(self.head(x)) + F.softplus(self.colour_gain) * (image - luma)
             return torch.tanh(x if self.luma_gain is None else x + self.luma_gain * luma)
-        return self.head(x)  # (N, out, H, W) in [-1, 1]
+        return self.shuffle(self.head(x))  # (N, out, H, W) in [-1, 1]
 
 
 class UnetUp(nn.Module):
@@ -333,7 +346,8 @@ def _build_generator(cfg: ModelConfig) -> nn.Module:
         return ResnetGenerator(n_blocks=cfg.n_blocks, block=cfg.block, upsample=cfg.upsample,
                                input_skip=cfg.input_skip, colour_gain=cfg.colour_gain,
                                colour_gain_mode=cfg.colour_gain_mode,
-                               colour_gain_luma=cfg.colour_gain_luma, **common)
+                               colour_gain_luma=cfg.colour_gain_luma, pixel_shuffle=cfg.pixel_shuffle,
+                               **common)
     if cfg.generator == "unet":
         return UnetGenerator(levels=cfg.unet_levels, upsample=cfg.upsample, **common)
     if cfg.generator == "unet_gia":
