@@ -8,6 +8,9 @@ average), timed next to the baseline (fp32, one image per step) in the same run,
 (``benchmarks.common.interleaved``), so load from other processes hits both sides of a ratio alike.
 
     .venv/bin/python benchmarks/bench_batch.py --recipe fast --batches 1,4,8 --rounds 5
+
+``--recipe`` takes several recipes, comma-separated (``fast+n_blocks=4+pixel_shuffle=false,fast``):
+every one at every batch size and precision, all against the first recipe's first variant.
 """
 from __future__ import annotations
 
@@ -47,16 +50,18 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     batches = [int(x) for x in args.batches.split(",")]
     variants, per_call = {}, {}
-    for b in batches:
-        for prec in args.precisions.split(","):
-            name = f"batch {b}, {prec}"
-            variants[name], per_call[name] = step_fn(args.recipe, b, prec, args.size), b
+    recipes = args.recipe.split(",")
+    for recipe in recipes:
+        for b in batches:
+            for prec in args.precisions.split(","):
+                name = f"batch {b}, {prec}" if len(recipes) == 1 else f"`{recipe}`, batch {b}, {prec}"
+                variants[name], per_call[name] = step_fn(recipe, b, prec, args.size), b
     base = next(iter(variants))  # the first batch in the first precision (fp32, batch 1 by default)
     times, paired = interleaved(variants, args.rounds, args.steps, torch.device("cpu"), baseline=base)
     m = machine(torch.device("cpu"))
     print(f"Command: `python benchmarks/bench_batch.py {' '.join(sys.argv[1:] if argv is None else argv)}`")
     print(f"Machine: {m.get('cpu')} ({m.get('cores')} cores; native bf16: {m.get('cpu_bf16')}), "
-          f"torch {m.get('torch')}, 1 thread; recipe `{args.recipe}` at {args.size} px\n")
+          f"torch {m.get('torch')}, 1 thread; recipe {', '.join(f'`{r}`' for r in recipes)} at {args.size} px\n")
     print(f"| variant | ms per step | images per s | images per s vs {base} (median, min-max) |")
     print("|---|---:|---:|---:|")
     for name, ts in times.items():

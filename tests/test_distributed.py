@@ -210,11 +210,12 @@ def test_two_ranks_stay_identical_and_match_one_process_of_the_global_batch(tiny
 
 
 def test_the_fast_recipes_model_options_train_identically_on_two_ranks(tiny_world, tmp_path):
-    """The `fast` preset's colour gain (split) and spectrally normalised discriminators under DDP:
+    """The `fast` preset's pixel-shuffle generator with its colour gain (split) and spectrally
+    normalised discriminators under DDP:
     the gains are plain parameters (all-reduced with the generators) and the power-iteration vectors
     depend on the weights only, so both ranks hold the same nets, optimizers and buffers."""
     cfg = dict(batch_size=1, max_steps=2, save_every=2, pool_size=2, colour_gain=0.3, colour_gain_mode="split",
-               colour_gain_luma=0.1, d_spectral_norm=True)
+               colour_gain_luma=0.1, d_spectral_norm=True, pixel_shuffle=True)
     proc, _, dumps, _ = torchrun(tmp_path, "fast", tiny_world, tmp_path / "run", cfg)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = dumps

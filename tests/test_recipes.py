@@ -166,7 +166,7 @@ def test_bench_recipes_trains_in_the_precision_cyclekit_train_would_pick(monkeyp
 
     monkeypatch.setenv("CYCLEKIT_CPU_BF16", "1")  # as on a CPU with native bf16
     big = br.StepRecipe(br.recipe_config("fast+batch_size=8", 64), seed=0)
-    one = br.StepRecipe(br.recipe_config("fast", 64), seed=0)  # one image: below the bf16 break-even
+    one = br.StepRecipe(br.recipe_config("fast+batch_size=1", 64), seed=0)  # one image: below the bf16 break-even
     forced = br.StepRecipe(br.recipe_config("fast+batch_size=8+precision=fp32", 64), seed=0)
     assert (big.precision, one.precision, forced.precision) == ("bf16", "fp32", "fp32")
     assert big.state.autocast_dtype == torch.bfloat16 and one.state.autocast_dtype is None
@@ -182,8 +182,8 @@ def test_quickstart_trains_the_recommended_recipe_over_its_time_budget(tmp_path)
     fast = load_config(PRESET)
     assert cfg.model == fast.model  # the preset's networks, unchanged (it is a 64 px recipe)
     t = cfg.train
-    assert (t.lr, t.lambda_identity, t.lr_step_unit, t.max_minutes, t.max_steps) == (
-        fast.train.lr, fast.train.lambda_identity, "time", 3.0, 0)
+    assert (t.lr, t.batch_size, t.lambda_identity, t.lr_step_unit, t.max_minutes, t.max_steps) == (
+        fast.train.lr, fast.train.batch_size, fast.train.lambda_identity, "time", 3.0, 0)
 
 
 def test_multiscale_discriminator_weighs_every_scale_alike_and_trains_them_all():
@@ -411,7 +411,7 @@ def test_pixel_shuffle_generator_has_no_full_resolution_convolution_and_fewer_ma
     from cyclekit.nn import count_macs
 
     cfg = load_config(PRESET).model
-    cfg.image_size = 64
+    cfg.image_size, cfg.pixel_shuffle = 64, False
     plain = CycleGANNets(cfg).G_AB
     cfg.pixel_shuffle = True
     torch.manual_seed(0)

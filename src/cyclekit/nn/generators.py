@@ -49,6 +49,10 @@ class ResnetGenerator(nn.Module):
     output to its input (channels grow by 4ngf per block) and every convolution uses TensorFlow
     ``'same'`` zero padding, as the Keras code does; combine with ``norm_affine=True`` and
     ``norm_before_tanh=True`` for the exact seed model.
+
+    ``pixel_shuffle=True`` drops the full-resolution layers: ``unshuffle(2), c3s1-2ngf, d(4ngf),
+    R(4ngf) x n_blocks, u(2ngf), c3s1-4out, shuffle(2)``, each 2x2 block of pixels handled as 4x the
+    channels at H/2 (BENCHMARKS.md, "Images per CPU second without bf16").
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 3, ngf: int = 64, n_blocks: int = 9,
