@@ -210,8 +210,8 @@ def test_two_ranks_stay_identical_and_match_one_process_of_the_global_batch(tiny
 
 
 def test_the_fast_recipes_model_options_train_identically_on_two_ranks(tiny_world, tmp_path):
-    """The `fast` preset's pixel-shuffle generator with its colour gain (split) and spectrally
-    normalised discriminators under DDP:
+    """The `fast` preset's colour gain (split) and spectrally normalised discriminators, on the
+    pixel-shuffle generator (`--pixel-shuffle`), under DDP:
     the gains are plain parameters (all-reduced with the generators) and the power-iteration vectors
     depend on the weights only, so both ranks hold the same nets, optimizers and buffers."""
     cfg = dict(batch_size=1, max_steps=2, save_every=2, pool_size=2, colour_gain=0.3, colour_gain_mode="split",
