@@ -69,7 +69,7 @@ class ModelConfig:
     norm_before_tanh: bool = False  # the Keras seeds normalise the last conv before tanh
     residual: bool = False  # generators predict a change to their input (starts at identity)
     input_skip: bool = False  # the ResNet generator's last convolution also sees the input image (keeps its colours)
-    pixel_shuffle: bool = False  # ResNet: no full-resolution layers; the input is pixel-unshuffled to H/2 and the output shuffled back (ngf 16, 4 blocks: 1.34x fewer MACs, 1.4x the training images per CPU second at batch 4 in fp32)
+    pixel_shuffle: bool = False  # ResNet: no full-resolution layers; the input is pixel-unshuffled to H/2 and the output shuffled back (with --n-blocks 2 --batch-size 4: 2.5x fast's training images per CPU second in fp32; BENCHMARKS.md)
     colour_gain: float = 0.0  # ResNet: add g_c * input_c before the tanh, g_c >= 0 learned per channel, starting here (0 = off)
     colour_gain_mode: str = "rgb"  # what the gain passes: rgb (each channel) | chroma (x_c - mean_c x: hue without brightness) | split (chroma gain >= 0, brightness gain of either sign)
     colour_gain_luma: float = 0.0  # split mode: where the brightness gain starts (either sign; = colour_gain starts as rgb)

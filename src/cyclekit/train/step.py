@@ -76,11 +76,13 @@ def _real_fake_loss(gan: GANLoss, D: nn.Module, real: torch.Tensor, fake: torch.
     instead of two). With batch norm the real and fake statistics stay apart, as in the paper."""
     if real.shape != fake.shape or any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules()):
         return gan(D(real), True) + gan(D(fake), False)
-    scores = D(torch.cat([real, fake]))
+    scores = D(torch.cat([real, fake]))  # one score map, or a tuple of them (multi-scale D)
     n = real.shape[0]
-    if isinstance(scores, torch.Tensor):
-        return gan(scores[:n], True) + gan(scores[n:], False)
-    return gan(tuple(s[:n] for s in scores), True) + gan(tuple(s[n:] for s in scores), False)
+
+    def part(sl: slice):
+        return scores[sl] if isinstance(scores, torch.Tensor) else tuple(s[sl] for s in scores)
+
+    return gan(part(slice(None, n)), True) + gan(part(slice(n, None)), False)
 
 
 def _backward_and_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler, sync) -> None:
