@@ -5,7 +5,8 @@ train every recipe *interleaved* in one single-threaded process: round-robin chu
 ``--chunk`` CPU seconds each, until every recipe has used ``--budget`` seconds of this process's
 CPU time. Machine load therefore hits all recipes alike, and each gets the same compute. Then
 translate the test set and score it against the true translation (PSNR/SSIM,
-``cyclekit.metrics.paired``), next to the do-nothing baseline (output = input).
+``cyclekit.metrics.paired``), next to two baselines that train nothing: do-nothing (output =
+input) and average target (the mean training image of the target domain for every input).
 
 The default suite is one world per kind of change: ``dusk`` (lighting / colour: every pixel
 changes), ``ink`` (texture / style: every pixel changes) and ``morph`` (geometry: discs become
@@ -191,6 +192,9 @@ def translate(gen, images: np.ndarray) -> np.ndarray:
     return out.clamp(-1, 1).numpy()
 
 
+BASELINES = ("do-nothing", "average target")  # rows that train nothing
+
+
 def score(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     from cyclekit.metrics.paired import psnr, ssim
 
@@ -215,8 +219,13 @@ def run_job(world: str, seed: int, recipes: list[str], args) -> dict:
 
     from benchmarks.common import machine
 
+    # Two baselines that need no training: the input itself, and the average training picture of
+    # the target domain given for every input (a recipe below it has learnt nothing per image).
+    average = {"AtoB": _load_dir(root / "trainB").mean(0), "BtoA": _load_dir(root / "trainA").mean(0)}
+    average = {d: np.broadcast_to(average[d], y.shape).copy() for d, (_, y) in test.items()}
     res = {"world": world, "seed": seed, "budget_s": args.budget, "machine": machine(_torch.device("cpu")),
-           "recipes": {"do-nothing": {d: score(x, y) for d, (x, y) in test.items()}}}
+           "recipes": {"do-nothing": {d: score(x, y) for d, (x, y) in test.items()},
+                       "average target": {d: score(average[d], y) for d, (_, y) in test.items()}}}
     live = {n: make_recipe(n, args.size, seed) for n in recipes}
     data = {n: Batches(train_a, train_b, args.size, seed, getattr(live[n], "batch", 1)) for n in recipes}
     used = {n: 0.0 for n in recipes}
@@ -245,6 +254,7 @@ def run_job(world: str, seed: int, recipes: list[str], args) -> dict:
 
     for d, (x, _) in test.items():
         res["recipes"]["do-nothing"][d]["success"] = success(x, d)
+        res["recipes"]["average target"][d]["success"] = success(average[d], d)
     preds = {}
     for n in recipes:
         row = {"steps": steps[n], "cpu_s": round(used[n], 1), "wall_s": round(wall[n], 1),
@@ -294,7 +304,7 @@ def markdown(results: list[dict], command: str) -> str:
     budget = results[0]["budget_s"]
     mach = results[0].get("machine", {})
     precisions = {n: row.get("precision", "fp32") for r in results for n, row in r["recipes"].items()
-                  if n != "do-nothing"}
+                  if n not in BASELINES}
     lines = [f"Command: `{command}`", "",
              f"Machine: {mach.get('cpu', '?')} ({mach.get('cores', '?')} cores; native bf16: "
              f"{mach.get('cpu_bf16', '?')}), torch {mach.get('torch', '?')}, one thread per job; each recipe "
@@ -304,7 +314,8 @@ def markdown(results: list[dict], command: str) -> str:
              f"initial weights), {budget:g} s of single-thread CPU time per recipe per run, recipes interleaved "
              "in one process. Cells: PSNR dB mean ± standard deviation over seeds / SSIM mean / translation "
              "success (share of translated test images that a domain CNN trained on the training folders "
-             "puts in the target domain; the do-nothing row shows its error rate). steps = training "
+             "puts in the target domain; the do-nothing row shows its error rate). average target = the "
+             "mean of the target domain's training images, the same picture for every input. steps = training "
              "iterations done in the budget (mean over worlds and seeds).", ""]
     acc = {w: [r["classifier_heldout_accuracy"] for r in results if r["world"] == w
                and "classifier_heldout_accuracy" in r] for w in worlds}

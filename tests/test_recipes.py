@@ -135,7 +135,10 @@ def test_bench_recipes_section_replacement_and_one_tiny_job(tmp_path, monkeypatc
                     "--chunk", "0.1", "--size", "32", "--n-train", "4", "--n-test", "2", "--out", str(out),
                     "--job", "appear:0"]) == 0
     res = json.loads((out / "jobs" / "appear_s0.json").read_text())
-    assert set(res["recipes"]) == {"do-nothing", "official", "fast"}
+    assert set(res["recipes"]) == {"do-nothing", "average target", "official", "fast"}
+    # the average target is one picture for every input, scored like a translation
+    assert "steps" not in res["recipes"]["average target"]
+    assert np.isfinite(res["recipes"]["average target"]["BtoA"]["psnr"])
     for n in ("official", "fast"):
         row = res["recipes"][n]
         assert row["steps"] >= 1 and row["cpu_s"] >= 0.3 and np.isfinite(row["AtoB"]["psnr"])
