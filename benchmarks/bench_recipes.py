@@ -105,7 +105,7 @@ class StepRecipe:
 
         torch.manual_seed(seed)
         self.cfg, t = cfg, cfg.train
-        self.batch = t.batch_size
+        self.batch, self.flip = t.batch_size, cfg.data.flip
         nets = CycleGANNets(cfg.model)
         for net in nets.children():
             init_weights(net, cfg.model.init, cfg.model.init_gain)
@@ -161,10 +161,11 @@ def _load_dir(path: Path, size: int | None = None) -> np.ndarray:
 
 
 class Batches:
-    """Unpaired training batches: random A, random B, resize 9/8 + random crop + random flip."""
+    """Unpaired training batches: random A, random B, resize 9/8 + random crop + random flip
+    (unless the recipe's ``data.flip`` is off)."""
 
-    def __init__(self, train_a, train_b, size: int, seed: int, batch: int = 1) -> None:
-        self.a, self.b, self.size, self.batch = train_a, train_b, size, batch
+    def __init__(self, train_a, train_b, size: int, seed: int, batch: int = 1, flip: bool = True) -> None:
+        self.a, self.b, self.size, self.batch, self.flip = train_a, train_b, size, batch, flip
         self.rng = np.random.default_rng(seed)
 
     def _one(self, pool):
@@ -175,7 +176,7 @@ class Batches:
             x = pool[self.rng.integers(len(pool))]
             i, j = self.rng.integers(0, x.shape[1] - self.size + 1, 2)
             x = x[:, i:i + self.size, j:j + self.size]
-            out.append(x[:, :, ::-1] if self.rng.random() < 0.5 else x)
+            out.append(x[:, :, ::-1] if self.rng.random() < 0.5 and self.flip else x)
         return torch.from_numpy(np.ascontiguousarray(np.stack(out)))
 
     def next(self):
@@ -227,7 +228,8 @@ def run_job(world: str, seed: int, recipes: list[str], args) -> dict:
            "recipes": {"do-nothing": {d: score(x, y) for d, (x, y) in test.items()},
                        "average target": {d: score(average[d], y) for d, (_, y) in test.items()}}}
     live = {n: make_recipe(n, args.size, seed) for n in recipes}
-    data = {n: Batches(train_a, train_b, args.size, seed, getattr(live[n], "batch", 1)) for n in recipes}
+    data = {n: Batches(train_a, train_b, args.size, seed, getattr(live[n], "batch", 1), getattr(live[n], "flip", True))
+            for n in recipes}
     used = {n: 0.0 for n in recipes}
     wall = {n: 0.0 for n in recipes}
     steps = {n: 0 for n in recipes}

@@ -161,6 +161,13 @@ def test_bench_recipes_trains_each_recipe_with_its_own_batch_and_schedule():
     assert longer.factor(700) == 1.0 and longer.factor(999) < 0.01
     fast.step(a, b, 0.9)
     assert fast.state.opt_G.param_groups[0]["lr"] == pytest.approx(1e-3 * fast.factor(900))
+    # the recipe's data.flip decides whether its batches are mirrored (the official step: always)
+    assert fast.flip and not br.StepRecipe(br.recipe_config("fast+flip=false", 32), seed=0).flip
+    same = images[:1, :, :32, :32]
+    kept = [br.Batches(same, same, 32, seed=s, flip=False).next()[0] for s in range(8)]
+    mirrored = [br.Batches(same, same, 32, seed=s).next()[0] for s in range(8)]
+    assert all(np.array_equal(k[0].numpy(), same[0]) for k in kept)
+    assert any(np.array_equal(m[0].numpy(), same[0, :, :, ::-1]) for m in mirrored)
 
 
 def test_bench_recipes_trains_in_the_precision_cyclekit_train_would_pick(monkeypatch):
