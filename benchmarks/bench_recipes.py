@@ -176,7 +176,8 @@ class Batches:
             x = pool[self.rng.integers(len(pool))]
             i, j = self.rng.integers(0, x.shape[1] - self.size + 1, 2)
             x = x[:, i:i + self.size, j:j + self.size]
-            out.append(x[:, :, ::-1] if self.rng.random() < 0.5 and self.flip else x)
+            mirror = self.rng.random() < 0.5  # drawn either way: the same crops with and without flips
+            out.append(x[:, :, ::-1] if mirror and self.flip else x)
         return torch.from_numpy(np.ascontiguousarray(np.stack(out)))
 
     def next(self):
@@ -222,8 +223,8 @@ def run_job(world: str, seed: int, recipes: list[str], args) -> dict:
 
     # Two baselines that need no training: the input itself, and the average training picture of
     # the target domain given for every input (a recipe below it has learnt nothing per image).
-    average = {"AtoB": _load_dir(root / "trainB").mean(0), "BtoA": _load_dir(root / "trainA").mean(0)}
-    average = {d: np.broadcast_to(average[d], y.shape).copy() for d, (_, y) in test.items()}
+    mean = {"AtoB": _load_dir(root / "trainB").mean(0), "BtoA": _load_dir(root / "trainA").mean(0)}
+    average = {d: np.broadcast_to(mean[d], y.shape).copy() for d, (_, y) in test.items()}
     res = {"world": world, "seed": seed, "budget_s": args.budget, "machine": machine(_torch.device("cpu")),
            "recipes": {"do-nothing": {d: score(x, y) for d, (x, y) in test.items()},
                        "average target": {d: score(average[d], y) for d, (_, y) in test.items()}}}
