@@ -60,11 +60,16 @@ def recipe_config(name: str, size: int):
         t.lr = 6e-4
     else:
         cfg = load_preset(base)
-    cfg.model.image_size = cfg.data.crop_size = size
+    d = cfg.data
+    d.load_size = round(d.load_size * size / d.crop_size)  # the preset's resize ratio, at this size
+    cfg.model.image_size = d.crop_size = size
     for item in filter(None, over):
         key, _, value = item.partition("=")
         set_field(cfg, key, value)
     return cfg.validate()
+
+
+RESIZING = ("resize_and_crop", "scale_width", "scale_width_and_crop")  # squares: resized to load_size
 
 
 class OfficialRecipe:
@@ -76,6 +81,7 @@ class OfficialRecipe:
 
         m = ModelConfig(generator="resnet", n_blocks=6, ngf=32, ndf=64, image_size=size)
         self.model = OfficialCycleGAN(m, TrainConfig(), seed=seed)
+        self.load, self.batch, self.flip = size + size // 8, 1, True  # the paper's 286 -> 256 crop, flips
 
     precision = "fp32"
 
@@ -106,6 +112,8 @@ class StepRecipe:
         torch.manual_seed(seed)
         self.cfg, t = cfg, cfg.train
         self.batch, self.flip = t.batch_size, cfg.data.flip
+        # training images are resized to load_size before the random crop, or kept at their size
+        self.load = cfg.data.load_size if cfg.data.preprocess in RESIZING else None
         nets = CycleGANNets(cfg.model)
         for net in nets.children():
             init_weights(net, cfg.model.init, cfg.model.init_gain)
@@ -161,8 +169,9 @@ def _load_dir(path: Path, size: int | None = None) -> np.ndarray:
 
 
 class Batches:
-    """Unpaired training batches: random A, random B, resize 9/8 + random crop + random flip
-    (unless the recipe's ``data.flip`` is off)."""
+    """Unpaired training batches: random A, random B, a random crop of images already resized to
+    the recipe's load size (the paper's 9/8; none for ``--preprocess none`` or ``crop``) + a random
+    flip (unless the recipe's ``data.flip`` is off)."""
 
     def __init__(self, train_a, train_b, size: int, seed: int, batch: int = 1, flip: bool = True) -> None:
         self.a, self.b, self.size, self.batch, self.flip = train_a, train_b, size, batch, flip
@@ -214,8 +223,13 @@ def run_job(world: str, seed: int, recipes: list[str], args) -> dict:
     torch.set_num_threads(1)
     root = make_world(world, Path(args.out) / "data" / f"{world}_s{seed}", size=args.size,
                       n_train=args.n_train, n_test=args.n_test, seed=seed)
-    load = args.size + args.size // 8
-    train_a, train_b = _load_dir(root / "trainA", load), _load_dir(root / "trainB", load)
+    train = {}  # (A, B) training images at each recipe's load size (None: as rendered)
+
+    def train_at(load):
+        if load not in train:
+            train[load] = _load_dir(root / "trainA", load), _load_dir(root / "trainB", load)
+        return train[load]
+
     test = {d: (_load_dir(root / f"test{d[0]}"), _load_dir(root / f"test{d[0]}_gt")) for d in ("AtoB", "BtoA")}
     import torch as _torch
 
@@ -229,8 +243,7 @@ def run_job(world: str, seed: int, recipes: list[str], args) -> dict:
            "recipes": {"do-nothing": {d: score(x, y) for d, (x, y) in test.items()},
                        "average target": {d: score(average[d], y) for d, (_, y) in test.items()}}}
     live = {n: make_recipe(n, args.size, seed) for n in recipes}
-    data = {n: Batches(train_a, train_b, args.size, seed, getattr(live[n], "batch", 1), getattr(live[n], "flip", True))
-            for n in recipes}
+    data = {n: Batches(*train_at(live[n].load), args.size, seed, live[n].batch, live[n].flip) for n in recipes}
     used = {n: 0.0 for n in recipes}
     wall = {n: 0.0 for n in recipes}
     steps = {n: 0 for n in recipes}

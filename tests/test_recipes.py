@@ -168,6 +168,9 @@ def test_bench_recipes_trains_each_recipe_with_its_own_batch_and_schedule():
     mirrored = [br.Batches(same, same, 32, seed=s).next()[0] for s in range(8)]
     assert all(np.array_equal(k[0].numpy(), same[0]) for k in kept)
     assert any(np.array_equal(m[0].numpy(), same[0, :, :, ::-1]) for m in mirrored)
+    # and its preprocess whether the training images are resized (9/8, as the paper's 286 -> 256)
+    assert fast.load == 36 and br.OfficialRecipe(32, seed=0).load == 36
+    assert br.StepRecipe(br.recipe_config("fast+preprocess=none", 32), seed=0).load is None
 
 
 def test_bench_recipes_trains_in_the_precision_cyclekit_train_would_pick(monkeypatch):
