@@ -105,6 +105,20 @@ def test_shared_flags_keep_faces_defaults_unless_given():
     assert (opts.size, opts.max_minutes) == (96, 3.0)
 
 
+def test_faces_quickstart_trains_the_recipe_its_figures_were_measured_with(tmp_path):
+    """The README's faces figures come from `fast` at one image per step with 4 residual blocks and
+    mirror flips; the faces quickstart keeps that until the batch-4, 2-block, flip-free `fast` is
+    measured on faces, and takes everything else (losses, learning rate, average) from the preset."""
+    from cyclekit.commands._config_args import load_preset
+    from cyclekit.commands.faces_quickstart import FacesQuickstartOptions, faces_config
+
+    cfg = faces_config(FacesQuickstartOptions(), tmp_path / "data", tmp_path / "run")
+    fast = load_preset("fast")
+    assert (cfg.model.n_blocks, cfg.train.batch_size, cfg.data.flip) == (4, 1, True)
+    assert (cfg.model.colour_gain_mode, cfg.model.d_spectral_norm, cfg.train.lr, cfg.train.ema_decay) == (
+        fast.model.colour_gain_mode, fast.model.d_spectral_norm, fast.train.lr, fast.train.ema_decay)
+
+
 def test_builtin_model_is_the_swap_default(tmp_path, capsys):
     from cyclekit.cli import main
     from cyclekit.faces.evaluate_swap import builtin_model
