@@ -198,9 +198,10 @@ def test_quickstart_trains_the_recommended_recipe_over_its_time_budget(tmp_path)
     assert (t.lr, t.batch_size, t.lambda_identity, t.lr_step_unit, t.max_minutes, t.max_steps) == (
         fast.train.lr, fast.train.batch_size, fast.train.lambda_identity, "time", 3.0, 0)
     # bf16 where the CPU has it natively: the preset's batch is big enough for `auto` to pick it
-    from cyclekit.runtime import cpu_has_fast_bf16, generator_macs, precision_dtype
+    from cyclekit.runtime import CPU_BF16_MIN_MACS, cpu_has_fast_bf16, generator_macs, precision_dtype
 
     macs = generator_macs(cfg.model, t.batch_size, cfg.data.crop_size)
+    assert macs >= CPU_BF16_MIN_MACS  # on any machine: the batch crosses the bf16 threshold
     assert t.precision == "auto" and precision_dtype("auto", torch.device("cpu"), macs) == (
         torch.bfloat16 if cpu_has_fast_bf16() else torch.float32)
 

@@ -97,9 +97,9 @@ def faces_config(opts: FacesQuickstartOptions, dataroot: Path, run_dir: Path):
 
     cfg = load_preset("fast")
     m, d, t = cfg.model, cfg.data, cfg.train
-    # The README's faces figures were measured with `fast` as it was until session 18 (one image per
-    # step, 4 residual blocks, mirror flips); the batch-4, 2-block, flip-free `fast` is not yet
-    # measured on faces, and a face mirrors, so the faces quickstart keeps what was measured.
+    # The README's faces figures were measured with the earlier `fast` (one image per step, 4
+    # residual blocks, mirror flips); today's batch-4, 2-block, flip-free `fast` is not yet measured
+    # on faces, and a face mirrors, so the faces quickstart keeps what was measured.
     m.n_blocks, t.batch_size, d.flip = 4, 1, True
     m.image_size = opts.size
     d.dataroot, d.load_size, d.crop_size = str(dataroot), opts.size + max(opts.size // 8, 2), opts.size
