@@ -337,3 +337,41 @@ def test_every_generator_choice_has_a_builder_and_a_size_rule():
         assert side % size_multiple(cfg) == 0
         with torch.no_grad():
             assert net(torch.zeros(1, 3, side, side)).shape == (1, 3, side, side)
+
+
+@pytest.mark.parametrize("padding", ["reflect", "zeros", "same"])
+@pytest.mark.parametrize("size", [(5, 7), (8, 8)])
+def test_resize_conv_is_upsampling_then_a_3x3_convolution(padding, size):
+    """ResizeConv2d computes nearest x2 + padded 3x3 conv as one transposed convolution: same
+    outputs and gradients as the two-step reference, on the same 3x3 weight."""
+    import torch.nn.functional as F
+
+    from cyclekit.nn.layers import ResizeConv2d
+
+    torch.manual_seed(0)
+    layer = ResizeConv2d(6, 4, padding=padding, bias=True)
+    x = torch.randn(2, 6, *size, requires_grad=True)
+    up = F.interpolate(x, scale_factor=2, mode="nearest")
+    ref = F.conv2d(F.pad(up, (1, 1, 1, 1), mode="reflect" if padding == "reflect" else "constant"),
+                   layer.conv.weight, layer.conv.bias)
+    out = layer(x)
+    assert out.shape == ref.shape == (2, 4, 2 * size[0], 2 * size[1])
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(out)
+    grads = torch.autograd.grad((out * g).sum(), (x, layer.conv.weight, layer.conv.bias))
+    ref_grads = torch.autograd.grad((ref * g).sum(), (x, layer.conv.weight, layer.conv.bias))
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    # counted as the transposed convolution it runs: 16/36 of the upsampled 3x3 convolution
+    assert count_macs(layer, (6, *size)) == 6 * size[0] * size[1] * 4 * 16
+
+
+def test_resize_conv_resnet_keeps_checkpoint_names():
+    """The ResNet's resize-conv weights keep the names and 3x3 shapes they had as
+    Upsample + ConvBlock, so existing checkpoints and releases load unchanged."""
+    from cyclekit.config import ModelConfig
+
+    net = build_generator(ModelConfig(generator="resnet", ngf=8, n_blocks=1, upsample="resize_conv"))
+    sd = net.state_dict()
+    assert sd["up1.conv.conv.weight"].shape == (16, 32, 3, 3)
+    assert sd["up2.conv.conv.weight"].shape == (8, 16, 3, 3)

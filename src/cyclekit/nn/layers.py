@@ -136,13 +136,47 @@ class ConvBlock(nn.Module):
         return self.act(self.norm(self.conv(self.pad(x))))
 
 
+class ResizeConv2d(nn.Module):
+    """Nearest-neighbour x2 upsampling then a 3x3 convolution, computed without the upsampling.
+
+    On the upsampled image each output pixel's 3x3 window covers only 2x2 input pixels, so the
+    pair is one stride-2 transposed convolution whose 4x4 kernel sums the 3x3 one's taps that fall
+    on the same input pixel: ``[w2, w1 + w2, w0 + w1, w0]`` along each axis (w0..w2 the 3x3
+    taps). The result is the same function with the same weights (``conv.weight`` keeps its
+    3x3 shape, checkpoints are unchanged) for 16/36 of the multiply-adds: 1.6-2.5x faster per
+    layer forward and backward on a CPU core (BENCHMARKS.md). Reflection padding of the upsampled
+    image equals edge replication of the input; zero padding stays zero padding.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, padding: str = "reflect", bias: bool = True) -> None:
+        super().__init__()
+        if padding not in ("reflect", "zeros", "same"):  # "same" is symmetric for 3x3 at stride 1
+            raise ValueError(f"unknown padding {padding!r}")
+        self.replicate = padding == "reflect"
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, 1, 0 if self.replicate else 1, bias=bias)
+
+    def kernel(self) -> torch.Tensor:
+        """The 4x4 transposed-convolution kernel, (in, out, 4, 4), from the 3x3 weight."""
+        w = self.conv.weight  # (out, in, 3, 3)
+        rows = torch.stack([w[:, :, 2], w[:, :, 1] + w[:, :, 2], w[:, :, 0] + w[:, :, 1], w[:, :, 0]], 2)
+        k = torch.stack([rows[..., 2], rows[..., 1] + rows[..., 2], rows[..., 0] + rows[..., 1], rows[..., 0]], 3)
+        return k.transpose(0, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (N, C_in, H, W) -> (N, C_out, 2H, 2W)
+        if self.replicate:
+            return F.conv_transpose2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel(),
+                                      self.conv.bias, stride=2, padding=3)
+        return F.conv_transpose2d(x, self.kernel(), self.conv.bias, stride=2, padding=1)
+
+
 class UpBlock(nn.Module):
     """Stride-1/2 upsampling unit ``uk``: ``up -> norm -> ReLU``.
 
     ``mode="convtranspose"``: a 3x3 fractionally-strided convolution (paper; ``padding=1,
     output_padding=1`` officially, TF ``'same'`` when ``padding="same"``).
     ``mode="resize_conv"``: nearest-neighbour x2 then a 3x3 convolution (Odena et al., 2016),
-    which avoids checkerboard artefacts; same parameter count.
+    which avoids checkerboard artefacts; same parameter count (:class:`ResizeConv2d`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, mode: str = "convtranspose",
@@ -157,8 +191,8 @@ class UpBlock(nn.Module):
                 self.conv = nn.ConvTranspose2d(in_channels, out_channels, 3, stride=2, padding=1,
                                                output_padding=1, bias=bias)
         elif mode == "resize_conv":
-            self.up = nn.Upsample(scale_factor=2, mode="nearest")
-            self.conv = ConvBlock(in_channels, out_channels, 3, padding=padding, norm="none", bias=bias)
+            self.up = nn.Identity()
+            self.conv = ResizeConv2d(in_channels, out_channels, padding=padding, bias=bias)
         else:
             raise ConfigError(f"upsample {mode!r} is not one of {', '.join(CHOICES['upsample'])}")
         self.norm = make_norm(norm, out_channels, affine)
@@ -261,7 +295,8 @@ def count_macs(module: nn.Module, input_shape) -> int:
     of ``module`` on the ``meta`` device (shapes only, no arithmetic), falling back to a real
     forward on zeros if some layer cannot run on ``meta``.
 
-    A transposed convolution is counted as ``input elements x C_out/groups x kh x kw`` (the real
+    A :class:`ResizeConv2d` is counted as the transposed convolution it runs. A transposed
+    convolution is counted as ``input elements x C_out/groups x kh x kw`` (the real
     work). Tools such as torchprofile count it at output resolution instead, which is why GAN
     Compression quotes 56.8G MACs for the 256x256 ResNet-9 generator; this function gives 49.55G.
     """
@@ -285,7 +320,9 @@ def _count_macs(net: nn.Module, x: torch.Tensor) -> int:
 
     def hook(m: nn.Module, inputs, output) -> None:
         nonlocal total
-        if isinstance(m, nn.ConvTranspose2d):
+        if isinstance(m, ResizeConv2d):  # one 4x4 transposed convolution (its 3x3 conv never runs)
+            total += inputs[0].numel() * m.conv.out_channels * 16
+        elif isinstance(m, nn.ConvTranspose2d):
             kh, kw = m.kernel_size
             total += inputs[0].numel() * (m.out_channels // m.groups) * kh * kw
         elif isinstance(m, nn.Conv2d):
@@ -295,7 +332,7 @@ def _count_macs(net: nn.Module, x: torch.Tensor) -> int:
             total += output.numel() * m.in_features
 
     handles = [m.register_forward_hook(hook) for m in net.modules()
-               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+               if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, ResizeConv2d))]
     net.eval()
     try:
         with torch.no_grad():
