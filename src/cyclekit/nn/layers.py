@@ -143,7 +143,7 @@ class ResizeConv2d(nn.Module):
     pair is one stride-2 transposed convolution whose 4x4 kernel sums the 3x3 one's taps that fall
     on the same input pixel: ``[w2, w1 + w2, w0 + w1, w0]`` along each axis (w0..w2 the 3x3
     taps). The result is the same function with the same weights (``conv.weight`` keeps its
-    3x3 shape, checkpoints are unchanged) for 16/36 of the multiply-adds: 1.6-2.5x faster per
+    3x3 shape, checkpoints are unchanged) for 16/36 of the multiply-adds: 1.5-2.3x faster per
     layer forward and backward on a CPU core (BENCHMARKS.md). Reflection padding of the upsampled
     image equals edge replication of the input; zero padding stays zero padding.
     """
