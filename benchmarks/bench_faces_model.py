@@ -68,7 +68,8 @@ def main() -> None:
         except Exception as exc:  # the identity extra is optional
             print(f"(no face embeddings: {exc})", file=sys.stderr)
     judge = GenderJudge()
-    modes = {"detail": dict(detail=True), "detail, round mask": dict(detail=True, mask="round"),
+    modes = {"detail": dict(detail=True), "detail, no backdrop guard": dict(detail=True, guard=False),
+             "detail, round mask": dict(detail=True, mask="round"),
              "detail, round mask, no rim matching": dict(detail=True, mask="round", match=False),
              "model_output": dict(detail=False)}
     if args.quick:
@@ -88,8 +89,8 @@ def main() -> None:
           f"(male->female {recommended_strength(translators['male']):g}, "
           f"female->male {recommended_strength(translators['female']):g})\n")
     print("| mode | direction | swap success | do-nothing | judge on untouched | PSNR in face | SSIM in face "
-          "| same person | own original rank-1 | rim change | backdrop change |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| same person | own original rank-1 | rim change | backdrop change | backdrop paint |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
     def pct(v):
         return "n/a" if v is None else f"{100 * v:.0f}%"
@@ -101,7 +102,8 @@ def main() -> None:
         for direction, d in r["directions"].items():
             print(f"| {name} | {direction} | {pct(d['swap_success'])} | {pct(d['do_nothing_success'])} "
                   f"| {pct(d['judge_accuracy_untouched'])} | {d['psnr_face']:.2f} dB | {d['ssim_face']:.3f} "
-                  f"| {pct(d.get('same_person_rate'))} | {pct(d.get('own_original_rank1'))} | {num(d['rim_change'])} | {num(d['backdrop_change'])} |")
+                  f"| {pct(d.get('same_person_rate'))} | {pct(d.get('own_original_rank1'))} | {num(d['rim_change'])} | {num(d['backdrop_change'])} "
+                  f"| {num(d.get('backdrop_paint'))}% |")
     print(f"\ngrid: {out / 'grid.png'}; report: {out / 'report.json'}")
 
 

@@ -364,3 +364,44 @@ def test_a_release_backdrop_puts_the_head_on_it_before_translation(photo, detect
     for bad in ([1, 2], [0, 0, 300], "grey", [True, 0, 0]):
         with pytest.raises(CheckpointError, match="face_backdrop"):
             swap_image(photo, Translator(model, cfg, info={"face_backdrop": bad}), faces=faces)
+
+
+def test_backdrop_guard_keeps_skin_the_model_painted_with_its_backdrop(photo, detector):
+    """A model that paints its training backdrop over skin (a narrowed jaw) gets weight 0 there;
+    backdrop paint over non-skin (hair made short) and every other change keep weight 1; through
+    ``swap_image`` the photo keeps its own skin where such a model painted the backdrop."""
+    from cyclekit.faces.segment import backdrop_guard
+
+    grey = np.array([209, 212, 212], np.float32) / 255.0
+    given = np.tile(grey, (64, 64, 1))
+    given[8:56, 8:32] = np.array([200, 150, 120], np.float32) / 255.0  # skin
+    given[8:56, 32:56] = np.array([60, 40, 25], np.float32) / 255.0  # dark brown hair
+    painted = given.copy()
+    painted[20:44, 14:50] = grey  # the backdrop painted over both
+    g = backdrop_guard(given, painted, [209, 212, 212])
+    assert g.shape == (64, 64) and g.dtype == np.float32
+    assert g[24:40, 16:28].max() < 0.01  # skin painted grey: kept as it was
+    assert g[24:40, 36:48].min() > 0.99  # hair painted grey: the model's change stands
+    assert g[:6].min() > 0.99 and g[50:].min() > 0.99  # untouched and backdrop pixels
+    lighter = given.copy()
+    lighter[8:56, 8:32] += 0.08  # lighter skin, still far from the backdrop
+    assert backdrop_guard(given, lighter, [209, 212, 212]).min() > 0.99
+
+    # the pipeline: a model that returns the backdrop everywhere changes no skin of the face
+    import torch
+
+    flat = torch.tensor(grey * 2 - 1).view(1, 3, 1, 1)
+    cfg = ModelConfig(image_size=128, face_margin=0.4)
+    faces = detector.detect(photo)
+    tr = Translator(lambda x: flat.expand_as(x).clone(), cfg, info={"face_backdrop": [209, 212, 212]})
+    out, info = swap_image(photo, tr, faces=faces, detail=False)
+    loose, _ = swap_image(photo, tr, faces=faces, detail=False, guard=False)
+    ycc = cv2.cvtColor(photo, cv2.COLOR_RGB2YCrCb).astype(int)
+    skin = ((ycc[..., 0] >= 80) & (ycc[..., 1] >= 135) & (ycc[..., 1] <= 180)
+            & (ycc[..., 2] >= 85) & (ycc[..., 2] <= 135))
+    far = np.abs(photo.astype(int) - np.array([209, 212, 212])).max(axis=2) >= 60
+    core = skin & far & info.mask
+    assert core.sum() > 200
+    moved = np.abs(out.astype(int) - photo.astype(int)).max(axis=2)[core]
+    moved_loose = np.abs(loose.astype(int) - photo.astype(int)).max(axis=2)[core]
+    assert np.median(moved) <= 4 and np.median(moved_loose) > 30  # measured 2 and 101

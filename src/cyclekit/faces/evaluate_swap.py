@@ -249,6 +249,19 @@ def _backdrop(img: np.ndarray, out: np.ndarray, info) -> Optional[float]:
     return None if v is None else round(v, 3)
 
 
+def backdrop_paint(before: np.ndarray, after: np.ndarray, changed: Optional[np.ndarray], colour) -> Optional[float]:
+    """Share (%) of the pasted pixels (``changed``) that were the person in ``before`` (at least 48
+    grey levels from the model's training backdrop ``colour``) and are that backdrop in ``after``
+    (within 20 levels): the pale band a model paints along a jaw it narrows (see
+    :func:`cyclekit.faces.segment.backdrop_guard`). None without a backdrop or a pasted region."""
+    if colour is None or changed is None or not changed.any():
+        return None
+    flat = np.asarray(colour, np.float32).reshape(1, 1, 3)
+    was = np.abs(np.asarray(before, np.float32)[..., :3] - flat).max(axis=2) >= 48.0
+    now = np.abs(np.asarray(after, np.float32)[..., :3] - flat).max(axis=2) <= 20.0
+    return float(100.0 * (was & now)[changed].mean())
+
+
 def _mean(values: Sequence[Optional[float]]) -> Optional[float]:
     real = [v for v in values if v is not None]
     return float(np.mean(real)) if real else None
@@ -260,7 +273,7 @@ def _rate(flags: Sequence[bool]) -> Optional[float]:
 
 def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, judge=None, embedder=None,
                    detail: bool = True, params: Optional[FaceParams] = None, match: bool = True,
-                   mask: str = "head", strength: Optional[float] = None) -> dict:
+                   mask: str = "head", strength: Optional[float] = None, guard: bool = True) -> dict:
     """Swap every photo to the other gender and score the swaps.
 
     ``translators``: ``{"male": G(male -> female), "female": G(female -> male)}`` (Translators).
@@ -274,7 +287,7 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
     """
     from cyclekit.faces.identity import pixel_identity, same_person_rate, own_original_rank1
     from cyclekit.faces.judge import GenderJudge, face_chip
-    from cyclekit.faces.pipeline import face_params_for, swap_image
+    from cyclekit.faces.pipeline import face_params_for, recommended_backdrop, swap_image
 
     judge = judge or GenderJudge()
     rows, swapped, emb = [], {}, {"orig": {}, "swap": {}}
@@ -288,7 +301,7 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
         tr = translators[p.gender]
         fp = params or face_params_for(tr)
         out, info = swap_image(img, tr, params=fp, faces=[face], detail=detail, match=match, mask=mask,
-                               strength=strength)
+                               strength=strength, guard=guard)
         swapped[str(p.path)] = out
         before, after = judge.predict([face_chip(img, eyes), face_chip(out, eyes)])
         ident = pixel_identity(img, out, eyes)
@@ -297,7 +310,8 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
                      "judged_right_before": bool((before > 0.5) == (p.gender == "male")),
                      "swapped": bool((after > 0.5) == (p.gender != "male")),
                      "psnr": round(ident["psnr"], 3), "ssim": round(ident["ssim"], 4),
-                     "rim_change": round(255.0 * info.rim_change, 3), "backdrop_change": _backdrop(img, out, info)})
+                     "rim_change": round(255.0 * info.rim_change, 3), "backdrop_change": _backdrop(img, out, info),
+                     "backdrop_paint": backdrop_paint(img, out, info.mask, recommended_backdrop(tr))})
         if embedder is not None:
             emb["orig"][p.name] = embedder.embed(img, eyes)
             emb["swap"][p.name] = embedder.embed(out, eyes)
@@ -313,7 +327,8 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
              "ssim_face": float(np.mean([r["ssim"] for r in rs])) if rs else None,
              # the halo: mean change (grey levels, 0-255) where the pasted face blends into the photo
              "rim_change": _mean([r["rim_change"] for r in rs]),
-             "backdrop_change": _mean([r["backdrop_change"] for r in rs])}
+             "backdrop_change": _mean([r["backdrop_change"] for r in rs]),
+             "backdrop_paint": _mean([r["backdrop_paint"] for r in rs])}
         if embedder is not None and rs:
             o = np.stack([emb["orig"][r["photo"]] for r in rs])
             s = np.stack([emb["swap"][r["photo"]] for r in rs])

@@ -24,7 +24,7 @@ from cyclekit.faces.blend import paste_back, rim_change
 from cyclekit.faces.detect import Face, FaceDetector
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams
-from cyclekit.faces.segment import head_mask, on_backdrop
+from cyclekit.faces.segment import backdrop_guard, head_mask, on_backdrop
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ def swap_image(
     detector: Optional[FaceDetector] = None, all_faces: bool = False, blend: str = "feather",
     detail: bool = True, feather: float = 0.15, mask: str = "head", overlays: Sequence = (), match: bool = True,
     faces: Optional[list[Face]] = None, transforms: Optional[list[CropTransform]] = None,
-    subjects: Optional[Sequence[np.ndarray]] = None, strength: Optional[float] = None,
+    subjects: Optional[Sequence[np.ndarray]] = None, strength: Optional[float] = None, guard: bool = True,
 ) -> tuple[np.ndarray, SwapInfo]:
     """Swap the dominant face (or ``all_faces``) of ``image`` (HxWx3 uint8, or float in [0, 1]).
 
@@ -158,6 +158,8 @@ def swap_image(
     per transform, the video path's smoothed ones) replace the head masks of ``mask="head"``.
     ``strength`` scales the pasted change: 1 is the model's swap, 0.5 half of it, 1.5 more; by
     default the strength the model's release recommends (:func:`recommended_strength`), else 1.
+    ``guard`` (with the head mask and a model trained on a backdrop) keeps the photo's own pixels
+    where the model painted its backdrop over the person (:func:`~cyclekit.faces.segment.backdrop_guard`).
     """
     if mask not in CHOICES["mask"]:
         raise ConfigError(f"--mask: {mask!r} is not one of {', '.join(CHOICES['mask'])}")
@@ -200,6 +202,8 @@ def swap_image(
         if backdrop is not None:  # the model sees the head on its training backdrop; only the head is pasted
             crops = [on_backdrop(c, s, backdrop, params.margin) for c, s in zip(crops, subjects)]
     new = translate_crops(translator, crops)
+    if guard and mask == "head" and backdrop is not None:  # no backdrop paint over the jaw (backdrop_guard)
+        subjects = [s * backdrop_guard(c, g, backdrop) for s, c, g in zip(subjects, crops, new)]
     out = src.copy()
     changed = np.zeros(src.shape[:2], dtype=bool)
     swapped = [r for r in info.faces if r.status == "swapped"]

@@ -100,6 +100,32 @@ def on_backdrop(crop: np.ndarray, head: np.ndarray, colour, margin: float) -> np
     return (crop * (1.0 - w) + flat * w).astype(np.float32)
 
 
+def backdrop_guard(given: np.ndarray, new: np.ndarray, colour) -> np.ndarray:
+    """Float32 ``size x size`` weight in [0, 1]: 0 where the model painted the backdrop over skin.
+
+    A model trained on heads on a flat backdrop narrows a jaw, a cheek or a neck by painting that
+    backdrop colour over its edge; pasted into a photo, where the neck and its shadows stand behind
+    the jaw and not the studio grey, that paint shows as a pale band along the face. Skin-coloured
+    pixels of ``given`` (the crop the model saw, float RGB in [0, 1]; YCrCb: Y >= 80, Cr 135-180,
+    Cb 85-135; dark hair has skin's chroma but not its light) at least 48 grey levels from
+    ``colour`` (0-255 RGB) that came out of the model (``new``) within 20 levels of it get weight 0, with linear ramps in between (12-48 levels from
+    the backdrop in ``given``, 20-56 in ``new``), slightly blurred: the paste keeps the photo's own
+    pixels there. Hair painted over with the backdrop (long hair made short) is left to the model:
+    in a photo the background stands behind it. The background itself (already the backdrop in
+    ``given``) keeps weight 1."""
+    cv2 = require("cv2", "faces", "the backdrop guard")
+    given = np.ascontiguousarray(given, np.float32)
+    flat = np.asarray(colour, np.float32).reshape(1, 1, 3) / 255.0
+    was = np.clip((np.abs(given - flat).max(axis=2) * 255.0 - 12.0) / 36.0, 0.0, 1.0)
+    now = np.clip((np.abs(np.asarray(new, np.float32) - flat).max(axis=2) * 255.0 - 20.0) / 36.0, 0.0, 1.0)
+    ycc = cv2.cvtColor(given, cv2.COLOR_RGB2YCrCb) * 255.0
+    y, cr, cb = ycc[:, :, 0], ycc[:, :, 1], ycc[:, :, 2]
+    skin = ((y >= 80) & (cr >= 135) & (cr <= 180) & (cb >= 85) & (cb <= 135)).astype(np.float32)
+    guard = 1.0 - was * (1.0 - now) * skin
+    sigma = max(0.7, 0.01 * guard.shape[0])
+    return np.clip(cv2.GaussianBlur(guard, (0, 0), sigma), 0.0, 1.0)
+
+
 def _seeds(n: int, margin: float) -> np.ndarray:
     """GrabCut's initial labels: background ring, probable background, probable head, sure face."""
     cv2 = require("cv2", "faces", "the head mask")
