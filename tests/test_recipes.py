@@ -425,6 +425,15 @@ def test_bench_batch_reports_images_per_second_against_one_fp32_image(capsys):
     assert rows[0].endswith("| 1.00x |") and "x** (" in rows[1]
 
 
+def test_bench_upsample_times_both_resize_convolutions(capsys):
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import bench_upsample
+
+    assert bench_upsample.main(["--rounds", "1", "--precisions", "fp32"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| `fast`")]
+    assert len(rows) == 3 and all("| fp32 |" in r and "x** (" in r for r in rows)
+
+
 def test_pixel_shuffle_generator_has_no_full_resolution_convolution_and_fewer_macs():
     """--pixel-shuffle: the ResNet's stem and head run on 2x2 pixel blocks at H/2 (pixel unshuffle
     and shuffle), so no convolution sees the full-resolution image and the generator costs well
