@@ -134,10 +134,14 @@ class StepRecipe:
         self.factor = LRFactor(t.lr_policy, n_const, TIME_STEPS - n_const, t.lr_decay_every, t.lr_gamma)
 
     def step(self, a, b, frac: float) -> None:
-        from cyclekit.train.schedule import time_position
+        import torch.nn.functional as F
+
+        from cyclekit.train.schedule import half_res_at, time_position
         from cyclekit.train.step import train_step
 
         k = self.factor(time_position(frac))
+        if half_res_at(time_position(frac), self.cfg.train.half_res_warmup):  # as the trainer does
+            a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
         for opt, lr in zip((self.state.opt_G, self.state.opt_D), self.base_lr):
             for group in opt.param_groups:
                 group["lr"] = lr * k

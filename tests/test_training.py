@@ -247,3 +247,55 @@ def test_time_budget_schedule_needs_max_minutes(tiny_world, tmp_path):
 
     with pytest.raises(ConfigError, match="--max-minutes"):
         tiny_config(tiny_world, tmp_path / "run", lr_step_unit="time")
+
+
+def _spy_sizes(trainer) -> list[int]:
+    sizes, inner = [], trainer.objective.step_fn
+
+    def spy(state, a, b, cfg):
+        assert a.shape == b.shape
+        sizes.append(a.shape[-1])
+        return inner(state, a, b, cfg)
+
+    trainer.objective.step_fn = spy
+    return sizes
+
+
+def test_half_res_warmup_trains_the_first_share_at_half_size_and_resumes_there(tiny_world, tmp_path, monkeypatch):
+    """--half-res-warmup 0.5: the first half of the time budget sees 2x2-averaged 16 px batches,
+    the rest the 32 px crops; the history pools hold only full-size fakes after the switch; a run
+    resumed during the warm-up goes on at half size and switches at the same point."""
+    import cyclekit.train.loop as loop
+
+    monkeypatch.setattr(loop, "time", _Clock())
+    kw = dict(lr=1e-3, lr_step_unit="time", max_minutes=1.0, half_res_warmup=0.5, image_size=64, load_size=72,
+              crop_size=64, d_layers=3)
+    t = Trainer(tiny_config(tiny_world, tmp_path / "run", **kw))
+    sizes = _spy_sizes(t)
+    t.fit()
+    switch = sizes.index(64)
+    assert switch > 2 and set(sizes[:switch]) == {32} and set(sizes[switch:]) == {64}
+    assert 0.3 < switch / len(sizes) < 0.7
+    assert t.objective.pool_A.images and all(x.shape[-1] == 64 for x in t.objective.pool_A.images)
+
+    # interrupted during the warm-up, then resumed
+    Trainer(tiny_config(tiny_world, tmp_path / "r2", max_steps=3, **kw)).fit()
+    second = Trainer(tiny_config(tiny_world, tmp_path / "r2", **kw), resume=True)
+    resumed = _spy_sizes(second)
+    second.fit()
+    assert resumed[0] == 32 and resumed[-1] == 64
+    assert resumed.index(64) == pytest.approx(switch - 3, abs=2)
+
+
+def test_half_res_warmup_needs_a_time_budget_and_even_crops(tiny_world, tmp_path):
+    from cyclekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--lr-step-unit time"):
+        tiny_config(tiny_world, tmp_path / "run", half_res_warmup=0.4)
+    with pytest.raises(ConfigError, match="even --crop-size"):
+        tiny_config(tiny_world, tmp_path / "run", half_res_warmup=0.4, lr_step_unit="time", max_minutes=1.0,
+                    crop_size=31, image_size=32)
+    with pytest.raises(ConfigError, match="in \\[0, 1\\)"):
+        tiny_config(tiny_world, tmp_path / "run", half_res_warmup=1.0, lr_step_unit="time", max_minutes=1.0)
+    with pytest.raises(ConfigError, match="16 px crops"):  # the tiny 3-layer PatchGAN needs 32 px
+        Trainer(tiny_config(tiny_world, tmp_path / "run", half_res_warmup=0.4, lr_step_unit="time", max_minutes=1.0))

@@ -150,6 +150,7 @@ class TrainConfig:
     cycle_noise: float = 0.0  # std of Gaussian noise added to a translation before its cycle back (0 = off, the paper)
     diff_augment: str = "none"  # differentiable augmentation of every discriminator input: none (paper) | translation | cutout | translation_cutout
     lambda_nce: float = 0.0  # weight of CUT's patchwise contrastive loss per direction (0 = off, the paper), see train/nce.py
+    half_res_warmup: float = 0.0  # share of a --lr-step-unit time budget trained on half-size images (2x2 means) before the full size (0 = off), see train/objective.py
 
 
 @dataclass
@@ -338,6 +339,14 @@ def validate_config(cfg: Config) -> None:
                           "--max-minutes (or use --lr-step-unit epoch)")
     if not 0.0 <= t.ema_decay < 1.0:
         raise ConfigError(f"--ema-decay must be in [0, 1) (0 = off), got {t.ema_decay}")
+    if not 0.0 <= t.half_res_warmup < 1.0:
+        raise ConfigError(f"--half-res-warmup must be in [0, 1) (0 = off), got {t.half_res_warmup}")
+    if t.half_res_warmup and t.lr_step_unit != "time":
+        raise ConfigError("--half-res-warmup is a share of the time budget: use it with --lr-step-unit time "
+                          "and --max-minutes, or set --half-res-warmup 0")
+    if t.half_res_warmup and (d.crop_size % 2 or d.preprocess in ("scale_width", "none")):
+        raise ConfigError(f"--half-res-warmup halves the training crops: it needs an even --crop-size (got "
+                          f"{d.crop_size}) and a preprocess mode that crops (got {d.preprocess})")
     if t.val_images < 2:
         raise ConfigError(f"--val-images must be at least 2, got {t.val_images}")
     if not t.dist_timeout > 0:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from cyclekit import runtime
 from cyclekit.config import Config
@@ -41,7 +42,7 @@ from cyclekit.train.optim import make_optimizers
 from cyclekit.train.parallel import ddp
 from cyclekit.train.parallel.graphs import use_cuda_graphs
 from cyclekit.train.pool import ImagePool
-from cyclekit.train.schedule import make_scheduler, retime_scheduler, set_position, time_position
+from cyclekit.train.schedule import half_res_at, make_scheduler, retime_scheduler, set_position, time_position
 from cyclekit.train.ema import GeneratorEMA
 from cyclekit.train.nce import attach_nce
 from cyclekit.train.step import StepState
@@ -49,6 +50,19 @@ from cyclekit.train.step import StepState
 log = logging.getLogger(__name__)
 
 NETS = ("G_AB", "G_BA", "D_A", "D_B")
+
+
+def _check_half_size(cfg: Config) -> None:
+    """--half-res-warmup: the half-size crops must suit both networks."""
+    from cyclekit.nn.generators import min_input_size, size_multiple
+
+    m, half = cfg.model, cfg.data.crop_size // 2
+    need_d = 2 ** (m.d_layers + 2) if m.discriminator == "patchgan" else 1
+    if half % size_multiple(m) or half < max(min_input_size(m), need_d):
+        raise ConfigError(f"--half-res-warmup trains on {half} px crops (half of --crop-size {cfg.data.crop_size}), "
+                          f"which the networks cannot take (the generator needs a multiple of {size_multiple(m)} "
+                          f"of at least {min_input_size(m)} px, the {m.d_layers}-layer PatchGAN {need_d} px); "
+                          "use larger crops or --half-res-warmup 0")
 
 
 class CycleGAN:
@@ -60,6 +74,8 @@ class CycleGAN:
 
     def __init__(self, cfg: Config, device: torch.device, dist: ddp.DistContext, steps_per_epoch: int) -> None:
         t = cfg.train
+        if t.half_res_warmup:
+            _check_half_size(cfg)
         self.cfg, self.device, self.dist = cfg, device, dist
         macs = runtime.generator_macs(cfg.model, t.batch_size, cfg.data.crop_size) if t.precision == "auto" else None
         self.amp_dtype = runtime.precision_dtype(t.precision, device, macs)
@@ -122,10 +138,22 @@ class CycleGAN:
         if self.cfg.train.channels_last:
             real_A = real_A.contiguous(memory_format=torch.channels_last)
             real_B = real_B.contiguous(memory_format=torch.channels_last)
+        if self.half_res():  # --half-res-warmup: the first part of the budget on 2x2 means
+            real_A, real_B = F.avg_pool2d(real_A, 2), F.avg_pool2d(real_B, 2)
         losses = self.step_fn(self.step_state, real_A, real_B, self.cfg.train)
         if self.ema is not None:
             self.ema.update(unwrap(self.nets))
         return losses
+
+    def half_res(self) -> bool:
+        """Whether this step trains on half-size images (``--half-res-warmup``).
+
+        Both networks are convolutional, so what they learn at half the size (shapes, layouts,
+        colours; four times the steps per second) carries over to the full size, where the rest of
+        the budget adds the detail. The position is the time schedule's, which every checkpoint
+        saves, so a resumed run switches at the same point. The history pools drop their half-size
+        fakes at the switch (:meth:`ImagePool.query`)."""
+        return half_res_at(self.sched_G.last_epoch, self.cfg.train.half_res_warmup)
 
     def lr(self) -> float:
         return float(self.opt_G.param_groups[0]["lr"])

@@ -41,6 +41,8 @@ class ImagePool:
         if self.size == 0:
             return images
         images = images.detach()
+        if self.images and self.images[0].shape[1:] != images.shape[1:]:
+            self.images.clear()  # fakes of another size (--half-res-warmup's switch): start afresh
         out = []
         for image in images:
             image = image.unsqueeze(0)

@@ -60,6 +60,11 @@ def time_position(fraction: float) -> int:
     return min(TIME_STEPS - 1, max(0, int(fraction * TIME_STEPS)))
 
 
+def half_res_at(position: int, share: float) -> bool:
+    """``--half-res-warmup``: whether a time schedule at ``position`` still trains at half size."""
+    return share > 0 and position < time_position(share)
+
+
 def set_position(sched, position: int) -> None:
     """Move a LambdaLR schedule to ``position`` and set the optimizer's learning rates from it."""
     sched.last_epoch = position

@@ -60,6 +60,8 @@ def use_cuda_graphs(cfg, device: torch.device, amp_dtype: Optional[torch.dtype],
         blockers.append("--diff-augment")
     if cfg.lambda_nce > 0:  # the sampled patch positions, likewise
         blockers.append("--lambda-nce")
+    if cfg.half_res_warmup > 0:  # the batch changes size mid-run; a graph replays one shape
+        blockers.append("--half-res-warmup")
     if blockers:
         log.warning("CUDA graphs off: %s", "; ".join(blockers))
     return not blockers
