@@ -103,7 +103,7 @@ def main() -> None:
             print(f"| {name} | {direction} | {pct(d['swap_success'])} | {pct(d['do_nothing_success'])} "
                   f"| {pct(d['judge_accuracy_untouched'])} | {d['psnr_face']:.2f} dB | {d['ssim_face']:.3f} "
                   f"| {pct(d.get('same_person_rate'))} | {pct(d.get('own_original_rank1'))} | {num(d['rim_change'])} | {num(d['backdrop_change'])} "
-                  f"| {num(d.get('backdrop_paint'))}% |")
+                  f"| {num(d.get('backdrop_paint'))}{'' if d.get('backdrop_paint') is None else '%'} |")
     print(f"\ngrid: {out / 'grid.png'}; report: {out / 'report.json'}")
 
 

@@ -162,8 +162,15 @@ class ResizeConv2d(nn.Module):
         k = torch.stack([rows[..., 2], rows[..., 1] + rows[..., 2], rows[..., 0] + rows[..., 1], rows[..., 0]], 3)
         return k.transpose(0, 1)
 
+    def two_step(self, x: torch.Tensor) -> torch.Tensor:
+        """The same function computed as it reads: nearest x2, pad, 3x3 convolution."""
+        up = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        return self.conv(F.pad(up, (1, 1, 1, 1), mode="reflect") if self.replicate else up)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # (N, C_in, H, W) -> (N, C_out, 2H, 2W)
+        if torch.compiler.is_exporting():  # ONNX: a plain Conv whose 3x3 weight int8 quantisation reads
+            return self.two_step(x)
         if self.replicate:
             return F.conv_transpose2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), self.kernel(),
                                       self.conv.bias, stride=2, padding=3)
@@ -321,7 +328,9 @@ def _count_macs(net: nn.Module, x: torch.Tensor) -> int:
     def hook(m: nn.Module, inputs, output) -> None:
         nonlocal total
         if isinstance(m, ResizeConv2d):  # one 4x4 transposed convolution (its 3x3 conv never runs)
-            total += inputs[0].numel() * m.conv.out_channels * 16
+            n, c, h, w = inputs[0].shape
+            pad = 2 if m.replicate else 0  # the replicated border is convolved too
+            total += n * c * (h + pad) * (w + pad) * m.conv.out_channels * 16
         elif isinstance(m, nn.ConvTranspose2d):
             kh, kw = m.kernel_size
             total += inputs[0].numel() * (m.out_channels // m.groups) * kh * kw

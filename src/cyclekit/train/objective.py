@@ -57,11 +57,12 @@ def _check_half_size(cfg: Config) -> None:
     from cyclekit.nn.generators import min_input_size, size_multiple
 
     m, half = cfg.model, cfg.data.crop_size // 2
-    need_d = 2 ** (m.d_layers + 2) if m.discriminator == "patchgan" else 1
+    # the PatchGAN (at its coarsest scale with --d-scales) needs 2^(d_layers + 2) px
+    need_d = 2 ** (m.d_layers + 2) * 2 ** (m.d_scales - 1) if m.discriminator == "patchgan" else 1
     if half % size_multiple(m) or half < max(min_input_size(m), need_d):
         raise ConfigError(f"--half-res-warmup trains on {half} px crops (half of --crop-size {cfg.data.crop_size}), "
                           f"which the networks cannot take (the generator needs a multiple of {size_multiple(m)} "
-                          f"of at least {min_input_size(m)} px, the {m.d_layers}-layer PatchGAN {need_d} px); "
+                          f"of at least {min_input_size(m)} px, the discriminator {need_d} px); "
                           "use larger crops or --half-res-warmup 0")
 
 
