@@ -106,7 +106,7 @@ class StepRecipe:
         from cyclekit.train.nce import attach_nce
         from cyclekit.train.optim import make_optimizers
         from cyclekit.train.pool import ImagePool
-        from cyclekit.train.schedule import TIME_STEPS, LRFactor
+        from cyclekit.train.schedule import TIME_STEPS, LRFactor, half_res_share
         from cyclekit.train.step import StepState
 
         torch.manual_seed(seed)
@@ -125,6 +125,7 @@ class StepRecipe:
         macs = generator_macs(cfg.model, t.batch_size, cfg.data.crop_size) if t.precision == "auto" else None
         dtype = precision_dtype(t.precision, cpu, macs)
         self.precision = "bf16" if dtype == torch.bfloat16 else "fp32"
+        self.half_share = half_res_share(t.half_res_warmup, fp32=dtype is None)
         self.state = StepState(nets, opt_G, opt_D, ImagePool(t.pool_size, seed), ImagePool(t.pool_size, seed + 1),
                                GANLoss(t.gan_loss), nce=nce, autocast_dtype=dtype)
         self.base_lr = [t.lr, t.lr_d or t.lr]
@@ -140,7 +141,7 @@ class StepRecipe:
         from cyclekit.train.step import train_step
 
         k = self.factor(time_position(frac))
-        if half_res_at(time_position(frac), self.cfg.train.half_res_warmup):  # as the trainer does
+        if half_res_at(time_position(frac), self.half_share):  # as the trainer does
             a, b = F.avg_pool2d(a, 2), F.avg_pool2d(b, 2)
         for opt, lr in zip((self.state.opt_G, self.state.opt_D), self.base_lr):
             for group in opt.param_groups:

@@ -299,3 +299,22 @@ def test_half_res_warmup_needs_a_time_budget_and_even_crops(tiny_world, tmp_path
         tiny_config(tiny_world, tmp_path / "run", half_res_warmup=1.0, lr_step_unit="time", max_minutes=1.0)
     with pytest.raises(ConfigError, match="16 px crops"):  # the tiny 3-layer PatchGAN needs 32 px
         Trainer(tiny_config(tiny_world, tmp_path / "run", half_res_warmup=0.4, lr_step_unit="time", max_minutes=1.0))
+
+
+def test_half_res_warmup_auto_is_on_in_fp32_only_and_steps_aside_where_it_cannot_apply(tiny_world, tmp_path):
+    """auto: the first 40% of a time budget at half size when the run trains in fp32, none under
+    bf16 autocast (whose steps learn the shapes anyway), and off without a word of error where the
+    run has no time budget or crops too small to halve; a number that cannot apply is an error."""
+    from cyclekit.errors import ConfigError
+    from cyclekit.train.schedule import AUTO_HALF_RES
+
+    big = dict(image_size=64, load_size=72, crop_size=64, d_layers=3, half_res_warmup="auto")
+    timed = dict(lr_step_unit="time", max_minutes=1.0)
+    assert Trainer(tiny_config(tiny_world, tmp_path / "a", **big, **timed)).objective.half_share == AUTO_HALF_RES
+    bf16 = Trainer(tiny_config(tiny_world, tmp_path / "b", **big, **timed, precision="bf16")).objective
+    assert bf16.half_share == 0.0 and bf16.amp_dtype == torch.bfloat16
+    assert Trainer(tiny_config(tiny_world, tmp_path / "c", **big)).objective.half_share == 0.0  # epochs
+    small = Trainer(tiny_config(tiny_world, tmp_path / "d", half_res_warmup="auto", **timed)).objective
+    assert small.half_share == 0.0  # 16 px halves: too small for the PatchGAN, so auto stays off
+    with pytest.raises(ConfigError, match="auto or a number"):
+        tiny_config(tiny_world, tmp_path / "e", half_res_warmup="half", **timed)

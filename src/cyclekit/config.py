@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
 from cyclekit.errors import ConfigError
 from cyclekit.io.files import atomic_write_text
@@ -150,7 +150,7 @@ class TrainConfig:
     cycle_noise: float = 0.0  # std of Gaussian noise added to a translation before its cycle back (0 = off, the paper)
     diff_augment: str = "none"  # differentiable augmentation of every discriminator input: none (paper) | translation | cutout | translation_cutout
     lambda_nce: float = 0.0  # weight of CUT's patchwise contrastive loss per direction (0 = off, the paper), see train/nce.py
-    half_res_warmup: float = 0.0  # share of a --lr-step-unit time budget trained on half-size images (2x2 means) before the full size (0 = off), see train/objective.py
+    half_res_warmup: str = "0"  # share of a --lr-step-unit time budget trained on half-size images (2x2 means) before the full size: a number in [0, 1) (0 = off) or auto (0.4 where training runs in fp32, 0 under bf16/fp16 autocast), see train/schedule.py
 
 
 @dataclass
@@ -312,6 +312,19 @@ def validate_model_config(m: "ModelConfig", where: str = "") -> None:
         raise ConfigError(prefix + str(exc)) from None
 
 
+def warmup_share(value: str) -> Optional[float]:
+    """``--half-res-warmup`` as a share of the budget, or None for ``auto``; a ConfigError otherwise."""
+    if value == "auto":
+        return None
+    try:
+        share = float(value)
+    except ValueError:
+        share = float("nan")
+    if not 0.0 <= share < 1.0:
+        raise ConfigError(f"--half-res-warmup must be auto or a number in [0, 1) (0 = off), got {value!r}")
+    return share
+
+
 def validate_config(cfg: Config) -> None:
     """Check ranges and choices; raise one ConfigError that names the field and the fix."""
     validate_model_config(cfg.model)
@@ -339,12 +352,11 @@ def validate_config(cfg: Config) -> None:
                           "--max-minutes (or use --lr-step-unit epoch)")
     if not 0.0 <= t.ema_decay < 1.0:
         raise ConfigError(f"--ema-decay must be in [0, 1) (0 = off), got {t.ema_decay}")
-    if not 0.0 <= t.half_res_warmup < 1.0:
-        raise ConfigError(f"--half-res-warmup must be in [0, 1) (0 = off), got {t.half_res_warmup}")
-    if t.half_res_warmup and t.lr_step_unit != "time":
+    warm = warmup_share(t.half_res_warmup)  # None: auto, which turns itself off where it cannot apply
+    if warm and t.lr_step_unit != "time":
         raise ConfigError("--half-res-warmup is a share of the time budget: use it with --lr-step-unit time "
-                          "and --max-minutes, or set --half-res-warmup 0")
-    if t.half_res_warmup and (d.crop_size % 2 or d.preprocess in ("scale_width", "none")):
+                          "and --max-minutes, or set --half-res-warmup 0 (or auto)")
+    if warm and (d.crop_size % 2 or d.preprocess in ("scale_width", "none")):
         raise ConfigError(f"--half-res-warmup halves the training crops: it needs an even --crop-size (got "
                           f"{d.crop_size}) and a preprocess mode that crops (got {d.preprocess})")
     if t.val_images < 2:

@@ -100,7 +100,7 @@ def faces_config(opts: FacesQuickstartOptions, dataroot: Path, run_dir: Path):
     # The README's faces figures were measured with the earlier `fast` (one image per step, 4
     # residual blocks, mirror flips, no half-size warm-up); today's `fast` is not yet measured on
     # faces, and a face mirrors, so the faces quickstart keeps what was measured.
-    m.n_blocks, t.batch_size, d.flip, t.half_res_warmup = 4, 1, True, 0.0
+    m.n_blocks, t.batch_size, d.flip, t.half_res_warmup = 4, 1, True, "0"
     m.image_size = opts.size
     d.dataroot, d.load_size, d.crop_size = str(dataroot), opts.size + max(opts.size // 8, 2), opts.size
     t.run_dir, t.seed, t.max_steps, t.max_minutes = str(run_dir), opts.seed, opts.steps, opts.max_minutes

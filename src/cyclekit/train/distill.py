@@ -128,7 +128,7 @@ def student_config(teacher_cfg: Config, dc: DistillConfig) -> Config:
         log_every=dc.log_every, save_every=dc.save_every, progress=dc.progress,
         n_epochs=dc.steps, n_epochs_decay=0,  # the run ends at --steps (an epoch has at least one step)
         sample_every_epochs=0, val_every=0, compile=False, cuda_graphs=False, channels_last=False,
-        half_res_warmup=0.0,  # a step schedule: the teacher's time-budget warm-up does not apply
+        half_res_warmup="0",  # a step schedule: the teacher's time-budget warm-up does not apply
     )
     return cfg.validate()
 

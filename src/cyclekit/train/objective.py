@@ -42,7 +42,8 @@ from cyclekit.train.optim import make_optimizers
 from cyclekit.train.parallel import ddp
 from cyclekit.train.parallel.graphs import use_cuda_graphs
 from cyclekit.train.pool import ImagePool
-from cyclekit.train.schedule import half_res_at, make_scheduler, retime_scheduler, set_position, time_position
+from cyclekit.train.schedule import (half_res_at, half_res_share, make_scheduler, retime_scheduler, set_position,
+                                     time_position)
 from cyclekit.train.ema import GeneratorEMA
 from cyclekit.train.nce import attach_nce
 from cyclekit.train.step import StepState
@@ -52,18 +53,31 @@ log = logging.getLogger(__name__)
 NETS = ("G_AB", "G_BA", "D_A", "D_B")
 
 
-def _check_half_size(cfg: Config) -> None:
-    """--half-res-warmup: the half-size crops must suit both networks."""
+def _half_share(cfg: Config, fp32: bool) -> float:
+    """--half-res-warmup resolved for this run: a share given as a number must suit the networks
+    (else a ConfigError); ``auto`` turns itself off, with a log line, where it cannot apply."""
     from cyclekit.nn.generators import min_input_size, size_multiple
 
-    m, half = cfg.model, cfg.data.crop_size // 2
+    t, d, m = cfg.train, cfg.data, cfg.model
+    share, auto = half_res_share(t.half_res_warmup, fp32), t.half_res_warmup == "auto"
+    if not share:
+        return 0.0
+    half = d.crop_size // 2
     # the PatchGAN (at its coarsest scale with --d-scales) needs 2^(d_layers + 2) px
     need_d = 2 ** (m.d_layers + 2) * 2 ** (m.d_scales - 1) if m.discriminator == "patchgan" else 1
-    if half % size_multiple(m) or half < max(min_input_size(m), need_d):
+    fits = not d.crop_size % 2 and half % size_multiple(m) == 0 and half >= max(min_input_size(m), need_d)
+    if auto and (not fits or t.lr_step_unit != "time" or d.preprocess in ("scale_width", "none")):
+        log.info("--half-res-warmup auto: off for this run (it needs a time budget and even crops whose "
+                 "half both networks take)")
+        return 0.0
+    if not fits:
         raise ConfigError(f"--half-res-warmup trains on {half} px crops (half of --crop-size {cfg.data.crop_size}), "
                           f"which the networks cannot take (the generator needs a multiple of {size_multiple(m)} "
                           f"of at least {min_input_size(m)} px, the discriminator {need_d} px); "
                           "use larger crops or --half-res-warmup 0")
+    if auto:
+        log.info("--half-res-warmup auto: the first %.0f%% of the budget at %d px (training in fp32)", 100 * share, half)
+    return share
 
 
 class CycleGAN:
@@ -75,11 +89,10 @@ class CycleGAN:
 
     def __init__(self, cfg: Config, device: torch.device, dist: ddp.DistContext, steps_per_epoch: int) -> None:
         t = cfg.train
-        if t.half_res_warmup:
-            _check_half_size(cfg)
         self.cfg, self.device, self.dist = cfg, device, dist
         macs = runtime.generator_macs(cfg.model, t.batch_size, cfg.data.crop_size) if t.precision == "auto" else None
         self.amp_dtype = runtime.precision_dtype(t.precision, device, macs)
+        self.half_share = _half_share(cfg, fp32=self.amp_dtype is None)  # --half-res-warmup, resolved
         self.nets = CycleGANNets(cfg.model)
         from cyclekit.nn import init_weights
 
@@ -96,7 +109,7 @@ class CycleGAN:
             ddp.broadcast_module(self.nets)  # start from rank 0's weights, whatever happened
             if dist.rank > 0:  # own dropout stream per rank; rank 0 keeps the 1-process stream
                 torch.manual_seed(ddp.rank_seed(t.seed, dist.rank))
-        graphs = use_cuda_graphs(t, device, self.amp_dtype, dist.world_size)
+        graphs = use_cuda_graphs(t, device, self.amp_dtype, dist.world_size, half_res=self.half_share > 0)
         self.opt_G, self.opt_D = make_optimizers(self.nets, t, device, cuda_graphs=graphs)
         self.nce = attach_nce(cfg, self.opt_G, device)  # --lambda-nce: heads trained by opt_G, or None
         if self.nce is not None and dist.enabled:
@@ -154,7 +167,7 @@ class CycleGAN:
         the budget adds the detail. The position is the time schedule's, which every checkpoint
         saves, so a resumed run switches at the same point. The history pools drop their half-size
         fakes at the switch (:meth:`ImagePool.query`)."""
-        return half_res_at(self.sched_G.last_epoch, self.cfg.train.half_res_warmup)
+        return half_res_at(self.sched_G.last_epoch, self.half_share)
 
     def lr(self) -> float:
         return float(self.opt_G.param_groups[0]["lr"])

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from cyclekit.config import TrainConfig
+from cyclekit.config import TrainConfig, warmup_share
 
 
 TIME_STEPS = 1000  # positions of a time-budget schedule (lr_step_unit "time")
@@ -58,6 +58,19 @@ def make_scheduler(
 def time_position(fraction: float) -> int:
     """The position of a time-budget schedule after ``fraction`` of the budget."""
     return min(TIME_STEPS - 1, max(0, int(fraction * TIME_STEPS)))
+
+
+# --half-res-warmup auto: the share of the budget at half size where training runs in fp32. There
+# a step costs about 1.5x a bf16 one, too few for the geometry world's new shapes in the
+# budget; the half-size steps (about 4x as many per second) learn them (BENCHMARKS.md, session 20).
+# Under bf16/fp16 autocast the steps are there already and the full size keeps the finest texture.
+AUTO_HALF_RES = 0.4
+
+
+def half_res_share(setting: str, fp32: bool) -> float:
+    """The share of the time budget trained at half size for ``--half-res-warmup setting``."""
+    share = warmup_share(setting)
+    return (AUTO_HALF_RES if fp32 else 0.0) if share is None else share
 
 
 def half_res_at(position: int, share: float) -> bool:

@@ -50,7 +50,8 @@ def cuda_graphs_blockers(device: torch.device, amp_dtype: Optional[torch.dtype],
     return why
 
 
-def use_cuda_graphs(cfg, device: torch.device, amp_dtype: Optional[torch.dtype], world_size: int) -> bool:
+def use_cuda_graphs(cfg, device: torch.device, amp_dtype: Optional[torch.dtype], world_size: int,
+                    half_res: bool = False) -> bool:
     """The one decision whether the step is replayed as a CUDA graph (``cfg`` is the TrainConfig);
     it sets both the optimizers' capturability and the step function. Logs why not when asked for."""
     if not cfg.cuda_graphs:
@@ -60,7 +61,7 @@ def use_cuda_graphs(cfg, device: torch.device, amp_dtype: Optional[torch.dtype],
         blockers.append("--diff-augment")
     if cfg.lambda_nce > 0:  # the sampled patch positions, likewise
         blockers.append("--lambda-nce")
-    if cfg.half_res_warmup > 0:  # the batch changes size mid-run; a graph replays one shape
+    if half_res:  # --half-res-warmup: the batch changes size mid-run; a graph replays one shape
         blockers.append("--half-res-warmup")
     if blockers:
         log.warning("CUDA graphs off: %s", "; ".join(blockers))
