@@ -125,7 +125,7 @@ class StepRecipe:
         macs = generator_macs(cfg.model, t.batch_size, cfg.data.crop_size) if t.precision == "auto" else None
         dtype = precision_dtype(t.precision, cpu, macs)
         self.precision = "bf16" if dtype == torch.bfloat16 else "fp32"
-        self.half_share = half_res_share(t.half_res_warmup, fp32=dtype is None)
+        self.half_share = half_res_share(cfg, fp32=dtype is None)  # as the trainer resolves it
         self.state = StepState(nets, opt_G, opt_D, ImagePool(t.pool_size, seed), ImagePool(t.pool_size, seed + 1),
                                GANLoss(t.gan_loss), nce=nce, autocast_dtype=dtype)
         self.base_lr = [t.lr, t.lr_d or t.lr]

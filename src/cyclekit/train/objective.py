@@ -53,33 +53,6 @@ log = logging.getLogger(__name__)
 NETS = ("G_AB", "G_BA", "D_A", "D_B")
 
 
-def _half_share(cfg: Config, fp32: bool) -> float:
-    """--half-res-warmup resolved for this run: a share given as a number must suit the networks
-    (else a ConfigError); ``auto`` turns itself off, with a log line, where it cannot apply."""
-    from cyclekit.nn.generators import min_input_size, size_multiple
-
-    t, d, m = cfg.train, cfg.data, cfg.model
-    share, auto = half_res_share(t.half_res_warmup, fp32), t.half_res_warmup == "auto"
-    if not share:
-        return 0.0
-    half = d.crop_size // 2
-    # the PatchGAN (at its coarsest scale with --d-scales) needs 2^(d_layers + 2) px
-    need_d = 2 ** (m.d_layers + 2) * 2 ** (m.d_scales - 1) if m.discriminator == "patchgan" else 1
-    fits = not d.crop_size % 2 and half % size_multiple(m) == 0 and half >= max(min_input_size(m), need_d)
-    if auto and (not fits or t.lr_step_unit != "time" or d.preprocess in ("scale_width", "none")):
-        log.info("--half-res-warmup auto: off for this run (it needs a time budget and even crops whose "
-                 "half both networks take)")
-        return 0.0
-    if not fits:
-        raise ConfigError(f"--half-res-warmup trains on {half} px crops (half of --crop-size {cfg.data.crop_size}), "
-                          f"which the networks cannot take (the generator needs a multiple of {size_multiple(m)} "
-                          f"of at least {min_input_size(m)} px, the discriminator {need_d} px); "
-                          "use larger crops or --half-res-warmup 0")
-    if auto:
-        log.info("--half-res-warmup auto: the first %.0f%% of the budget at %d px (training in fp32)", 100 * share, half)
-    return share
-
-
 class CycleGAN:
     """Zhu et al. 2017: both generators, both discriminators, two Adams, two history pools."""
 
@@ -92,7 +65,7 @@ class CycleGAN:
         self.cfg, self.device, self.dist = cfg, device, dist
         macs = runtime.generator_macs(cfg.model, t.batch_size, cfg.data.crop_size) if t.precision == "auto" else None
         self.amp_dtype = runtime.precision_dtype(t.precision, device, macs)
-        self.half_share = _half_share(cfg, fp32=self.amp_dtype is None)  # --half-res-warmup, resolved
+        self.half_share = half_res_share(cfg, fp32=self.amp_dtype is None)  # --half-res-warmup, resolved
         self.nets = CycleGANNets(cfg.model)
         from cyclekit.nn import init_weights
 

@@ -10,12 +10,16 @@ whole budget at full rate and ends at lr ~0 whatever the machine's speed.
 """
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 
-from cyclekit.config import TrainConfig, warmup_share
+from cyclekit.config import Config, TrainConfig, warmup_share
+from cyclekit.errors import ConfigError
 
+
+log = logging.getLogger(__name__)
 
 TIME_STEPS = 1000  # positions of a time-budget schedule (lr_step_unit "time")
 
@@ -67,10 +71,33 @@ def time_position(fraction: float) -> int:
 AUTO_HALF_RES = 0.4
 
 
-def half_res_share(setting: str, fp32: bool) -> float:
-    """The share of the time budget trained at half size for ``--half-res-warmup setting``."""
-    share = warmup_share(setting)
-    return (AUTO_HALF_RES if fp32 else 0.0) if share is None else share
+def half_res_share(cfg: Config, fp32: bool) -> float:
+    """--half-res-warmup resolved for this run: a share given as a number must suit the networks
+    (else a ConfigError); ``auto`` turns itself off, with a log line, where it cannot apply."""
+    from cyclekit.nn.generators import min_input_size, size_multiple
+
+    t, d, m = cfg.train, cfg.data, cfg.model
+    share = warmup_share(t.half_res_warmup)
+    auto = share is None
+    share = (AUTO_HALF_RES if fp32 else 0.0) if auto else share
+    if not share:
+        return 0.0
+    half = d.crop_size // 2
+    # the PatchGAN (at its coarsest scale with --d-scales) needs 2^(d_layers + 2) px
+    need_d = 2 ** (m.d_layers + 2) * 2 ** (m.d_scales - 1) if m.discriminator == "patchgan" else 1
+    fits = not d.crop_size % 2 and half % size_multiple(m) == 0 and half >= max(min_input_size(m), need_d)
+    if auto and (not fits or t.lr_step_unit != "time" or d.preprocess in ("scale_width", "none")):
+        log.info("--half-res-warmup auto: off for this run (it needs a time budget and even crops whose "
+                 "half both networks take)")
+        return 0.0
+    if not fits:
+        raise ConfigError(f"--half-res-warmup trains on {half} px crops (half of --crop-size {cfg.data.crop_size}), "
+                          f"which the networks cannot take (the generator needs a multiple of {size_multiple(m)} "
+                          f"of at least {min_input_size(m)} px, the discriminator {need_d} px); "
+                          "use larger crops or --half-res-warmup 0")
+    if auto:
+        log.info("--half-res-warmup auto: the first %.0f%% of the budget at %d px (training in fp32)", 100 * share, half)
+    return share
 
 
 def half_res_at(position: int, share: float) -> bool:
