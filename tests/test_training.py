@@ -302,7 +302,7 @@ def test_half_res_warmup_needs_a_time_budget_and_even_crops(tiny_world, tmp_path
 
 
 def test_half_res_warmup_auto_is_on_in_fp32_only_and_steps_aside_where_it_cannot_apply(tiny_world, tmp_path):
-    """auto: the first 40% of a time budget at half size when the run trains in fp32, none under
+    """auto: the first quarter of a time budget at half size when the run trains in fp32, none under
     bf16 autocast (whose steps learn the shapes anyway), and off without a word of error where the
     run has no time budget or crops too small to halve; a number that cannot apply is an error."""
     from cyclekit.errors import ConfigError

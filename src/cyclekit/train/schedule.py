@@ -68,7 +68,7 @@ def time_position(fraction: float) -> int:
 # a step costs about 1.5x a bf16 one, too few for the geometry world's new shapes in the
 # budget; the half-size steps (about 4x as many per second) learn them (BENCHMARKS.md, session 20).
 # Under bf16/fp16 autocast the steps are there already and the full size keeps the finest texture.
-AUTO_HALF_RES = 0.4
+AUTO_HALF_RES = 0.25
 
 
 def half_res_share(cfg: Config, fp32: bool) -> float:
