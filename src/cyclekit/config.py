@@ -239,21 +239,6 @@ def coerce(value: Any, typ: Any, where: str) -> Any:
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "train": TrainConfig}
 
 
-def field_help() -> dict[str, str]:
-    """Each field's description: the comment after it in this file (the one source of the
-    ``--help`` texts, so code and documentation cannot drift apart)."""
-    import inspect
-    import re
-
-    out: dict[str, str] = {}
-    for cls in SECTIONS.values():
-        for line in inspect.getsource(cls).splitlines():
-            m = re.match(r"\s+(\w+): [^=]+=.*?  # (.+)$", line)
-            if m:
-                out[m.group(1)] = m.group(2).strip()
-    return out
-
-
 def field_index() -> dict[str, tuple[str, Any]]:
     """Map every field name to (section, type). Field names are unique across sections."""
     out: dict[str, tuple[str, Any]] = {}
@@ -314,13 +299,11 @@ def validate_model_config(m: "ModelConfig", where: str = "") -> None:
 
 def warmup_share(value: str) -> Optional[float]:
     """``--half-res-warmup`` as a share of the budget, or None for ``auto``; a ConfigError otherwise."""
-    if value == "auto":
-        return None
     try:
-        share = float(value)
+        share = None if value == "auto" else float(value)
     except ValueError:
-        share = float("nan")
-    if not 0.0 <= share < 1.0:
+        share = -1.0
+    if share is not None and not 0.0 <= share < 1.0:
         raise ConfigError(f"--half-res-warmup must be auto or a number in [0, 1) (0 = off), got {value!r}")
     return share
 

@@ -11,10 +11,25 @@ import json
 from pathlib import Path
 from typing import Iterable, Optional
 
-from cyclekit.config import CHOICES, SECTIONS, Config, field_help, field_index, load_config, set_field
+from cyclekit.config import CHOICES, SECTIONS, Config, field_index, load_config, set_field
 from cyclekit.errors import ConfigError
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
+
+
+def field_help() -> dict[str, str]:
+    """Each field's description: the comment after it in ``cyclekit/config.py`` (the one source of
+    the ``--help`` texts, so code and documentation cannot drift apart)."""
+    import inspect
+    import re
+
+    out: dict[str, str] = {}
+    for cls in SECTIONS.values():
+        for line in inspect.getsource(cls).splitlines():
+            m = re.match(r"\s+(\w+): [^=]+=.*?  # (.+)$", line)
+            if m:
+                out[m.group(1)] = m.group(2).strip()
+    return out
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, sections: Iterable[str] = ("model", "data", "train")) -> None:
