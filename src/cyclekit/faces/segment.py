@@ -108,9 +108,9 @@ def backdrop_guard(given: np.ndarray, new: np.ndarray, colour) -> np.ndarray:
     the jaw and not the studio grey, that paint shows as a pale band along the face. Skin-coloured
     pixels of ``given`` (the crop the model saw, float RGB in [0, 1]; YCrCb: Y >= 80, Cr 135-180,
     Cb 85-135; dark hair has skin's chroma but not its light) at least 48 grey levels from
-    ``colour`` (0-255 RGB) that came out of the model (``new``) within 20 levels of it get weight 0, with linear ramps in between (12-48 levels from
-    the backdrop in ``given``, 20-56 in ``new``), slightly blurred: the paste keeps the photo's own
-    pixels there. Hair painted over with the backdrop (long hair made short) is left to the model:
+    ``colour`` (0-255 RGB) that came out of the model (``new``) within 20 levels of it get weight
+    0, with linear ramps in between (12-48 levels from the backdrop in ``given``, 20-56 in
+    ``new``), slightly blurred: the paste keeps the photo's own pixels there. Hair painted over with the backdrop (long hair made short) is left to the model:
     in a photo the background stands behind it. The background itself (already the backdrop in
     ``given``) keeps weight 1."""
     cv2 = require("cv2", "faces", "the backdrop guard")
