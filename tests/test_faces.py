@@ -405,3 +405,27 @@ def test_backdrop_guard_keeps_skin_the_model_painted_with_its_backdrop(photo, de
     moved = np.abs(out.astype(int) - photo.astype(int)).max(axis=2)[core]
     moved_loose = np.abs(loose.astype(int) - photo.astype(int)).max(axis=2)[core]
     assert np.median(moved) <= 4 and np.median(moved_loose) > 30  # measured 2 and 101
+
+
+def test_video_guard_memory_blends_each_frame_with_the_last(photo, detector):
+    """``guard_memory`` (the video path's list) holds the last frame's backdrop guards; the next
+    frame's guards are blended with them, so a model that stops painting the backdrop over the jaw
+    from one frame to the next fades the photo's pixels out instead of switching them off."""
+    import torch
+
+    from cyclekit.faces.segment import MASK_MEMORY
+
+    grey = np.array([209, 212, 212], np.float32) / 255.0
+    flat = torch.tensor(grey * 2 - 1).view(1, 3, 1, 1)
+    cfg = ModelConfig(image_size=64, face_margin=0.4)
+    faces = detector.detect(photo)
+    painter = Translator(lambda x: flat.expand_as(x).clone(), cfg, info={"face_backdrop": [209, 212, 212]})
+    keeper = Translator(lambda x: x.clone(), cfg, info={"face_backdrop": [209, 212, 212]})
+    memory: list = []
+    swap_image(photo, painter, faces=faces, detail=False, guard_memory=memory)
+    assert len(memory) == 1 and memory[0].min() < 0.05  # skin painted over: guarded
+    first, alone = memory[0].copy(), []
+    swap_image(photo, keeper, faces=faces, detail=False, guard_memory=alone)  # a fresh video
+    swap_image(photo, keeper, faces=faces, detail=False, guard_memory=memory)
+    assert alone[0].mean() > 0.95
+    assert np.allclose(memory[0], MASK_MEMORY * first + (1.0 - MASK_MEMORY) * alone[0], atol=1e-5)

@@ -136,10 +136,10 @@ def test_the_head_mask_is_the_same_whatever_ran_before():
 
 
 def test_video_head_masks_are_smoothed_face_by_face():
-    from cyclekit.faces.video import HEAD_MEMORY, smooth_heads
+    from cyclekit.faces.segment import MASK_MEMORY, temporal_blend
 
     a, b = np.zeros((8, 8), np.float32), np.ones((8, 8), np.float32)
-    (m,) = smooth_heads([a], [b])
-    assert np.allclose(m, 1.0 - HEAD_MEMORY)  # the edge moves part of the way each frame
-    assert smooth_heads([a], [b, b])[0] is b  # a face came or went: start afresh
-    assert smooth_heads([a], [np.ones((16, 16), np.float32)])[0].shape == (16, 16)
+    (m,) = temporal_blend([a], [b])
+    assert np.allclose(m, 1.0 - MASK_MEMORY)  # the edge moves part of the way each frame
+    assert temporal_blend([a], [b, b])[0] is b  # a face came or went: start afresh
+    assert temporal_blend([a], [np.ones((16, 16), np.float32)])[0].shape == (16, 16)

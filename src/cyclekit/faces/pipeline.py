@@ -24,7 +24,7 @@ from cyclekit.faces.blend import paste_back, rim_change
 from cyclekit.faces.detect import Face, FaceDetector
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams
-from cyclekit.faces.segment import backdrop_guard, head_mask, on_backdrop
+from cyclekit.faces.segment import backdrop_guard, head_mask, on_backdrop, temporal_blend
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,7 @@ def swap_image(
     detail: bool = True, feather: float = 0.15, mask: str = "head", overlays: Sequence = (), match: bool = True,
     faces: Optional[list[Face]] = None, transforms: Optional[list[CropTransform]] = None,
     subjects: Optional[Sequence[np.ndarray]] = None, strength: Optional[float] = None, guard: bool = True,
+    guard_memory: Optional[list] = None,
 ) -> tuple[np.ndarray, SwapInfo]:
     """Swap the dominant face (or ``all_faces``) of ``image`` (HxWx3 uint8, or float in [0, 1]).
 
@@ -159,7 +160,9 @@ def swap_image(
     ``strength`` scales the pasted change: 1 is the model's swap, 0.5 half of it, 1.5 more; by
     default the strength the model's release recommends (:func:`recommended_strength`), else 1.
     ``guard`` (with the head mask and a model trained on a backdrop) keeps the photo's own pixels
-    where the model painted its backdrop over the person (:func:`~cyclekit.faces.segment.backdrop_guard`).
+    where the model painted its backdrop over the person (:func:`~cyclekit.faces.segment.backdrop_guard`);
+    ``guard_memory`` (the video path's list, updated in place) blends each frame's guards with the
+    previous frame's (:func:`~cyclekit.faces.segment.temporal_blend`), so the kept pixels do not flicker.
     """
     if mask not in CHOICES["mask"]:
         raise ConfigError(f"--mask: {mask!r} is not one of {', '.join(CHOICES['mask'])}")
@@ -203,7 +206,10 @@ def swap_image(
             crops = [on_backdrop(c, s, backdrop, params.margin) for c, s in zip(crops, subjects)]
     new = translate_crops(translator, crops)
     if guard and mask == "head" and backdrop is not None:  # no backdrop paint over the jaw (backdrop_guard)
-        subjects = [s * backdrop_guard(c, g, backdrop) for s, c, g in zip(subjects, crops, new)]
+        guards = [backdrop_guard(c, g, backdrop) for c, g in zip(crops, new)]
+        if guard_memory is not None:
+            guard_memory[:] = guards = temporal_blend(guard_memory, guards)
+        subjects = [s * w for s, w in zip(subjects, guards)]
     out = src.copy()
     changed = np.zeros(src.shape[:2], dtype=bool)
     swapped = [r for r in info.faces if r.status == "swapped"]

@@ -126,6 +126,18 @@ def backdrop_guard(given: np.ndarray, new: np.ndarray, colour) -> np.ndarray:
     return np.clip(cv2.GaussianBlur(guard, (0, 0), sigma), 0.0, 1.0)
 
 
+MASK_MEMORY = 0.6  # share of the previous video frame's mask kept: an edge does not flicker
+
+
+def temporal_blend(previous: list, fresh: list) -> list:
+    """Per-face masks (crop coordinates) of a video frame averaged with the previous frame's
+    (:data:`MASK_MEMORY` of them kept) while the faces stay the same in number and crop size;
+    else the fresh masks. The video path smooths head masks and backdrop guards with it."""
+    if len(previous) != len(fresh) or any(p.shape != f.shape for p, f in zip(previous, fresh)):
+        return list(fresh)
+    return [MASK_MEMORY * p + (1.0 - MASK_MEMORY) * f for p, f in zip(previous, fresh)]
+
+
 def _seeds(n: int, margin: float) -> np.ndarray:
     """GrabCut's initial labels: background ring, probable background, probable head, sure face."""
     cv2 = require("cv2", "faces", "the head mask")

@@ -30,7 +30,7 @@ from cyclekit.faces.detect import Face, FaceDetector
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import FaceParams
 from cyclekit.faces.pipeline import side_by_side, swap_image
-from cyclekit.faces.segment import head_mask
+from cyclekit.faces.segment import head_mask, temporal_blend
 
 log = logging.getLogger(__name__)
 
@@ -206,17 +206,6 @@ class VideoInfo:
     message: str = ""
 
 
-HEAD_MEMORY = 0.6  # share of the previous frame's head mask kept: the hair's edge does not flicker
-
-
-def smooth_heads(previous: list, fresh: list) -> list:
-    """Head masks (crop coordinates, one per face) averaged with the previous frame's, face by face
-    while the faces stay the same in number and crop size; else the fresh masks."""
-    if len(previous) != len(fresh) or any(p.shape != f.shape for p, f in zip(previous, fresh)):
-        return fresh
-    return [HEAD_MEMORY * p + (1.0 - HEAD_MEMORY) * f for p, f in zip(previous, fresh)]
-
-
 def plan_crops(detections: list[Optional[list[Face]]], params: FaceParams, fps: float, all_faces: bool,
                smooth: float, max_gap: float) -> list[list[CropTransform]]:
     """Per-frame crop transforms from raw detections: link, rank, smooth."""
@@ -280,16 +269,21 @@ def swap_video(
         cmp_writer = VideoWriter(tmp_cmp, (2 * w + 4, h), fps, crf) if compare else None
         _, frames = read_frames(src)
         heads: list = []  # the head masks of the last frame, smoothed over time
+        guards: list = []  # and its backdrop guards (swap_image keeps them up to date)
         try:
             for i, frame in enumerate(tqdm(frames, total=len(plan), disable=not progress, unit="frame", desc="swap")):
                 crops = plan[i] if i < len(plan) else []
                 out = frame
                 if crops:
                     if swap_kwargs.get("mask", "head") == "head":
-                        heads = smooth_heads(heads, [head_mask(warp_crop(frame, t), params.margin) for t in crops])
+                        heads = temporal_blend(heads, [head_mask(warp_crop(frame, t), params.margin) for t in crops])
                         swap_kwargs["subjects"] = heads
+                        swap_kwargs["guard_memory"] = guards
                     out, _ = swap_image(frame, translator, params=params, transforms=crops, **swap_kwargs)
                     info.frames_swapped += 1
+                else:  # the face left: a face that comes back starts from its own masks
+                    heads = []
+                    guards.clear()
                 writer.write(out)
                 if cmp_writer is not None:
                     cmp_writer.write(side_by_side(frame, out))
