@@ -55,7 +55,7 @@ def quickstart_config(opts: QuickstartOptions, dataroot: Path, run_dir: Path) ->
     t.run_dir, t.seed = str(run_dir), opts.seed
     t.lr_step_unit, t.max_minutes, t.max_steps, t.log_every = "time", opts.max_minutes, opts.steps, 25
     t.threads, t.progress = opts.threads, opts.progress
-    return cfg.validate()  # precision stays `auto`: the preset's batch of 4 gets bf16 where the CPU has it
+    return cfg.validate()  # the preset's fp32 (BENCHMARKS.md: it learns more per CPU second than bf16)
 
 
 def translate_test_set(model_dir: Path, dataroot: Path, out_dir: Path, direction: str, device: str = "cpu") -> None:
