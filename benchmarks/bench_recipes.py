@@ -329,7 +329,7 @@ def markdown(results: list[dict], command: str) -> str:
     lines = [f"Command: `{command}`", "",
              f"Machine: {mach.get('cpu', '?')} ({mach.get('cores', '?')} cores; native bf16: "
              f"{mach.get('cpu_bf16', '?')}), torch {mach.get('torch', '?')}, one thread per job; each recipe "
-             "trains in the precision `cyclekit train --precision auto` picks for it here: "
+             "trains in the precision `cyclekit train` would use for it here (its own, or what `auto` picks): "
              + ", ".join(f"{n} {p}" for n, p in precisions.items()) + ".", "",
              f"{len(seeds)} seeds ({', '.join(map(str, seeds))}; the seed picks the world's images and the "
              f"initial weights), {budget:g} s of single-thread CPU time per recipe per run, recipes interleaved "
