@@ -131,6 +131,9 @@ def _batches(jobs: list[tuple[Path, Path, tuple[int, int]]], batch_size: int) ->
             yield group[i:i + n]
 
 
+SKIP_HINT = "fix or remove it, or pass --skip-bad to skip unreadable images"
+
+
 def translate_paths(
     translator: Translator, inputs: Sequence[PathLike], out_dir: PathLike, batch_size: int = 4,
     suffix: str = "", progress: bool = False, on_bad_file: str = "error", prefetch: int = 0,
@@ -156,7 +159,7 @@ def translate_paths(
             jobs.append((src, dst, probe_image(src)))
         except DataError as exc:
             if on_bad_file != "skip":
-                raise
+                raise DataError(f"{exc}; {SKIP_HINT}") from exc
             log.warning("skipping %s", exc)
             result.skipped.append(str(exc))
     channels = translator.cfg.in_channels
@@ -191,7 +194,7 @@ def translate_paths(
                         img = fut.result()
                     except DataError as exc:
                         if on_bad_file != "skip":
-                            raise
+                            raise DataError(f"{exc}; {SKIP_HINT}") from exc
                         log.warning("skipping %s", exc)
                         result.skipped.append(str(exc))
                         bar.update(1)
