@@ -1,18 +1,19 @@
 """bf16 autocast against fp32 for whole CPU training steps, per model size and thread count.
 
 ``--precision auto`` trains in bf16 on a CPU with native bf16 (AVX512-BF16 / AMX) only where the
-step gains from it (``cyclekit.runtime.resolve_precision``). Small steps lose: oneDNN's bf16 path
-pays fixed costs per layer (casts, weight reorders) that a small convolution does not earn back,
-and more threads split the same work into smaller pieces. This benchmark times ``cyclekit``'s
-``train_step`` (``benchmarks.bench_recipes.StepRecipe``) in fp32 and in bf16, each bf16 timing
-right next to an fp32 one (``benchmarks.common.interleaved``), for recipes of several sizes at
-each thread count, and prints what ``auto`` picks beside the faster one.
+work per pass is big enough (``cyclekit.runtime.resolve_precision``): oneDNN's bf16 path pays
+fixed costs per layer (casts, weight reorders) that a small convolution earns back only in part.
+This benchmark times ``cyclekit``'s ``train_step`` (``benchmarks.bench_recipes.StepRecipe``) and
+single-image inference in fp32 and in bf16, each bf16 timing right next to an fp32 one
+(``benchmarks.common.interleaved``), for recipes of several sizes at each thread count, with the
+bf16 speed-up (fp32 time / bf16 time, median of rounds) and the precision ``auto`` picks there.
 
     .venv/bin/python benchmarks/bench_precision.py --threads 1,2 --rounds 4
 """
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
             variants = {"fp32": step_fn(recipe, size, "fp32"), "bf16": step_fn(recipe, size, "bf16")}
             times, paired = interleaved(variants, args.rounds, args.steps, cpu, baseline="fp32")
             s = ratio_stats(paired["bf16"], times["bf16"])
-            med = {k: 1e3 * sorted(v)[len(v) // 2] for k, v in times.items()}
+            med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
             print(f"| {recipe} | {size} | {macs / 1e9:.2f} | {threads} | {med['fp32']:.1f} | {med['bf16']:.1f} | "
                   f"**{s['median']:.2f}x** ({s['min']:.2f}-{s['max']:.2f}) | {resolve_precision('auto', cpu, macs)} |",
                   flush=True)
@@ -95,7 +96,7 @@ def main(argv=None) -> int:
             variants = {"fp32": infer_fn(recipe, int(size), "fp32"), "bf16": infer_fn(recipe, int(size), "bf16")}
             times, paired = interleaved(variants, args.rounds, 4 * args.steps, cpu, baseline="fp32")
             s = ratio_stats(paired["bf16"], times["bf16"])
-            med = {k: 1e3 * sorted(v)[len(v) // 2] for k, v in times.items()}
+            med = {k: 1e3 * statistics.median(v) for k, v in times.items()}
             print(f"| {recipe}, inference of one image | {size} | {macs / 1e9:.2f} | {threads} | {med['fp32']:.1f} | "
                   f"{med['bf16']:.1f} | **{s['median']:.2f}x** ({s['min']:.2f}-{s['max']:.2f}) | "
                   f"{resolve_precision('auto', cpu, macs)} |", flush=True)

@@ -281,7 +281,8 @@ def swap_video(
                         swap_kwargs["guard_memory"] = guards
                     out, _ = swap_image(frame, translator, params=params, transforms=crops, **swap_kwargs)
                     info.frames_swapped += 1
-                else:  # the face left: a face that comes back starts from its own masks
+                else:  # no face here: the next one starts from its own masks (the memory is kept by
+                    # the faces' order in the frame, not by track, so a switch with no gap blends briefly)
                     heads = []
                     guards.clear()
                 writer.write(out)
