@@ -143,3 +143,7 @@ def test_video_head_masks_are_smoothed_face_by_face():
     assert np.allclose(m, 1.0 - MASK_MEMORY)  # the edge moves part of the way each frame
     assert temporal_blend([a], [b, b])[0] is b  # a face came or went: start afresh
     assert temporal_blend([a], [np.ones((16, 16), np.float32)])[0].shape == (16, 16)
+    # faces line up by track: one with no memory (None) starts afresh, the other keeps its own
+    c = np.full((8, 8), 0.5, np.float32)
+    first, second = temporal_blend([None, a], [b, c])
+    assert first is b and np.allclose(second, (1.0 - MASK_MEMORY) * 0.5)

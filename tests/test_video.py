@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 
 import numpy as np
+import torch
 import pytest
 
 cv2 = pytest.importorskip("cv2")
@@ -105,6 +106,7 @@ def test_smoothing_removes_jitter_and_outliers():
         detections.append(None if i in (10, 11, 12) else [Face(box=box)])  # and a short gap
     plan = plan_crops(detections, FaceParams(size=64, margin=0.5), fps, all_faces=False, smooth=0.15, max_gap=0.5)
     assert all(len(p) == 1 for p in plan)  # the gap is bridged
+    assert {p[0].track for p in plan} == {0}  # one track all along: the masks' memory follows it
     centers = np.array([p[0].center for p in plan])
     raw = np.array([d[0].center if d else truth[i] for i, d in enumerate(detections)])
     err_raw = np.abs(raw - truth).mean()
@@ -123,3 +125,29 @@ def test_cli_swap_video(clip, tmp_path, capsys):
     assert rc == 0
     assert "swapped faces in 1 of 1 file(s)" in capsys.readouterr().out
     assert probe_video(tmp_path / "o" / "talk.mp4")["audio_codec"] == "aac"
+
+
+def test_video_with_a_backdrop_model_guards_frame_after_frame(clip, tmp_path, monkeypatch):
+    """A model trained on a backdrop: every frame's backdrop guard is blended with the same face
+    track's guard of the frame before (the memory swap_image receives and fills)."""
+    import cyclekit.faces.pipeline as pipeline
+
+    _, silent, _ = clip
+    grey = torch.tensor([209, 212, 212], dtype=torch.float32).view(1, 3, 1, 1) / 127.5 - 1
+    painter = Translator(lambda x: grey.expand_as(x).clone(), ModelConfig(image_size=64, face_margin=0.4),
+                         info={"face_backdrop": [209, 212, 212]})
+    seen = []
+    real = pipeline.swap_image
+
+    def spy(*args, **kwargs):
+        before = [None if g is None else g.copy() for g in kwargs["guard_memory"]]
+        out = real(*args, **kwargs)
+        seen.append((before, kwargs["guard_memory"], [t.track for t in kwargs["transforms"]]))
+        return out
+    monkeypatch.setattr("cyclekit.faces.video.swap_image", spy)
+    info = swap_video(silent, tmp_path / "g.mp4", painter, params=FaceParams(size=64))
+    assert info.frames_swapped == len(seen) >= N_FRAMES - 1
+    assert seen[0][0] == [None] and seen[0][1][0] is not None  # the first frame starts from its own guard
+    for (before, after, tracks), (_, last, last_tracks) in zip(seen[1:], seen):
+        if tracks == last_tracks:  # the same face: its memory was handed on
+            assert before[0] is not None and np.array_equal(before[0], last[0])

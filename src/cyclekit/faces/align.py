@@ -37,6 +37,7 @@ class CropTransform:
     angle: float  # degrees, the eye-line angle the crop removes
     size: int
     box: float = 0.0  # the detector box side it was made from (pixels)
+    track: int = -1  # in a video, the face track it follows (keys the masks' memory), else -1
 
     @property
     def scale(self) -> float:

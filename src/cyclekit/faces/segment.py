@@ -130,12 +130,15 @@ MASK_MEMORY = 0.6  # share of the previous video frame's mask kept: an edge does
 
 
 def temporal_blend(previous: list, fresh: list) -> list:
-    """Per-face masks (crop coordinates) of a video frame averaged with the previous frame's
-    (:data:`MASK_MEMORY` of them kept) while the faces stay the same in number and crop size;
-    else the fresh masks. The video path smooths head masks and backdrop guards with it."""
-    if len(previous) != len(fresh) or any(p.shape != f.shape for p, f in zip(previous, fresh)):
+    """Per-face masks (crop coordinates) of a video frame averaged with the same faces' masks of
+    the previous frame (:data:`MASK_MEMORY` of them kept). ``previous`` lines up with ``fresh``
+    face by face; a face whose entry is None or of another size, or a list of another length
+    (no memory yet), takes its fresh mask. The video path smooths head masks and backdrop guards
+    with it, keyed by face track."""
+    if len(previous) != len(fresh):
         return list(fresh)
-    return [MASK_MEMORY * p + (1.0 - MASK_MEMORY) * f for p, f in zip(previous, fresh)]
+    return [f if p is None or p.shape != f.shape else MASK_MEMORY * p + (1.0 - MASK_MEMORY) * f
+            for p, f in zip(previous, fresh)]
 
 
 def _seeds(n: int, margin: float) -> np.ndarray:

@@ -215,7 +215,7 @@ def plan_crops(detections: list[Optional[list[Face]]], params: FaceParams, fps: 
     plan: list[list[CropTransform]] = [[] for _ in range(n)]
     covered = np.zeros(n, dtype=bool)
     sigma = smooth * fps
-    for tr in tracks:
+    for k, tr in enumerate(tracks):
         frames, vals = smooth_track(tr, sigma, params.align)
         if np.median(vals[:, 2]) < params.min_face:
             log.info("a face track of %d frames is smaller than --min-face %d px; left unchanged",
@@ -226,7 +226,7 @@ def plan_crops(detections: list[Optional[list[Face]]], params: FaceParams, fps: 
                 continue
             covered[f] = True
             plan[f].append(CropTransform(center=(cx, cy), side=box * (1 + 2 * params.margin), angle=angle,
-                                         size=params.size, box=box))
+                                         size=params.size, box=box, track=k))
     return plan
 
 
@@ -268,23 +268,25 @@ def swap_video(
         writer = VideoWriter(tmp_video, (w, h), fps, crf)
         cmp_writer = VideoWriter(tmp_cmp, (2 * w + 4, h), fps, crf) if compare else None
         _, frames = read_frames(src)
-        heads: list = []  # the head masks of the last frame, smoothed over time
-        guards: list = []  # and its backdrop guards (swap_image keeps them up to date)
+        heads: dict = {}  # face track -> its head mask in the last frame, smoothed over time
+        guards: dict = {}  # face track -> its backdrop guard there (swap_image blends them)
         try:
             for i, frame in enumerate(tqdm(frames, total=len(plan), disable=not progress, unit="frame", desc="swap")):
                 crops = plan[i] if i < len(plan) else []
                 out = frame
                 if crops:
+                    memory: list = [guards.get(t.track) for t in crops]  # updated by swap_image
                     if swap_kwargs.get("mask", "head") == "head":
-                        heads = temporal_blend(heads, [head_mask(warp_crop(frame, t), params.margin) for t in crops])
-                        swap_kwargs["subjects"] = heads
-                        swap_kwargs["guard_memory"] = guards
+                        fresh = [head_mask(warp_crop(frame, t), params.margin) for t in crops]
+                        swap_kwargs["subjects"] = temporal_blend([heads.get(t.track) for t in crops], fresh)
+                        swap_kwargs["guard_memory"] = memory
+                        heads = {t.track: m for t, m in zip(crops, swap_kwargs["subjects"])}
                     out, _ = swap_image(frame, translator, params=params, transforms=crops, **swap_kwargs)
+                    # a face absent from this frame starts afresh when it comes back
+                    guards = {t.track: g for t, g in zip(crops, memory) if g is not None}
                     info.frames_swapped += 1
-                else:  # no face here: the next one starts from its own masks (the memory is kept by
-                    # the faces' order in the frame, not by track, so a switch with no gap blends briefly)
-                    heads = []
-                    guards.clear()
+                else:
+                    heads, guards = {}, {}
                 writer.write(out)
                 if cmp_writer is not None:
                     cmp_writer.write(side_by_side(frame, out))
