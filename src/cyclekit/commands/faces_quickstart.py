@@ -97,9 +97,10 @@ def faces_config(opts: FacesQuickstartOptions, dataroot: Path, run_dir: Path):
 
     cfg = load_preset("fast")
     m, d, t = cfg.model, cfg.data, cfg.train
-    # The README's faces figures were measured with the earlier `fast` (one image per step, 4
-    # residual blocks, mirror flips, no half-size warm-up); today's `fast` is not yet measured on
-    # faces, and a face mirrors, so the faces quickstart keeps what was measured.
+    # The session-18 `fast` (4 residual blocks, one image per step, no half-size warm-up) with
+    # mirror flips, since a face mirrors. Today's `fast` (2 blocks, batches of 4, the warm-up)
+    # swapped these faces far more gently: the strength rule had to take 1.6, and the faces came
+    # out blotchy (BENCHMARKS.md, "The session-11 `fast` on real faces", session 22).
     m.n_blocks, t.batch_size, d.flip, t.half_res_warmup = 4, 1, True, "0"
     m.image_size = opts.size
     d.dataroot, d.load_size, d.crop_size = str(dataroot), opts.size + max(opts.size // 8, 2), opts.size
