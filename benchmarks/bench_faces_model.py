@@ -2,10 +2,12 @@
 
 Swaps the held-out people's photos (the quickstart's split: 16 people, 8 women and 8 men, 32
 photos, nobody seen in training) both ways with the ``swap`` pipeline and scores them with the
-independent judge (swap success), the identity measures and the change on the blend rim (the
-halo, in grey levels) and of the studio backdrop inside the pasted region (grey levels), in four
-paste modes: ``detail`` (the default: head mask, rim matching), ``detail`` with the whole round crop
-mask, the same without rim matching (the halo before either fix), and ``model_output``, all at
+independent judge (swap success), the identity measures, the fine texture on chin and jaw
+before -> after (stubble, grey levels: ``cyclekit.faces.identity.lower_face_texture``), and the
+change on the blend rim (the halo, in grey levels) and of the studio backdrop inside the pasted
+region (grey levels), in these paste modes: ``detail`` (the default: head mask, rim matching,
+backdrop guard), the same without the backdrop guard, ``detail`` with the whole round crop mask,
+the same without rim matching (the halo before either fix), and ``model_output``, all at
 the strength the model recommends per direction; ``--strength 0.8,1.2`` adds detail-mode rows at
 those strengths. Prints a markdown table and writes ``grid.png`` (original | swap, detail mode)
 and ``report.json`` to ``--out``.
@@ -89,8 +91,8 @@ def main() -> None:
           f"(male->female {recommended_strength(translators['male']):g}, "
           f"female->male {recommended_strength(translators['female']):g})\n")
     print("| mode | direction | swap success | do-nothing | judge on untouched | PSNR in face | SSIM in face "
-          "| same person | own original rank-1 | rim change | backdrop change | backdrop paint |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| same person | own original rank-1 | chin texture | rim change | backdrop change | backdrop paint |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 
     def pct(v):
         return "n/a" if v is None else f"{100 * v:.0f}%"
@@ -102,7 +104,8 @@ def main() -> None:
         for direction, d in r["directions"].items():
             print(f"| {name} | {direction} | {pct(d['swap_success'])} | {pct(d['do_nothing_success'])} "
                   f"| {pct(d['judge_accuracy_untouched'])} | {d['psnr_face']:.2f} dB | {d['ssim_face']:.3f} "
-                  f"| {pct(d.get('same_person_rate'))} | {pct(d.get('own_original_rank1'))} | {num(d['rim_change'])} | {num(d['backdrop_change'])} "
+                  f"| {pct(d.get('same_person_rate'))} | {pct(d.get('own_original_rank1'))} "
+                  f"| {num(d['chin_texture_before'])} -> {num(d['chin_texture'])} | {num(d['rim_change'])} | {num(d['backdrop_change'])} "
                   f"| {num(d.get('backdrop_paint'))}{'' if d.get('backdrop_paint') is None else '%'} |")
     print(f"\ngrid: {out / 'grid.png'}; report: {out / 'report.json'}")
 

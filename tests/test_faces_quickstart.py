@@ -71,6 +71,8 @@ def test_quickstart_faces_end_to_end(tmp_path, capsys):
             # the fixture photos have a studio backdrop, so the backdrop measure must exist
             assert 0.0 <= d["rim_change"] <= 255.0
             assert d["backdrop_change"] is not None and 0.0 <= d["backdrop_change"] <= 255.0
+            # stubble on chin and jaw before and after (identity.lower_face_texture), a real photo's
+            assert 0.5 < d["chin_texture_before"] < 30.0 and 0.0 <= d["chin_texture"] < 30.0
     assert "rim change" in printed
     from PIL import Image
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 pytest.importorskip("onnxruntime")
 
@@ -222,6 +222,16 @@ def test_pixel_identity_ranks_self_over_edit_over_another_person(faces):
     assert self_["psnr"] == 100.0 and self_["ssim"] == pytest.approx(1.0) and self_["l1"] == 0.0
     assert edit["psnr"] > stranger["psnr"] + 5 and edit["ssim"] > stranger["ssim"] + 0.1
     assert edit["l1"] < stranger["l1"]
+
+
+def test_lower_face_texture_rises_with_stubble_and_falls_when_smoothed(faces):
+    img, _, eyes = faces["002_03"]
+    rng = np.random.default_rng(0)
+    grain = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)  # stubble-like fine grain
+    smooth = np.asarray(Image.fromarray(img).filter(ImageFilter.GaussianBlur(3)))
+    base = identity.lower_face_texture(img, eyes)
+    assert identity.lower_face_texture(grain, eyes) > base + 2
+    assert identity.lower_face_texture(smooth, eyes) < 0.5 * base
 
 
 def test_embedding_summaries():

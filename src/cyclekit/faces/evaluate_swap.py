@@ -280,12 +280,13 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
     Returns ``{"directions": {...}, "photos": [...], "swapped": {path: uint8 image}}`` where each
     direction has the judge's swap success, the do-nothing baseline (the untouched photo scored
     as a swap) and the judge's accuracy on the untouched photos, plus PSNR/SSIM inside the face,
+    the fine texture on chin and jaw before and after (:func:`~cyclekit.faces.identity.lower_face_texture`),
     the change on the blend rim (:func:`cyclekit.faces.blend.rim_change`, grey levels; the rim is the
     hair's edge with the head mask, the crop's edge with a round one, so compare it within a mask),
     the change of the studio backdrop inside the crop (:func:`backdrop_change`, the halo) and, with
     ``embedder``, the same-person rate and rank-1 identification.
     """
-    from cyclekit.faces.identity import pixel_identity, same_person_rate, own_original_rank1
+    from cyclekit.faces.identity import lower_face_texture, own_original_rank1, pixel_identity, same_person_rate
     from cyclekit.faces.judge import GenderJudge, face_chip
     from cyclekit.faces.pipeline import face_params_for, recommended_backdrop, swap_image
 
@@ -310,6 +311,8 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
                      "judged_right_before": bool((before > 0.5) == (p.gender == "male")),
                      "swapped": bool((after > 0.5) == (p.gender != "male")),
                      "psnr": round(ident["psnr"], 3), "ssim": round(ident["ssim"], 4),
+                     "chin_texture_before": round(lower_face_texture(img, eyes), 3),
+                     "chin_texture": round(lower_face_texture(out, eyes), 3),
                      "rim_change": round(255.0 * info.rim_change, 3), "backdrop_change": _backdrop(img, out, info),
                      "backdrop_paint": backdrop_paint(img, out, info.mask, recommended_backdrop(tr))})
         if embedder is not None:
@@ -325,6 +328,9 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
              "judge_accuracy_untouched": _rate([r["judged_right_before"] for r in rs]),
              "psnr_face": float(np.mean([r["psnr"] for r in rs])) if rs else None,
              "ssim_face": float(np.mean([r["ssim"] for r in rs])) if rs else None,
+             # fine texture on chin and jaw (identity.lower_face_texture): stubble left behind, or grown
+             "chin_texture_before": _mean([r["chin_texture_before"] for r in rs]),
+             "chin_texture": _mean([r["chin_texture"] for r in rs]),
              # the halo: mean change (grey levels, 0-255) where the pasted face blends into the photo
              "rim_change": _mean([r["rim_change"] for r in rs]),
              "backdrop_change": _mean([r["backdrop_change"] for r in rs]),

