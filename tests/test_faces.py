@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 cv2 = pytest.importorskip("cv2")
 skdata = pytest.importorskip("skimage.data")
@@ -199,6 +200,23 @@ def test_strength_scales_the_pasted_change_and_nothing_else(photo, detector):
         swap_image(img, brighten, faces=faces, strength=0.0)
 
 
+def test_a_black_and_white_photo_stays_black_and_white(photo, detector):
+    """A model that tints the face (as one trained on colour faces does on a grey one): the grey
+    photo's swap keeps three equal channels, with the change in brightness pasted; colour photos
+    keep the tint."""
+    grey = np.repeat(photo.mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
+    warm = Translator(lambda x: x + torch.tensor([0.4, 0.0, -0.4]).view(1, 3, 1, 1) + 0.2,
+                      ModelConfig(image_size=128, face_margin=0.4))
+    faces = detector.detect(grey)
+    out, info = swap_image(grey, warm, faces=faces, match=False, mask="round")
+    assert out.dtype == np.uint8 and info.mask.any()
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+    assert out[info.mask].astype(int).mean() > grey[info.mask].astype(int).mean() + 5  # brighter
+    colour, _ = swap_image(photo, warm, faces=detector.detect(photo), match=False, mask="round")
+    d = colour.astype(int) - photo.astype(int)
+    assert d[..., 0].mean() > d[..., 2].mean() + 5  # a colour photo keeps the model's tint
+
+
 def test_the_release_recommends_a_strength_per_direction(photo, detector):
     """A release's ``swap_strength`` is the default for its direction; --strength overrides it; a bad one is refused."""
     from cyclekit.errors import CheckpointError
@@ -324,6 +342,27 @@ def test_cli_swap_photos_and_no_face_note(photo, tmp_path, capsys):
     assert "broken.jpg: skipped: unreadable" in text and "(nothing written)" in text
     assert "swapped faces in 1 of 3 file(s)" in text and "1 unreadable file(s) skipped, exit status 1" in text
     assert not (tmp_path / "out2" / "broken.png").exists() and (tmp_path / "out2" / "astronaut.png").exists()
+
+
+def test_cli_swap_one_photo_to_a_named_file(photo, tmp_path, capsys):
+    """``-o swapped.jpg`` writes that file (format from its extension), not a folder of that name;
+    a file name for several inputs, or a photo's name for a video, is refused before anything is written."""
+    from PIL import Image
+
+    from cyclekit.cli import main
+    from cyclekit.io.images import save_image
+
+    save_image(tmp_path / "a.png", photo / 255.0)
+    save_image(tmp_path / "b.png", photo / 255.0)
+    assert main(["swap", str(tmp_path / "a.png"), "--model", "identity", "-o", str(tmp_path / "swapped.jpg")]) == 0
+    assert (tmp_path / "swapped.jpg").is_file() and Image.open(tmp_path / "swapped.jpg").format == "JPEG"
+    rc = main(["swap", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--model", "identity",
+               "-o", str(tmp_path / "two.png")])
+    assert rc == 2 and "names one image file but 2 inputs" in capsys.readouterr().err
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    rc = main(["swap", str(tmp_path / "clip.mp4"), "--model", "identity", "-o", str(tmp_path / "clip.png")])
+    assert rc == 2 and "one video with --out NAME.mp4" in capsys.readouterr().err
+    assert not (tmp_path / "two.png").exists() and not (tmp_path / "clip.png").exists()
 
 
 def test_a_release_backdrop_puts_the_head_on_it_before_translation(photo, detector):

@@ -80,6 +80,14 @@ def test_bad_output_options_are_refused(tiny_release, tmp_path):
         translate_paths(tr, [tmp_path / "in"], tmp_path / "file.txt")
     with pytest.raises(UserError, match="path separator"):
         translate_paths(tr, [tmp_path / "in"], tmp_path / "out", suffix="../up")
+    translate_paths(tr, [tmp_path / "in" / "a.png"], tmp_path / "one.webp")  # one input: that file
+    assert load_image(tmp_path / "one.webp", 3).shape == (8, 8, 3)
+    save_image(tmp_path / "in" / "b.png", np.zeros((8, 8, 3)))
+    with pytest.raises(UserError, match="names one image file but 2 inputs"):
+        translate_paths(tr, [tmp_path / "in"], tmp_path / "two.png")
+    with pytest.raises(UserError, match="would overwrite the input"):
+        translate_paths(tr, [tmp_path / "in" / "a.png"], tmp_path / "in" / "a.png")
+    assert not (tmp_path / "two.png").exists()
 
 
 @pytest.mark.parametrize("shape", [(2, 3), (1, 1), (5, 1)])

@@ -125,6 +125,8 @@ def test_cli_swap_video(clip, tmp_path, capsys):
     assert rc == 0
     assert "swapped faces in 1 of 1 file(s)" in capsys.readouterr().out
     assert probe_video(tmp_path / "o" / "talk.mp4")["audio_codec"] == "aac"
+    rc = main(["swap", str(talk), "--model", "identity", "--size", "64", "-o", str(tmp_path / "named.mp4")])
+    assert rc == 0 and probe_video(tmp_path / "named.mp4")["audio_codec"] == "aac"  # one video: that file
 
 
 def test_video_with_a_backdrop_model_guards_frame_after_frame(clip, tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Face swap over many files: image files, folders (recursive) and videos, written to a folder."""
+"""Face swap over many files: image files, folders (recursive) and videos, written to a folder (or one named file)."""
 from __future__ import annotations
 
 import logging
@@ -13,7 +13,7 @@ from cyclekit.faces.params import FaceParams
 from cyclekit.faces.pipeline import face_params_for, side_by_side, swap_image
 from cyclekit.faces.video import VIDEO_EXTENSIONS, swap_video
 from cyclekit.infer.stream import expand_inputs, plan_outputs
-from cyclekit.io.images import load_image, save_image
+from cyclekit.io.images import IMAGE_EXTENSIONS, load_image, save_image
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,13 @@ def swap_path(
             videos.append(p)
         else:
             images.append(item)
+    ext = out_dir.suffix.lower()
+    named = not out_dir.is_dir() and ext in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS  # -o x.jpg / -o x.mp4: one file
+    one_photo = ext in IMAGE_EXTENSIONS and not videos  # (plan_outputs checks that it is one)
+    one_video = ext == ".mp4" and not images and len(videos) == 1
+    if named and not (one_photo or one_video):
+        raise UserError(f"--out {out_dir} names one output file: give one photo with --out NAME.png/.jpg, one video "
+                        "with --out NAME.mp4, or a folder for the outputs (--out OUT/)")
     jobs = plan_outputs(expand_inputs(images), out_dir) if images else []  # no two inputs share an output
     sources = {src.resolve() for src, _ in jobs} | {v.resolve() for v in videos}
     records: list[SwapRecord] = []
@@ -66,7 +73,7 @@ def swap_path(
             save_image(dst.with_name(dst.stem + "_compare.png"), side_by_side(img, result))
         records.append(SwapRecord(src, dst, info.message, info.swapped))
     for video in videos:
-        dst = out_dir / (video.stem + ".mp4")
+        dst = out_dir if named else out_dir / (video.stem + ".mp4")
         if dst.resolve() in sources:
             raise UserError(f"output {dst} would overwrite an input; choose another --out folder")
         vinfo = swap_video(video, dst, translator, params=params, detector=detector, compare=compare,

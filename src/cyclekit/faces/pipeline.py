@@ -242,8 +242,14 @@ def swap_image(
 
 
 def _restore(out: np.ndarray, src: np.ndarray, image: np.ndarray, changed: np.ndarray, dtype) -> np.ndarray:
-    """Back to the input's dtype; pixels outside ``changed`` are copied from the input itself."""
+    """Back to the input's dtype; pixels outside ``changed`` are copied from the input itself.
+
+    A black-and-white photo (three equal channels) stays black and white: a model trained on
+    colour faces tints the face it returns, so the pasted pixels keep only their brightness.
+    """
     orig = np.asarray(image)
+    if np.array_equal(src[..., 0], src[..., 1]) and np.array_equal(src[..., 1], src[..., 2]):
+        out = np.repeat(out @ np.array([0.299, 0.587, 0.114], np.float32), 3).reshape(out.shape)
     if dtype == np.uint8:
         res = np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
     else:

@@ -53,11 +53,20 @@ def plan_outputs(pairs: Sequence[tuple[Path, Path]], out_dir: PathLike, suffix: 
     (``x.png`` and ``x.jpg``) the later ones keep their extension (``x.jpg.png``). Two inputs that
     still collide (the same relative name from two folders), an output that would overwrite an
     input, an ``--out`` that is a file and a ``--suffix`` with a path separator are refused before
-    anything is written.
+    anything is written. An ``--out`` with an image extension that is not a folder (``-o
+    swapped.jpg``) names the output file of a single input; the format follows its extension.
     """
     out_dir = Path(out_dir)
     if any(sep in suffix for sep in ("/", "\\", os.sep)) or suffix in (".", ".."):
         raise UserError(f"--suffix {suffix!r} must not contain a path separator; it is added to file names")
+    if not out_dir.is_dir() and out_dir.suffix.lower() in IMAGE_EXTENSIONS:  # -o swapped.jpg
+        files = list(dict.fromkeys(src.resolve() for src, _ in pairs))
+        if len(files) != 1:
+            raise UserError(f"--out {out_dir} names one image file but {len(files)} inputs were given; "
+                            "give a folder for the outputs (--out OUT/)")
+        if out_dir.resolve() == files[0]:
+            raise UserError(f"output {out_dir} would overwrite the input; choose another --out")
+        return [(pairs[0][0], out_dir)]
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a folder; give a folder for the outputs")
     sources = {src.resolve() for src, _ in pairs}
