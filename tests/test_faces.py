@@ -212,6 +212,11 @@ def test_a_black_and_white_photo_stays_black_and_white(photo, detector):
     assert out.dtype == np.uint8 and info.mask.any()
     assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
     assert out[info.mask].astype(int).mean() > grey[info.mask].astype(int).mean() + 5  # brighter
+    noisy = grey.copy()  # a grey photo through JPEG: channels a level or two apart
+    noisy[..., 0] = np.clip(grey[..., 0].astype(int) + np.random.default_rng(0).integers(-2, 3, grey.shape[:2]), 0, 255)
+    out_n, info_n = swap_image(noisy, warm, faces=faces, match=False, mask="round")
+    assert np.array_equal(out_n[info_n.mask][:, 1], out_n[info_n.mask][:, 2])
+    assert np.abs(out_n[info_n.mask][:, 0].astype(int) - out_n[info_n.mask][:, 1]).max() == 0
     colour, _ = swap_image(photo, warm, faces=detector.detect(photo), match=False, mask="round")
     d = colour.astype(int) - photo.astype(int)
     assert d[..., 0].mean() > d[..., 2].mean() + 5  # a colour photo keeps the model's tint
@@ -358,11 +363,18 @@ def test_cli_swap_one_photo_to_a_named_file(photo, tmp_path, capsys):
     assert (tmp_path / "swapped.jpg").is_file() and Image.open(tmp_path / "swapped.jpg").format == "JPEG"
     rc = main(["swap", str(tmp_path / "a.png"), str(tmp_path / "b.png"), "--model", "identity",
                "-o", str(tmp_path / "two.png")])
-    assert rc == 2 and "names one image file but 2 inputs" in capsys.readouterr().err
+    assert rc == 2 and "names one image file but 2 images" in capsys.readouterr().err
     (tmp_path / "clip.mp4").write_bytes(b"")
     rc = main(["swap", str(tmp_path / "clip.mp4"), "--model", "identity", "-o", str(tmp_path / "clip.png")])
     assert rc == 2 and "one video with --out NAME.mp4" in capsys.readouterr().err
     assert not (tmp_path / "two.png").exists() and not (tmp_path / "clip.png").exists()
+    # --compare's side-by-side image must not land on an input either (p_compare.png next to p.png)
+    save_image(tmp_path / "p_compare.png", photo / 255.0)
+    before = (tmp_path / "p_compare.png").read_bytes()
+    rc = main(["swap", str(tmp_path / "p_compare.png"), "--model", "identity", "-o", str(tmp_path / "p.png"),
+               "--compare"])
+    assert rc == 2 and "would overwrite the input" in capsys.readouterr().err
+    assert (tmp_path / "p_compare.png").read_bytes() == before and not (tmp_path / "p.png").exists()
 
 
 def test_a_release_backdrop_puts_the_head_on_it_before_translation(photo, detector):

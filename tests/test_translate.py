@@ -81,10 +81,16 @@ def test_bad_output_options_are_refused(tiny_release, tmp_path):
     with pytest.raises(UserError, match="path separator"):
         translate_paths(tr, [tmp_path / "in"], tmp_path / "out", suffix="../up")
     translate_paths(tr, [tmp_path / "in" / "a.png"], tmp_path / "one.webp")  # one input: that file
-    assert load_image(tmp_path / "one.webp", 3).shape == (8, 8, 3)
+    from PIL import Image
+
+    assert Image.open(tmp_path / "one.webp").format == "WEBP"
     save_image(tmp_path / "in" / "b.png", np.zeros((8, 8, 3)))
-    with pytest.raises(UserError, match="names one image file but 2 inputs"):
+    with pytest.raises(UserError, match="names one image file but 2 images"):
         translate_paths(tr, [tmp_path / "in"], tmp_path / "two.png")
+    with pytest.raises(UserError, match="--suffix"):
+        translate_paths(tr, [tmp_path / "in" / "a.png"], tmp_path / "one.png", suffix="_x")
+    translate_paths(tr, [tmp_path / "in"], str(tmp_path / "dir.png") + "/")  # a trailing slash: a folder
+    assert sorted(p.name for p in (tmp_path / "dir.png").iterdir()) == ["a.png", "b.png"]
     with pytest.raises(UserError, match="would overwrite the input"):
         translate_paths(tr, [tmp_path / "in" / "a.png"], tmp_path / "in" / "a.png")
     assert not (tmp_path / "two.png").exists()

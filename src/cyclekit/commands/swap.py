@@ -74,13 +74,14 @@ def run(args: argparse.Namespace) -> int:
     from cyclekit.faces.detectors import make_detector
     from cyclekit.faces.overlays import load_overlays
     from cyclekit.faces.params import DEFAULT_MARGIN
-    from cyclekit.faces.batch import swap_path
+    from cyclekit.faces.batch import plan_swap, swap_path
     from cyclekit.faces.pipeline import check_strength, face_params_for, recommended_strength
 
     if args.crf < 0 or args.crf > 51:  # option errors before a model is loaded
         raise ConfigError(f"--crf must be in 0..51, got {args.crf}")
     if args.strength is not None:
         check_strength(args.strength)
+    plan_swap(args.inputs, args.out, compare=args.compare)  # a bad --out is refused before the model loads
     if args.model is None:
         from cyclekit.faces.evaluate_swap import builtin_model
 

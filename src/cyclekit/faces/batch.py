@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -12,8 +13,8 @@ from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import FaceParams
 from cyclekit.faces.pipeline import face_params_for, side_by_side, swap_image
 from cyclekit.faces.video import VIDEO_EXTENSIONS, swap_video
-from cyclekit.infer.stream import expand_inputs, plan_outputs
-from cyclekit.io.images import IMAGE_EXTENSIONS, load_image, save_image
+from cyclekit.infer.stream import expand_inputs, names_a_file, plan_outputs
+from cyclekit.io.images import load_image, save_image
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,47 @@ class SwapRecord:
     readable: bool = True
 
 
+def compare_path(dst: Path) -> Path:
+    """Where ``--compare`` writes ``input | output`` next to ``dst`` (``NAME_compare.png``/``.mp4``)."""
+    return dst.with_name(dst.stem + ("_compare.mp4" if dst.suffix.lower() == ".mp4" else "_compare.png"))
+
+
+def plan_swap(inputs: Sequence[Union[str, Path]], out_dir: Union[str, Path], *, compare: bool = False,
+              ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
+    """``(photo jobs, video jobs)``, each ``(source, destination)``; refuses, before anything is
+    read or written, an output (or its ``--compare`` image) that would overwrite an input or
+    another output, and a file-like ``--out`` (:func:`~cyclekit.infer.stream.names_a_file`, or
+    ``NAME.mp4``) for anything but one photo or one video."""
+    videos: dict[Path, Path] = {}  # resolved -> as given: the same video named twice is swapped once
+    images = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
+            videos.setdefault(p.resolve(), p)
+        else:
+            images.append(item)
+    out = Path(out_dir)
+    one_video = (Path(out_dir).suffix.lower() == ".mp4" and not os.fspath(out_dir).endswith(("/", os.sep))
+                 and not out.is_dir())
+    if (one_video and (images or len(videos) != 1)) or (names_a_file(out_dir) and videos):
+        raise UserError(f"--out {out_dir} names one output file but {len(images)} photo input(s) and "
+                        f"{len(videos)} video(s) were given: give one photo with --out NAME.png, one video "
+                        "with --out NAME.mp4, or a folder (--out OUT/)")
+    photo_jobs = plan_outputs(expand_inputs(images), out_dir) if images else []  # no two inputs share an output
+    video_jobs = [(v, out if one_video else out / (v.stem + ".mp4")) for v in videos.values()]
+    sources = {src.resolve() for src, _ in photo_jobs} | set(videos)
+    owner: dict[Path, Path] = {}
+    for src, dst in photo_jobs + video_jobs:
+        for path in (dst, compare_path(dst)) if compare else (dst,):
+            key = path.resolve()
+            if key in sources:
+                raise UserError(f"output {path} would overwrite the input {key}; choose another --out")
+            if owner.setdefault(key, src) != src:
+                raise UserError(f"{owner[key]} and {src} would both be written to {path}; "
+                                "swap them into different --out folders")
+    return photo_jobs, video_jobs
+
+
 def swap_path(
     translator, inputs: Sequence[Union[str, Path]], out_dir: Union[str, Path], *, compare: bool = False,
     progress: bool = False, params: Optional[FaceParams] = None, detector: Optional[FaceDetector] = None,
@@ -36,31 +78,17 @@ def swap_path(
 
     Images are written as ``out_dir/<relative name>.png`` (lossless, so untouched pixels stay
     exact) and, with ``compare``, ``<name>_compare.png`` showing input and output side by side.
-    Videos go through :func:`cyclekit.faces.video.swap_video`.
+    Videos go through :func:`cyclekit.faces.video.swap_video`. ``out_dir`` may instead name the
+    one output file of a single photo (``swapped.jpg``: its format, JPEG lossy) or video
+    (``swapped.mp4``); see :func:`plan_swap` for what is refused.
     """
     from tqdm.auto import tqdm
 
-    out_dir = Path(out_dir)
+    photo_jobs, video_jobs = plan_swap(inputs, out_dir, compare=compare)
     params = params or face_params_for(translator)
     detector = detector or make_detector(params.detector)
-    videos, images = [], []
-    for item in inputs:
-        p = Path(item)
-        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
-            videos.append(p)
-        else:
-            images.append(item)
-    ext = out_dir.suffix.lower()
-    named = not out_dir.is_dir() and ext in VIDEO_EXTENSIONS | IMAGE_EXTENSIONS  # -o x.jpg / -o x.mp4: one file
-    one_photo = ext in IMAGE_EXTENSIONS and not videos  # (plan_outputs checks that it is one)
-    one_video = ext == ".mp4" and not images and len(videos) == 1
-    if named and not (one_photo or one_video):
-        raise UserError(f"--out {out_dir} names one output file: give one photo with --out NAME.png/.jpg, one video "
-                        "with --out NAME.mp4, or a folder for the outputs (--out OUT/)")
-    jobs = plan_outputs(expand_inputs(images), out_dir) if images else []  # no two inputs share an output
-    sources = {src.resolve() for src, _ in jobs} | {v.resolve() for v in videos}
     records: list[SwapRecord] = []
-    for src, dst in tqdm(jobs, disable=not progress, unit="img", desc="swap"):
+    for src, dst in tqdm(photo_jobs, disable=not progress, unit="img", desc="swap"):
         try:
             img = load_image(src, 3)
         except DataError as exc:
@@ -70,12 +98,9 @@ def swap_path(
         result, info = swap_image(img, translator, params=params, detector=detector, **swap_kwargs)
         save_image(dst, result)
         if compare:
-            save_image(dst.with_name(dst.stem + "_compare.png"), side_by_side(img, result))
+            save_image(compare_path(dst), side_by_side(img, result))
         records.append(SwapRecord(src, dst, info.message, info.swapped))
-    for video in videos:
-        dst = out_dir if named else out_dir / (video.stem + ".mp4")
-        if dst.resolve() in sources:
-            raise UserError(f"output {dst} would overwrite an input; choose another --out folder")
+    for video, dst in video_jobs:
         vinfo = swap_video(video, dst, translator, params=params, detector=detector, compare=compare,
                            progress=progress, **(video_options or {}), **swap_kwargs)
         records.append(SwapRecord(video, dst, vinfo.message, vinfo.frames_swapped))

@@ -241,23 +241,31 @@ def swap_image(
     return _restore(out, src, image, changed, dtype), info
 
 
-def _restore(out: np.ndarray, src: np.ndarray, image: np.ndarray, changed: np.ndarray, dtype) -> np.ndarray:
-    """Back to the input's dtype; pixels outside ``changed`` are copied from the input itself.
+# A photo whose channels differ by at most this much everywhere is black and white (JPEG's chroma noise included).
+GREY_TOLERANCE = 2.5 / 255.0
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
-    A black-and-white photo (three equal channels) stays black and white: a model trained on
-    colour faces tints the face it returns, so the pasted pixels keep only their brightness.
+
+def is_black_and_white(src: np.ndarray) -> bool:
+    """Three (nearly) equal channels, checked on every other pixel of a float ``HxWx3`` image."""
+    s = src[::2, ::2]
+    return bool(np.abs(s[..., 0] - s[..., 1]).max(initial=0.0) <= GREY_TOLERANCE
+                and np.abs(s[..., 1] - s[..., 2]).max(initial=0.0) <= GREY_TOLERANCE)
+
+
+def _restore(out: np.ndarray, src: np.ndarray, image: np.ndarray, changed: np.ndarray, dtype) -> np.ndarray:
+    """Back to the input's dtype: the input with only the ``changed`` pixels replaced (alpha kept).
+
+    A black-and-white photo stays black and white: a model trained on colour faces tints the face
+    it returns, so the pasted pixels keep only their brightness.
     """
-    orig = np.asarray(image)
-    if np.array_equal(src[..., 0], src[..., 1]) and np.array_equal(src[..., 1], src[..., 2]):
-        out = np.repeat(out @ np.array([0.299, 0.587, 0.114], np.float32), 3).reshape(out.shape)
+    vals = out[changed]  # (N, 3): only the pasted pixels are converted
+    if is_black_and_white(src):
+        vals = np.repeat((vals @ LUMA)[:, None], 3, axis=1)
     if dtype == np.uint8:
-        res = np.round(np.clip(out, 0.0, 1.0) * 255.0).astype(np.uint8)
-    else:
-        res = out.astype(dtype)
-    if orig.shape[2] == 4:  # keep the alpha channel
-        res = np.concatenate([res, orig[:, :, 3:]], axis=2)
-    final = np.array(orig, copy=True)
-    final[changed] = res[changed]
+        vals = np.round(np.clip(vals, 0.0, 1.0) * 255.0).astype(np.uint8)
+    final = np.array(image, copy=True)
+    final[changed, :3] = vals.astype(final.dtype)
     return final
 
 

@@ -21,7 +21,7 @@ import torch
 
 from cyclekit.errors import DataError, OutputError, UserError
 from cyclekit.infer.translator import Translator
-from cyclekit.io.images import IMAGE_EXTENSIONS, list_images, load_image, probe_image, save_image, to_image, to_tensor
+from cyclekit.io.images import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, list_images, load_image, probe_image, save_image, to_image, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,14 @@ def expand_inputs(inputs: Sequence[PathLike]) -> list[tuple[Path, Path]]:
     return out
 
 
+def names_a_file(out: PathLike) -> bool:
+    """``--out`` names one output file rather than a folder: it has an image (or ``.npy``)
+    extension, is not an existing folder, and was not written with a trailing slash."""
+    text = os.fspath(out)
+    return (not text.endswith(("/", os.sep)) and not Path(text).is_dir()
+            and Path(text).suffix.lower() in IMAGE_EXTENSIONS | ARRAY_EXTENSIONS)
+
+
 def plan_outputs(pairs: Sequence[tuple[Path, Path]], out_dir: PathLike, suffix: str = "") -> list[tuple[Path, Path]]:
     """``(source, destination)`` for every input, refusing anything that would lose data.
 
@@ -53,20 +61,22 @@ def plan_outputs(pairs: Sequence[tuple[Path, Path]], out_dir: PathLike, suffix: 
     (``x.png`` and ``x.jpg``) the later ones keep their extension (``x.jpg.png``). Two inputs that
     still collide (the same relative name from two folders), an output that would overwrite an
     input, an ``--out`` that is a file and a ``--suffix`` with a path separator are refused before
-    anything is written. An ``--out`` with an image extension that is not a folder (``-o
-    swapped.jpg``) names the output file of a single input; the format follows its extension.
+    anything is written. An ``--out`` that :func:`names_a_file` (``-o swapped.jpg``) is the output of a
+    single input, in the format of its extension, replacing a file of that name.
     """
-    out_dir = Path(out_dir)
     if any(sep in suffix for sep in ("/", "\\", os.sep)) or suffix in (".", ".."):
         raise UserError(f"--suffix {suffix!r} must not contain a path separator; it is added to file names")
-    if not out_dir.is_dir() and out_dir.suffix.lower() in IMAGE_EXTENSIONS:  # -o swapped.jpg
+    if names_a_file(out_dir):  # -o swapped.jpg
         files = list(dict.fromkeys(src.resolve() for src, _ in pairs))
         if len(files) != 1:
-            raise UserError(f"--out {out_dir} names one image file but {len(files)} inputs were given; "
+            raise UserError(f"--out {out_dir} names one image file but {len(files)} images were given; "
                             "give a folder for the outputs (--out OUT/)")
-        if out_dir.resolve() == files[0]:
+        if suffix:
+            raise UserError(f"--suffix {suffix!r} names outputs in a folder; --out {out_dir} already names the file")
+        if Path(out_dir).resolve() == files[0]:
             raise UserError(f"output {out_dir} would overwrite the input; choose another --out")
-        return [(pairs[0][0], out_dir)]
+        return [(pairs[0][0], Path(out_dir))]
+    out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a folder; give a folder for the outputs")
     sources = {src.resolve() for src, _ in pairs}
