@@ -375,6 +375,29 @@ def test_cli_swap_one_photo_to_a_named_file(photo, tmp_path, capsys):
                "--compare"])
     assert rc == 2 and "would overwrite the input" in capsys.readouterr().err
     assert (tmp_path / "p_compare.png").read_bytes() == before and not (tmp_path / "p.png").exists()
+    # --out an existing file, with only videos given: refused before the model loads, not a traceback
+    (tmp_path / "notes").write_text("mine")
+    rc = main(["swap", str(tmp_path / "clip.mp4"), "--model", "identity", "-o", str(tmp_path / "notes")])
+    assert rc == 2 and "is a file, not a folder" in capsys.readouterr().err
+    # x.png and x_compare.png from one folder with --compare: the message names --compare
+    (tmp_path / "pair").mkdir()
+    save_image(tmp_path / "pair" / "x.png", photo / 255.0)
+    save_image(tmp_path / "pair" / "x_compare.png", photo / 255.0)
+    rc = main(["swap", str(tmp_path / "pair"), "--model", "identity", "-o", str(tmp_path / "o3"), "--compare"])
+    assert rc == 2 and "leave out --compare" in capsys.readouterr().err and not (tmp_path / "o3").exists()
+    rc = main(["swap", str(tmp_path / "a.png"), "--model", "identity", "-o", str(tmp_path / "o4"), "--detect-every", "0"])
+    assert rc == 2 and "--detect-every must be at least 1" in capsys.readouterr().err and not (tmp_path / "o4").exists()
+
+
+def test_cli_swap_keeps_a_photos_alpha(photo, tmp_path):
+    from cyclekit.cli import main
+    from cyclekit.io.images import load_image, save_image
+
+    rgba = np.concatenate([photo / 255.0, np.full(photo.shape[:2] + (1,), 0.5)], axis=2)
+    save_image(tmp_path / "a.png", rgba)
+    assert main(["swap", str(tmp_path / "a.png"), "--model", "identity", "-o", str(tmp_path / "out")]) == 0
+    out = load_image(tmp_path / "out" / "a.png", 4)
+    assert np.allclose(out[..., 3], 0.5, atol=1 / 255) and np.abs(out[..., :3] - photo / 255.0).max() < 0.2
 
 
 def test_a_release_backdrop_puts_the_head_on_it_before_translation(photo, detector):

@@ -43,6 +43,15 @@ def test_translate_refuses_to_overwrite_inputs(tiny_release, tmp_path):
         translate_paths(tr, [tmp_path / "x.png"], tmp_path)
     with pytest.raises(DataError, match="not found"):
         translate_paths(tr, [tmp_path / "missing.png"], tmp_path / "o")
+    # a.jpg -> a.png in its own folder, where the user's own a.png (not an input) already is
+    save_image(tmp_path / "a.jpg", np.zeros((8, 8, 3)))
+    save_image(tmp_path / "a.png", np.ones((8, 8, 3)))
+    with pytest.raises(UserError, match="would overwrite a file next to the input"):
+        translate_paths(tr, [tmp_path / "a.jpg"], tmp_path)
+    assert load_image(tmp_path / "a.png", 3).min() == 1.0
+    translate_paths(tr, [tmp_path / "a.jpg"], tmp_path, suffix="_fake")  # distinct names: written,
+    translate_paths(tr, [tmp_path / "a.jpg"], tmp_path, suffix="_fake")  # and replaced on a rerun
+    assert (tmp_path / "a_fake.png").is_file()
 
 
 def test_translator_output_matches_the_module(tiny_release):

@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.crf < 0 or args.crf > 51:  # option errors before a model is loaded
         raise ConfigError(f"--crf must be in 0..51, got {args.crf}")
+    if args.detect_every < 1:
+        raise ConfigError(f"--detect-every must be at least 1, got {args.detect_every}")
     if args.strength is not None:
         check_strength(args.strength)
     plan_swap(args.inputs, args.out, compare=args.compare)  # a bad --out is refused before the model loads

@@ -54,18 +54,23 @@ def plan_swap(inputs: Sequence[Union[str, Path]], out_dir: Union[str, Path], *, 
         raise UserError(f"--out {out_dir} names one output file but {len(images)} photo input(s) and "
                         f"{len(videos)} video(s) were given: give one photo with --out NAME.png, one video "
                         "with --out NAME.mp4, or a folder (--out OUT/)")
+    if not one_video and not names_a_file(out_dir) and out.exists() and not out.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a folder; give a folder for the outputs")
     photo_jobs = plan_outputs(expand_inputs(images), out_dir) if images else []  # no two inputs share an output
     video_jobs = [(v, out if one_video else out / (v.stem + ".mp4")) for v in videos.values()]
     sources = {src.resolve() for src, _ in photo_jobs} | set(videos)
-    owner: dict[Path, Path] = {}
+    owner: dict[Path, tuple[Path, str]] = {}  # output -> (input, what it is)
     for src, dst in photo_jobs + video_jobs:
-        for path in (dst, compare_path(dst)) if compare else (dst,):
+        for path, what in ((dst, "output"), (compare_path(dst), "--compare image"))[:2 if compare else 1]:
             key = path.resolve()
             if key in sources:
-                raise UserError(f"output {path} would overwrite the input {key}; choose another --out")
-            if owner.setdefault(key, src) != src:
-                raise UserError(f"{owner[key]} and {src} would both be written to {path}; "
-                                "swap them into different --out folders")
+                raise UserError(f"the {what} {path} would overwrite the input {key}; choose another --out"
+                                + (" or leave out --compare" if what != "output" else ""))
+            other, other_what = owner.setdefault(key, (src, what))
+            if other != src:
+                raise UserError(f"the {what} of {src} and the {other_what} of {other} would both be {path}; "
+                                + ("leave out --compare or rename one of them" if "compare" in what + other_what
+                                   else "swap them into different --out folders"))
     return photo_jobs, video_jobs
 
 
@@ -90,7 +95,9 @@ def swap_path(
     records: list[SwapRecord] = []
     for src, dst in tqdm(photo_jobs, disable=not progress, unit="img", desc="swap"):
         try:
-            img = load_image(src, 3)
+            img = load_image(src, 4)  # RGBA: the swap keeps the alpha channel
+            if img[..., 3].min() == 1.0:
+                img = img[..., :3]
         except DataError as exc:
             log.warning("skipping %s", exc)
             records.append(SwapRecord(src, dst, "skipped: unreadable (see the warning above)", 0, readable=False))

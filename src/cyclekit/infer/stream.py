@@ -61,7 +61,9 @@ def plan_outputs(pairs: Sequence[tuple[Path, Path]], out_dir: PathLike, suffix: 
     (``x.png`` and ``x.jpg``) the later ones keep their extension (``x.jpg.png``). Two inputs that
     still collide (the same relative name from two folders), an output that would overwrite an
     input, an ``--out`` that is a file and a ``--suffix`` with a path separator are refused before
-    anything is written. An ``--out`` that :func:`names_a_file` (``-o swapped.jpg``) is the output of a
+    anything is written, and so is a plain output name that already exists in its input's own
+    folder (``-o`` the input folder, where ``a.jpg`` would replace the user's ``a.png``; with a
+    ``--suffix`` an earlier run's output is replaced). An ``--out`` that :func:`names_a_file` (``-o swapped.jpg``) is the output of a
     single input, in the format of its extension, replacing a file of that name.
     """
     if any(sep in suffix for sep in ("/", "\\", os.sep)) or suffix in (".", ".."):
@@ -103,7 +105,10 @@ def plan_outputs(pairs: Sequence[tuple[Path, Path]], out_dir: PathLike, suffix: 
             raise UserError(f"{other} and {src} would both be written to {dst}; translate them "
                             "into different --out folders or give their parent folder instead")
         if key in sources:
-            raise UserError(f"output {dst} would overwrite an input; choose another --out folder")
+            raise UserError(f"output {dst} would overwrite the input {key}; choose another --out folder")
+        if not suffix and key.parent == src.parent and dst.exists():  # a.jpg -> a.png, where the user's a.png is
+            raise UserError(f"output {dst} would overwrite a file next to the input {src}; choose another "
+                            "--out folder (or a --suffix)")
         taken[key] = src
         jobs.append((src, dst))
     return jobs
