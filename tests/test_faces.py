@@ -385,7 +385,8 @@ def test_cli_swap_one_photo_to_a_named_file(photo, tmp_path, capsys):
     save_image(tmp_path / "pair" / "x_compare.png", photo / 255.0)
     rc = main(["swap", str(tmp_path / "pair"), "--model", "identity", "-o", str(tmp_path / "o3"), "--compare"])
     assert rc == 2 and "leave out --compare" in capsys.readouterr().err and not (tmp_path / "o3").exists()
-    rc = main(["swap", str(tmp_path / "a.png"), "--model", "identity", "-o", str(tmp_path / "o4"), "--detect-every", "0"])
+    rc = main(["swap", str(tmp_path / "a.png"), "--model", "identity", "-o", str(tmp_path / "o4"),
+               "--detect-every", "0"])
     assert rc == 2 and "--detect-every must be at least 1" in capsys.readouterr().err and not (tmp_path / "o4").exists()
 
 
@@ -398,6 +399,18 @@ def test_cli_swap_keeps_a_photos_alpha(photo, tmp_path):
     assert main(["swap", str(tmp_path / "a.png"), "--model", "identity", "-o", str(tmp_path / "out")]) == 0
     out = load_image(tmp_path / "out" / "a.png", 4)
     assert np.allclose(out[..., 3], 0.5, atol=1 / 255) and np.abs(out[..., :3] - photo / 255.0).max() < 0.2
+
+    # a 16-bit photo comes back 16-bit, the pixels outside the face exactly as they were
+    deep = np.clip(photo / 255.0 + np.random.default_rng(0).uniform(0, 1 / 300, photo.shape), 0, 1)
+    save_image(tmp_path / "d.png", deep, bit_depth=16)
+    assert main(["swap", str(tmp_path / "d.png"), "--model", "identity", "--no-detail",
+                 "-o", str(tmp_path / "d_out.png")]) == 0
+    from cyclekit.io.images import image_bit_depth
+
+    assert image_bit_depth(tmp_path / "d.png") == image_bit_depth(tmp_path / "d_out.png") == 16
+    a, b = load_image(tmp_path / "d.png", 3), load_image(tmp_path / "d_out.png", 3)
+    same = np.all(a == b, axis=2)
+    assert same.mean() > 0.5 and not same.all()  # the face changed; the rest is bit-exact at 16 bits
 
 
 def test_a_release_backdrop_puts_the_head_on_it_before_translation(photo, detector):

@@ -14,7 +14,7 @@ from cyclekit.faces.params import FaceParams
 from cyclekit.faces.pipeline import face_params_for, side_by_side, swap_image
 from cyclekit.faces.video import VIDEO_EXTENSIONS, swap_video
 from cyclekit.infer.stream import expand_inputs, names_a_file, plan_outputs
-from cyclekit.io.images import load_image, save_image
+from cyclekit.io.images import image_bit_depth, load_image, save_image
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ def swap_path(
             records.append(SwapRecord(src, dst, "skipped: unreadable (see the warning above)", 0, readable=False))
             continue
         result, info = swap_image(img, translator, params=params, detector=detector, **swap_kwargs)
-        save_image(dst, result)
+        deep = dst.suffix.lower() in (".png", ".tif", ".tiff") and image_bit_depth(src) == 16
+        save_image(dst, result, bit_depth=16 if deep else 8)  # a 16-bit photo keeps its depth
         if compare:
             save_image(compare_path(dst), side_by_side(img, result))
         records.append(SwapRecord(src, dst, info.message, info.swapped))

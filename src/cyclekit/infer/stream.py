@@ -63,8 +63,9 @@ def plan_outputs(pairs: Sequence[tuple[Path, Path]], out_dir: PathLike, suffix: 
     input, an ``--out`` that is a file and a ``--suffix`` with a path separator are refused before
     anything is written, and so is a plain output name that already exists in its input's own
     folder (``-o`` the input folder, where ``a.jpg`` would replace the user's ``a.png``; with a
-    ``--suffix`` an earlier run's output is replaced). An ``--out`` that :func:`names_a_file` (``-o swapped.jpg``) is the output of a
-    single input, in the format of its extension, replacing a file of that name.
+    ``--suffix`` an earlier run's output is replaced). An ``--out`` that :func:`names_a_file`
+    (``-o swapped.jpg``) is the output of a single input, in the format of its extension,
+    replacing a file of that name.
     """
     if any(sep in suffix for sep in ("/", "\\", os.sep)) or suffix in (".", ".."):
         raise UserError(f"--suffix {suffix!r} must not contain a path separator; it is added to file names")

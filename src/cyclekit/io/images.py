@@ -215,6 +215,18 @@ def _read_npy(path: Path) -> np.ndarray:
     return _as_float(_hwc(a, str(path)), str(path))
 
 
+def image_bit_depth(path: PathLike) -> int:
+    """16 for a 16-bit image file (grey or colour PNG/TIFF), else 8, from its header alone (8 for
+    anything Pillow cannot open: the decoder reports those)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return 16 if ";16" in _rawmode(im) or im.mode in ("I", "I;16", "I;16L", "I;16B", "I;16N") else 8
+    except Exception:  # noqa: BLE001 - load_image gives the real error
+        return 8
+
+
 def _rawmode(im) -> str:
     """The decoder's raw mode (e.g. ``RGB;16B``): tells a 16-bit colour file from an 8-bit one."""
     if not im.tile:
