@@ -18,7 +18,9 @@ def register(sub) -> None:
                    help="run directory or release folder; 'identity' runs the pipeline with a no-op generator "
                         "(default: the built-in male <-> female model; --direction AtoB turns men into women, "
                         "BtoA women into men; see the README's model card)")
-    p.add_argument("--out", "-o", required=True, help="output folder (PNG images, H.264 .mp4 videos), or a file name for one input (swapped.jpg, swapped.mp4)")
+    p.add_argument("--out", "-o", required=True,
+                   help="output folder (PNG images, H.264 .mp4 videos), or a file name for one input "
+                        "(swapped.jpg, swapped.mp4)")
     p.add_argument("--direction", choices=DIRECTIONS, default="AtoB",
                    help="AtoB applies G_AB (domain A -> B), BtoA applies G_BA")
     p.add_argument("--all-faces", action="store_true", help="swap every face, not only the dominant one")

@@ -11,7 +11,8 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", help="image files, folders (recursive) or quoted globs")
     p.add_argument("--model", "-m", required=True,
                    help="run directory or release folder (or an .onnx file with --backend onnxruntime)")
-    p.add_argument("--out", "-o", required=True, help="output folder (PNG files, same relative names), or a file name for one input (out.jpg)")
+    p.add_argument("--out", "-o", required=True, help="output folder (PNG files, same relative names), or a file name "
+                        "for one input (out.jpg)")
     p.add_argument("--direction", choices=DIRECTIONS, default="AtoB",
                    help="AtoB applies G_AB (domain A -> B), BtoA applies G_BA")
     p.add_argument("--batch-size", type=int, default=4,

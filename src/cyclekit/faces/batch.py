@@ -1,8 +1,8 @@
-"""Face swap over many files: image files, folders (recursive) and videos, written to a folder (or one named file)."""
+"""Face swap over many files: image files, folders (recursive) and videos, written to a folder
+(or to one named file)."""
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -48,8 +48,7 @@ def plan_swap(inputs: Sequence[Union[str, Path]], out_dir: Union[str, Path], *, 
         else:
             images.append(item)
     out = Path(out_dir)
-    one_video = (Path(out_dir).suffix.lower() == ".mp4" and not os.fspath(out_dir).endswith(("/", os.sep))
-                 and not out.is_dir())
+    one_video = names_a_file(out_dir, {".mp4"})
     if (one_video and (images or len(videos) != 1)) or (names_a_file(out_dir) and videos):
         raise UserError(f"--out {out_dir} names one output file but {len(images)} photo input(s) and "
                         f"{len(videos)} video(s) were given: give one photo with --out NAME.png, one video "

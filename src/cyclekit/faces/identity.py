@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from cyclekit.errors import CheckpointError, ConfigError, MissingDependencyError, require
 from cyclekit.faces.judge import ArrayLike, face_chip
+from cyclekit.io.images import LUMA
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def lower_face_texture(image: np.ndarray, eyes: ArrayLike, size: int = IDENTITY_
     woman whose stubble stays as a ghost keeps his value; a chin the swap smoothed comes down.
     """
     chip = face_chip(image, eyes, size, IDENTITY_PADDING).astype(np.float32)
-    y = np.ascontiguousarray(chip @ np.array([0.299, 0.587, 0.114], np.float32))
+    y = np.ascontiguousarray(chip @ LUMA)
     x = torch.from_numpy(y)[None, None]
     g = torch.exp(-((torch.arange(-5, 6, dtype=torch.float32)) ** 2) / (2 * 1.5 ** 2))
     g = g / g.sum()

@@ -25,6 +25,7 @@ from cyclekit.faces.detect import Face, FaceDetector
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams
 from cyclekit.faces.segment import backdrop_guard, head_mask, on_backdrop, temporal_blend
+from cyclekit.io.images import LUMA
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,6 @@ def swap_image(
 
 # A photo whose channels differ by at most this much everywhere is black and white (JPEG's chroma noise included).
 GREY_TOLERANCE = 2.5 / 255.0
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 def is_black_and_white(src: np.ndarray) -> bool:

@@ -21,7 +21,8 @@ import torch
 
 from cyclekit.errors import DataError, OutputError, UserError
 from cyclekit.infer.translator import Translator
-from cyclekit.io.images import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, list_images, load_image, probe_image, save_image, to_image, to_tensor
+from cyclekit.io.images import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, list_images, load_image, probe_image, save_image, \
+    to_image, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +47,12 @@ def expand_inputs(inputs: Sequence[PathLike]) -> list[tuple[Path, Path]]:
     return out
 
 
-def names_a_file(out: PathLike) -> bool:
-    """``--out`` names one output file rather than a folder: it has an image (or ``.npy``)
-    extension, is not an existing folder, and was not written with a trailing slash."""
+def names_a_file(out: PathLike, extensions=IMAGE_EXTENSIONS | ARRAY_EXTENSIONS) -> bool:
+    """``--out`` names one output file rather than a folder: it has one of ``extensions`` (an
+    image's or ``.npy``), is not an existing folder, and was not written with a trailing slash."""
     text = os.fspath(out)
     return (not text.endswith(("/", os.sep)) and not Path(text).is_dir()
-            and Path(text).suffix.lower() in IMAGE_EXTENSIONS | ARRAY_EXTENSIONS)
+            and Path(text).suffix.lower() in extensions)
 
 
 def plan_outputs(pairs: Sequence[tuple[Path, Path]], out_dir: PathLike, suffix: str = "") -> list[tuple[Path, Path]]:

@@ -38,7 +38,7 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", 
 # Raw arrays (HxW or HxWxC) for data with channel counts no image format holds; listed too.
 ARRAY_EXTENSIONS = frozenset({".npy"})
 _LISTED = IMAGE_EXTENSIONS | ARRAY_EXTENSIONS
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's "L"
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's "L": the one brightness
 _KIND_OF = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 _warned: set[str] = set()
 
@@ -168,7 +168,7 @@ def convert_channels(arr: np.ndarray, kind: str, channels: int, name: str = "ima
     else:
         color = arr
     if channels == 1:
-        out = color if color.shape[2] == 1 else (color @ _LUMA)[..., None]
+        out = color if color.shape[2] == 1 else (color @ LUMA)[..., None]
     else:
         rgb = color if color.shape[2] == 3 else np.repeat(color, 3, axis=2)
         if channels == 3:
