@@ -6,13 +6,15 @@ mode, dlib detector as ``cyclekit swap`` uses) at each ``--strength`` and prints
 judge's P(male) before and after, with SSIM inside the face. With no ``--photo`` it uses the one
 such face this repository can reach without a download: scikit-image's ``astronaut`` (Eileen
 Collins, NASA, public domain). Writes ``strip.png`` (original, then one swap per strength) per
-photo to ``--out``.
+photo to ``--out``. ``--box-scale 0.95,1,1.05`` adds a row per photo at strength 1 with the
+detector's box scaled by each factor about its centre: how much the swap hangs on the crop.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_faces_wild.py [--model M] [--photo PATH:female ...]
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -56,6 +58,7 @@ def main() -> None:
     ap.add_argument("--photo", action="append", default=[], help="PATH:male or PATH:female (repeatable)")
     ap.add_argument("--strength", default="1,1.3,1.6,2", help="comma-separated paste strengths")
     ap.add_argument("--detector", default="auto")
+    ap.add_argument("--box-scale", default="", help="comma-separated factors for the detector's box (strength 1)")
     ap.add_argument("--out", default="runs/bench_faces_wild")
     args = ap.parse_args()
     strengths = [float(s) for s in args.strength.split(",")]
@@ -83,6 +86,12 @@ def main() -> None:
         for s in swaps:
             strip = side_by_side(strip, s)
         save_image(out / f"{name}_strip.png", strip.astype(np.float32) / 255.0)
+        for k in [float(v) for v in args.box_scale.split(",") if v]:
+            x, y, w, h = faces[0].box
+            face = dataclasses.replace(faces[0], box=(x + w / 2 - k * w / 2, y + h / 2 - k * h / 2, k * w, k * h))
+            swapped = swap_image(img, translators[gender], faces=[face], strength=1.0)[0]
+            print(f"| {name}, box x{k:g} | {gender}->{target} | {before:.2f} | "
+                  f"{float(judge.predict([face_chip(swapped, eyes)])[0]):.2f} |")
     print(f"\nstrips: {out}/*_strip.png; swap success needs P(male) < 0.5 for female targets, > 0.5 for male ones")
 
 
