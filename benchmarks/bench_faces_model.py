@@ -6,7 +6,8 @@ independent judge (swap success), the identity measures, the fine texture on chi
 before -> after (stubble, grey levels: ``cyclekit.faces.identity.lower_face_texture``), and the
 change on the blend rim (the halo, in grey levels) and of the studio backdrop inside the pasted
 region (grey levels), in these paste modes: ``detail`` (the default: head mask, rim matching,
-backdrop guard), the same without the backdrop guard, ``detail`` with the whole round crop mask,
+backdrop guard, tone shift), the same without the tone shift (:mod:`cyclekit.faces.tone`), the
+same without the backdrop guard, ``detail`` with the whole round crop mask,
 the same without rim matching (the halo before either fix), and ``model_output``, all at
 the strength the model recommends per direction; ``--strength 0.8,1.2`` adds detail-mode rows at
 those strengths. Prints a markdown table and writes ``grid.png`` (original | swap, detail mode)
@@ -70,7 +71,8 @@ def main() -> None:
         except Exception as exc:  # the identity extra is optional
             print(f"(no face embeddings: {exc})", file=sys.stderr)
     judge = GenderJudge()
-    modes = {"detail": dict(detail=True), "detail, no backdrop guard": dict(detail=True, guard=False),
+    modes = {"detail": dict(detail=True), "detail, no tone shift": dict(detail=True, tone=False),
+             "detail, no backdrop guard": dict(detail=True, guard=False),
              "detail, round mask": dict(detail=True, mask="round"),
              "detail, round mask, no rim matching": dict(detail=True, mask="round", match=False),
              "model_output": dict(detail=False)}

@@ -93,6 +93,10 @@ def test_quickstart_faces_end_to_end(tmp_path, capsys):
     # the studio backdrop of the training crops (the fixture photos' light grey) is recorded too
     r, g, b = info["face_backdrop"]
     assert min(r, g, b) > 150 and max(r, g, b) - min(r, g, b) < 30
+    # and so are the training faces' skin colour (what swaps move each face to) and the crops' detector
+    faces_json = json.loads((out / "data" / "faces.json").read_text())
+    assert info["face_tone"] == faces_json["tone"] and len(info["face_tone"]) == 3
+    assert info["face_detector"] == faces_json["detector"] == "haar"
 
 
 def test_shared_flags_keep_faces_defaults_unless_given():

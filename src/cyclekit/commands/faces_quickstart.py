@@ -146,9 +146,9 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
     train, test = split_by_person(photos, opts.held_out, opts.seed)
     log_fn(f"[1/5] {len(photos)} photos of {len({p.person for p in photos})} people in {london}: "
            f"{len({p.person for p in test})} people ({len(test)} photos) held out; detecting faces")
-    faces = detect_faces(photos, make_detector("haar"), log_fn if opts.progress else None)
-    params = FaceParams(size=opts.size)
-    counts, backdrop = write_training_crops(train, faces, dataroot, params)
+    params = FaceParams(size=opts.size, detector="haar")  # faces.json and the release record the detector
+    faces = detect_faces(photos, make_detector(params.detector), log_fn if opts.progress else None)
+    counts, backdrop, tone = write_training_crops(train, faces, dataroot, params)
     log_fn(f"      training crops: {counts.get('trainA', 0)} male, {counts.get('trainB', 0)} female "
            f"({opts.size} px) in {dataroot}")
     cfg = faces_config(opts, dataroot, run_dir)
@@ -158,8 +158,8 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
     trainer = Trainer(cfg)
     trainer.fit()
     train_min = (time.perf_counter() - t_train) / 60
-    # the backdrop the training crops were put on: swaps show the model each head on it too
-    update_release_info(run_dir, face_backdrop=backdrop)
+    # the backdrop the training crops were put on and their skin colour: swaps show the model each head so
+    update_release_info(run_dir, face_backdrop=backdrop, face_tone=tone, face_detector=params.detector)
 
     def translators():  # reloaded after the strength is recorded: swap reads it from the release
         return swap_translators(run_dir)

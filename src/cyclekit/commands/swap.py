@@ -48,6 +48,9 @@ def register(sub) -> None:
                         "else 1, the model's own swap; see the README's model card)")
     b.add_argument("--no-detail", action="store_true",
                    help="paste the model output itself instead of its change (loses the photo's fine detail)")
+    b.add_argument("--no-tone", action="store_true",
+                   help="show the model the face in its own colours, not shifted to the average skin colour of the "
+                        "model's training faces (its release's face_tone) and back")
     b.add_argument("--overlay", action="append", default=[], metavar="FILE[@ANCHOR][,scale=S][,dx=X][,dy=Y]",
                    help="RGBA image anchored at eyes|left_eye|right_eye|nose|mouth|chin|forehead|face (repeatable)")
     v = p.add_argument_group("video")
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     records = swap_path(
         translator, args.inputs, args.out, compare=args.compare, progress=True, params=params, detector=detector,
         video_options={"smooth": args.smooth, "detect_every": args.detect_every, "crf": args.crf},
-        all_faces=args.all_faces, blend=args.blend, detail=not args.no_detail, feather=args.feather,
+        all_faces=args.all_faces, blend=args.blend, detail=not args.no_detail, tone=not args.no_tone, feather=args.feather,
         mask=args.mask, overlays=load_overlays(args.overlay), strength=strength,
     )
     for r in records:

@@ -173,15 +173,18 @@ def detect_faces(photos: Sequence[Photo], detector, progress: Optional[Callable[
 
 
 def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, params: FaceParams,
-                         split: str = "train", backdrop: bool = True) -> tuple[dict[str, int], Optional[list[int]]]:
+                         split: str = "train", backdrop: bool = True,
+                         ) -> tuple[dict[str, int], Optional[list[int]], Optional[list[int]]]:
     """Crop each photo's face like ``cyclekit swap`` does into ``out/{split}A`` (male) and
     ``out/{split}B`` (female); writes ``out/faces.json``. Returns the counts per folder and, with
     ``backdrop``, the studio backdrop colour (:func:`cyclekit.faces.segment.backdrop_colour`) that
     every crop's background was put on (:func:`~cyclekit.faces.segment.on_backdrop`), exactly as a
     swap with that colour in the release shows the model each head: training and swapping then
-    feed the model the same kind of crop, whatever is behind the person in the photo."""
+    feed the model the same kind of crop, whatever is behind the person in the photo. Third, the
+    crops' average skin colour (:func:`cyclekit.faces.tone.training_tone`, the release's ``face_tone``)."""
     from cyclekit.faces.align import face_crop
     from cyclekit.faces.segment import backdrop_colour, head_mask, on_backdrop
+    from cyclekit.faces.tone import skin_colour, training_tone
     from cyclekit.io.images import save_image
 
     out = Path(out)
@@ -193,15 +196,19 @@ def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, pa
 
     colour = backdrop_colour(c for _, c in crops()) if backdrop and found else None
     counts: dict[str, int] = {}
+    skins = []
     for p, crop in crops():
+        skins.append(skin_colour(crop, params.margin))
         if colour is not None:
             crop = on_backdrop(crop, head_mask(crop, params.margin), colour, params.margin)
         folder = f"{split}{'A' if p.gender == DOMAINS[0] else 'B'}"
         save_image(out / folder / f"{p.name}.png", crop, png_level=1)
         counts[folder] = counts.get(folder, 0) + 1
+    tone = training_tone(skins)
     write_faces_json(out, params, {"domains": list(DOMAINS), "source": "Face Research Lab London Set (CC BY 4.0)",
-                                   "attribution": LONDON_ATTRIBUTION, "split": "by person", "backdrop": colour})
-    return counts, colour
+                                   "attribution": LONDON_ATTRIBUTION, "split": "by person", "backdrop": colour,
+                                   "tone": tone})
+    return counts, colour, tone
 
 
 def judge_eyes(photo: Photo, face) -> Optional[np.ndarray]:
@@ -273,7 +280,7 @@ def _rate(flags: Sequence[bool]) -> Optional[float]:
 
 def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, judge=None, embedder=None,
                    detail: bool = True, params: Optional[FaceParams] = None, match: bool = True,
-                   mask: str = "head", strength: Optional[float] = None, guard: bool = True) -> dict:
+                   mask: str = "head", strength: Optional[float] = None, guard: bool = True, tone: bool = True) -> dict:
     """Swap every photo to the other gender and score the swaps.
 
     ``translators``: ``{"male": G(male -> female), "female": G(female -> male)}`` (Translators).
@@ -302,7 +309,7 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
         tr = translators[p.gender]
         fp = params or face_params_for(tr)
         out, info = swap_image(img, tr, params=fp, faces=[face], detail=detail, match=match, mask=mask,
-                               strength=strength, guard=guard)
+                               strength=strength, guard=guard, tone=tone)
         swapped[str(p.path)] = out
         before, after = judge.predict([face_chip(img, eyes), face_chip(out, eyes)])
         ident = pixel_identity(img, out, eyes)

@@ -25,6 +25,7 @@ from cyclekit.faces.detect import Face, FaceDetector
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams
 from cyclekit.faces.segment import backdrop_guard, head_mask, on_backdrop, temporal_blend
+from cyclekit.faces.tone import to_tone
 from cyclekit.io.images import LUMA
 
 log = logging.getLogger(__name__)
@@ -52,19 +53,31 @@ def recommended_strength(translator) -> float:
     return float(value)
 
 
+def _release_colour(translator, key: str) -> Optional[list[float]]:
+    """The 0-255 RGB colour the model's release records under ``key``, or None when it has none."""
+    value = (getattr(translator, "info", None) or {}).get(key)
+    if value is None:
+        return None
+    if (not isinstance(value, list) or len(value) != 3
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)):
+        raise CheckpointError(f"the model's {key} {value!r} is not [r, g, b] in 0-255; fix it in the "
+                              "release's config.json or remove it")
+    return [float(v) for v in value]
+
+
 def recommended_backdrop(translator) -> Optional[list[float]]:
     """The flat backdrop colour the model's release records (``face_backdrop``, 0-255 RGB: the
     background of its training crops), or None. With it, ``mask="head"`` swaps show the model the
     head on that backdrop: a model trained in one studio otherwise paints garbage into faces seen
     against a wall, a room or a street."""
-    value = (getattr(translator, "info", None) or {}).get("face_backdrop")
-    if value is None:
-        return None
-    if (not isinstance(value, list) or len(value) != 3
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)):
-        raise CheckpointError(f"the model's face_backdrop {value!r} is not [r, g, b] in 0-255; fix it in the "
-                              "release's config.json or remove it")
-    return [float(v) for v in value]
+    return _release_colour(translator, "face_backdrop")
+
+
+def recommended_tone(translator) -> Optional[list[float]]:
+    """The average skin colour of the model's training faces (``face_tone``, 0-255 RGB), or None.
+    With it, swaps show the model each face at that colour and paste its change onto the
+    person's own tone (:mod:`cyclekit.faces.tone`)."""
+    return _release_colour(translator, "face_tone")
 
 
 @dataclass
@@ -150,7 +163,7 @@ def swap_image(
     detail: bool = True, feather: float = 0.15, mask: str = "head", overlays: Sequence = (), match: bool = True,
     faces: Optional[list[Face]] = None, transforms: Optional[list[CropTransform]] = None,
     subjects: Optional[Sequence[np.ndarray]] = None, strength: Optional[float] = None, guard: bool = True,
-    guard_memory: Optional[list] = None,
+    guard_memory: Optional[list] = None, tone: bool = True,
 ) -> tuple[np.ndarray, SwapInfo]:
     """Swap the dominant face (or ``all_faces``) of ``image`` (HxWx3 uint8, or float in [0, 1]).
 
@@ -164,6 +177,8 @@ def swap_image(
     where the model painted its backdrop over the person (:func:`~cyclekit.faces.segment.backdrop_guard`);
     ``guard_memory`` (the video path's list, updated in place) blends each frame's guards with the
     previous frame's (:func:`~cyclekit.faces.segment.temporal_blend`), so the kept pixels do not flicker.
+    ``tone`` (with a model whose release records ``face_tone``) shows the model each face at its
+    training faces' skin colour and pastes its change onto the person's own crop (:mod:`.tone`).
     """
     if mask not in CHOICES["mask"]:
         raise ConfigError(f"--mask: {mask!r} is not one of {', '.join(CHOICES['mask'])}")
@@ -199,18 +214,23 @@ def swap_image(
             return np.array(image, copy=True), info
 
     crops = [warp_crop(src, t) for t in transforms]
-    if mask == "head":
-        if subjects is None:
-            subjects = [head_mask(c, params.margin) for c in crops]
-        backdrop = recommended_backdrop(translator)
-        if backdrop is not None:  # the model sees the head on its training backdrop; only the head is pasted
-            crops = [on_backdrop(c, s, backdrop, params.margin) for c, s in zip(crops, subjects)]
-    new = translate_crops(translator, crops)
-    if guard and mask == "head" and backdrop is not None:  # no backdrop paint over the jaw (backdrop_guard)
-        guards = [backdrop_guard(c, g, backdrop) for c, g in zip(crops, new)]
+    skin = recommended_tone(translator) if tone else None
+    if mask == "head" and subjects is None:
+        subjects = [head_mask(c, params.margin) for c in crops]
+    # with a face_tone the model sees each face at its training faces' skin colour (faces/tone.py)
+    seen = [to_tone(c, params.margin, skin) for c in crops] if skin is not None else crops
+    backdrop = recommended_backdrop(translator) if mask == "head" else None
+    if backdrop is not None:  # the model sees the head on its training backdrop; only the head is pasted
+        crops = [on_backdrop(c, s, backdrop, params.margin) for c, s in zip(crops, subjects)]
+        seen = crops if skin is None else [on_backdrop(c, s, backdrop, params.margin) for c, s in zip(seen, subjects)]
+    new = translate_crops(translator, seen)
+    if guard and backdrop is not None:  # no backdrop paint over the jaw (backdrop_guard)
+        guards = [backdrop_guard(c, g, backdrop) for c, g in zip(seen, new)]
         if guard_memory is not None:
             guard_memory[:] = guards = temporal_blend(guard_memory, guards)
         subjects = [s * w for s, w in zip(subjects, guards)]
+    if skin is not None:  # the model's change, on the person's own crop
+        new = [c + (g - s) for c, s, g in zip(crops, seen, new)]
     out = src.copy()
     changed = np.zeros(src.shape[:2], dtype=bool)
     swapped = [r for r in info.faces if r.status == "swapped"]

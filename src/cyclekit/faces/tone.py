@@ -1,0 +1,65 @@
+"""Skin tone: a swap shows the model each face at the average colour of its training faces.
+
+A gender-swap model trained in one studio has seen one light, one camera and mostly one range of
+skin. On a face darker, brighter or lit more warmly than its training faces it is too gentle (a
+woman from another camera stays a woman) or paints pale, blotchy skin. So the faces quickstart
+records the average colour of the middle of the face (cheeks, nose and mouth) over its training
+crops as the release's ``face_tone``, and a swap:
+
+1. measures the same region of the person's crop (:func:`skin_colour`);
+2. moves the whole crop's colours so that region has the training colour (:func:`to_tone`), so
+   the model sees a face of the colour it knows;
+3. takes the model's change on that crop and adds it to the person's own crop.
+
+The pasted change is the model's change on a face it knows; the person keeps their own skin tone
+and light. ``benchmarks/bench_faces_wild.py`` and ``bench_faces_model.py`` measure it (``--no-tone``).
+
+This module needs NumPy only.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+import numpy as np
+
+MAX_SHIFT = 0.35  # per channel, in [0, 1] units: a move this large already turns a dark face mid-grey
+
+
+def skin_region(size: int, margin: float) -> np.ndarray:
+    """Boolean ``size x size`` ellipse over cheeks, nose and mouth of an eye-aligned face crop.
+
+    The crop's centre is the detector box's centre (about the nose), and the box side is
+    ``size / (1 + 2 * margin)`` (:mod:`cyclekit.faces.align`); the ellipse is 0.56 x 0.6 box
+    sides, a little below the centre: skin, with the eyes, brows and hair outside it.
+    """
+    box, c = size / (1.0 + 2.0 * margin), (size - 1) / 2.0
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+    return ((xx - c) / (0.28 * box)) ** 2 + ((yy - (c + 0.08 * box)) / (0.30 * box)) ** 2 <= 1.0
+
+
+def skin_colour(crop: np.ndarray, margin: float) -> np.ndarray:
+    """Mean RGB (in [0, 1]) of :func:`skin_region` in a float ``SxSx3`` crop."""
+    return np.asarray(crop, np.float32)[skin_region(crop.shape[0], margin)].mean(axis=0)
+
+
+def training_tone(colours: Iterable[np.ndarray]) -> Optional[list[int]]:
+    """The release's ``face_tone``: the mean of the training crops' :func:`skin_colour`, 0-255 RGB."""
+    colours = list(colours)
+    if not colours:
+        return None
+    return [int(round(v)) for v in np.mean(colours, axis=0) * 255.0]
+
+
+def to_tone(crop: np.ndarray, margin: float, tone) -> np.ndarray:
+    """``crop`` (float RGB in [0, 1]) with its :func:`skin_colour` moved to ``tone`` (0-255 RGB).
+
+    Per channel a straight line through black (to darken) or through white (to lighten), so no
+    pixel clips: a bright face keeps its dark hair and a dark face its white shirt. The move is
+    at most :data:`MAX_SHIFT` per channel.
+    """
+    crop = np.asarray(crop, np.float32)
+    have = skin_colour(crop, margin)
+    want = np.clip(np.asarray(tone, np.float32) / 255.0, have - MAX_SHIFT, have + MAX_SHIFT)
+    darker = crop * (want / np.maximum(have, 1e-6))
+    lighter = 1.0 - (1.0 - crop) * ((1.0 - want) / np.maximum(1.0 - have, 1e-6))
+    return np.clip(np.where(want < have, darker, lighter), 0.0, 1.0).astype(np.float32)

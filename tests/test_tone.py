@@ -1,0 +1,116 @@
+"""The tone shift (cyclekit.faces.tone): the model sees each face at its training faces' skin colour,
+and the photo gets the model's change on the person's own tone."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+skdata = pytest.importorskip("skimage.data")
+pytest.importorskip("cv2")
+
+from cyclekit.config import ModelConfig  # noqa: E402
+from cyclekit.errors import CheckpointError  # noqa: E402
+from cyclekit.faces.align import crop_transform, warp_crop  # noqa: E402
+from cyclekit.faces.detect_haar import HaarDetector  # noqa: E402
+from cyclekit.faces.pipeline import face_params_for, swap_image  # noqa: E402
+from cyclekit.faces.tone import MAX_SHIFT, skin_colour, skin_region, to_tone, training_tone  # noqa: E402
+from cyclekit.infer.translator import Translator  # noqa: E402
+
+TONE = [150, 110, 100]
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return skdata.astronaut()
+
+
+@pytest.fixture(scope="module")
+def faces(photo):
+    found = HaarDetector().detect(photo)
+    assert found
+    return found[:1]
+
+
+def test_skin_region_covers_the_middle_of_the_face_below_the_eyes():
+    r = skin_region(128, 0.4)
+    box = 128 / 1.8
+    ys, xs = np.nonzero(r)
+    assert abs(xs.mean() - 63.5) < 0.5 and ys.mean() > 63.5  # centred, a little below the box centre
+    assert xs.max() - xs.min() < 0.6 * box and ys.min() > 63.5 - 0.25 * box  # the eyes (0.11 box up) are out
+    assert not r[:20].any() and not r[:, :20].any()  # hair and background are out
+
+
+def test_to_tone_moves_the_skin_to_the_tone_without_clipping_anything():
+    crop = np.random.default_rng(0).uniform(0, 1, (64, 64, 3)).astype(np.float32)
+    crop[skin_region(64, 0.4)] = [0.8, 0.3, 0.5]
+    crop[0, 0], crop[0, 1] = 0.0, 1.0  # black and white pixels outside the skin
+    assert np.allclose(skin_colour(crop, 0.4), [0.8, 0.3, 0.5])
+    moved = to_tone(crop, 0.4, [153, 127.5, 127.5])  # red down, green up, blue unchanged
+    assert np.allclose(skin_colour(moved, 0.4), [0.6, 0.5, 0.5], atol=1e-5)
+    assert moved[0, 0, 0] == 0.0 and moved[0, 1, 0] < 1.0  # darker: a line through black
+    assert moved[0, 0, 1] > 0.0 and moved[0, 1, 1] == 1.0  # lighter: a line through white
+    assert np.allclose(moved[..., 2], crop[..., 2], atol=1e-6)
+    ranks = np.argsort(crop[..., 0].ravel(), kind="stable")  # the order of values is kept: nothing clips
+    assert np.all(np.diff(moved[..., 0].ravel()[ranks]) >= 0)
+    far = to_tone(crop, 0.4, [0, 255, 128])  # moves at most MAX_SHIFT per channel
+    assert np.allclose(skin_colour(far, 0.4), [0.8 - MAX_SHIFT, 0.3 + MAX_SHIFT, 128 / 255], atol=1e-5)
+
+
+def test_training_tone_is_the_mean_skin_colour():
+    assert training_tone([]) is None
+    assert training_tone([np.array([0.2, 0.4, 0.6]), np.array([0.4, 0.4, 0.4])]) == [77, 102, 128]
+
+
+def test_swap_shows_the_model_the_face_at_the_release_tone_and_pastes_its_change_on_the_persons_own(photo, faces):
+    seen = []
+
+    def darker(x):  # a model whose whole change is a constant: -0.1 in [0, 1] units everywhere
+        seen.append(x.clone())
+        return x - 0.2
+
+    cfg = ModelConfig(image_size=128, face_margin=0.4)
+    shifted = Translator(darker, cfg, info={"face_tone": TONE})
+    plain = Translator(darker, cfg)
+    out, info = swap_image(photo, shifted, faces=faces, mask="round", detail=True, match=False)
+    ref, _ = swap_image(photo, plain, faces=faces, mask="round", detail=True, match=False)
+    fed = (seen[0][0].permute(1, 2, 0).numpy() + 1.0) / 2.0
+    unshifted = (seen[1][0].permute(1, 2, 0).numpy() + 1.0) / 2.0
+    params = face_params_for(plain)
+    crop = warp_crop(photo.astype(np.float32) / 255.0, crop_transform(faces[0], params))
+    assert np.allclose(skin_colour(fed, 0.4) * 255, TONE, atol=1.0)  # the model saw the training tone
+    assert np.allclose(unshifted, crop, atol=1e-4)  # without face_tone: the crop as it is
+    # the same change lands on the photo either way, wherever the model's output did not clip at black
+    # (the astronaut's black suit, darker still in the crop the model saw)
+    # and away from its edges, where the paste's cubic warp mixes in a clipped neighbour
+    mid = info.mask & (photo.min(axis=2) > 0.25 * 255)
+    diff = np.abs(out.astype(int) - ref.astype(int)).max(axis=2)[mid]
+    assert mid.sum() > 5000 and (diff > 1).mean() < 0.01
+    assert np.abs(out.astype(int) - photo.astype(int))[info.mask].mean() > 10
+    # model_output mode: the model's change on the person's own crop, too
+    seen.clear()
+    out2, _ = swap_image(photo, shifted, faces=faces, mask="round", detail=False)
+    ref2, _ = swap_image(photo, plain, faces=faces, mask="round", detail=False)
+    assert np.abs(out2.astype(int) - ref2.astype(int))[info.mask].mean() < 1.0
+    # tone=False (cyclekit swap --no-tone) feeds the crop unshifted
+    seen.clear()
+    swap_image(photo, shifted, faces=faces, mask="round", tone=False)
+    assert np.allclose((seen[0][0].permute(1, 2, 0).numpy() + 1.0) / 2.0, crop, atol=1e-4)
+
+
+def test_an_identity_model_changes_nothing_with_a_tone_and_a_bad_tone_is_refused(photo, faces):
+    cfg = ModelConfig(image_size=128, face_margin=0.4)
+    tr = Translator(lambda x: x, cfg, info={"face_tone": TONE, "face_backdrop": [209, 212, 212]})
+    out, info = swap_image(photo, tr, faces=faces)
+    assert info.swapped == 1 and np.abs(out.astype(int) - photo.astype(int)).max() <= 1
+    for bad in ([1, 2], [0, 0, 300], "skin", [True, 0, 0]):
+        with pytest.raises(CheckpointError, match="face_tone"):
+            swap_image(photo, Translator(lambda x: x, cfg, info={"face_tone": bad}), faces=faces)
+
+
+def test_cli_swap_no_tone_is_accepted(photo, tmp_path):
+    from cyclekit.cli import main
+    from cyclekit.io.images import save_image
+
+    save_image(tmp_path / "a.png", photo / 255.0)
+    assert main(["swap", str(tmp_path / "a.png"), "--model", "identity", "--no-tone", "-o", str(tmp_path / "o/")]) == 0
+    assert (tmp_path / "o" / "a.png").is_file()
