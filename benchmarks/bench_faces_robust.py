@@ -9,6 +9,8 @@ model's recommended strength) and scores them with the independent judge:
 * ``as shot``: the photos unchanged (the model card's figures);
 * ``warm light``: a tungsten-like cast (red x1.12, blue x0.82);
 * ``underexposed``: gamma 1.6 (mid-tones about 30% darker);
+* ``overexposed``: gamma 0.6 (mid-tones about 30% brighter, like a face under a flash or a
+  studio light much stronger than London's);
 * ``painted wall``: the studio backdrop replaced by one plain colour of low saturation, a random
   mid-tone per photo (the backdrop is found row by row from the colour at the photo's left and
   right edges);
@@ -16,7 +18,8 @@ model's recommended strength) and scores them with the independent judge:
 * ``soft``: downscaled to 200 px and back up (a small or blurry source).
 
 Prints a markdown table (swap success, the judge's accuracy on the changed but unswapped photos,
-SSIM in the face, faces found) and writes a grid per condition to ``--out``.
+SSIM in the face, faces found) and writes a grid per condition to ``--out``. ``--no-tone`` swaps
+without the tone shift (:mod:`cyclekit.faces.tone`).
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_faces_robust.py [--model RUN_OR_RELEASE]
 """
@@ -72,6 +75,7 @@ CONDITIONS = {
     "as shot": lambda im, s: im,
     "warm light": lambda im, s: np.clip(im * np.array([1.12, 1.0, 0.82]), 0, 255).astype(np.uint8),
     "underexposed": lambda im, s: (255.0 * (im / 255.0) ** 1.6).astype(np.uint8),
+    "overexposed": lambda im, s: (255.0 * (im / 255.0) ** 0.6).astype(np.uint8),
     "painted wall": lambda im, s: busy_backdrop(im, s, muted=True),
     "busy backdrop": busy_backdrop,
     "soft": _soft,
@@ -109,6 +113,7 @@ def main() -> None:
     ap.add_argument("--london", default=str(ROOT / "datasets" / "london"))
     ap.add_argument("--held-out", type=int, default=16)
     ap.add_argument("--detector", default="haar")
+    ap.add_argument("--no-tone", action="store_true", help="swap without the tone shift")
     ap.add_argument("--out", default="runs/bench_faces_robust")
     args = ap.parse_args()
     model = Path(args.model) if args.model else builtin_model()
@@ -119,14 +124,14 @@ def main() -> None:
     for name, change in CONDITIONS.items():
         photos = [ChangedPhoto(p.person, p.gender, p.path, p.eyes, change(p.load(), k)) for k, p in enumerate(test)]
         faces = detect_faces(photos, detector)
-        r = evaluate_swaps(photos, faces, translators, judge=judge, params=params)
+        r = evaluate_swaps(photos, faces, translators, judge=judge, params=params, tone=not args.no_tone)
         results[name] = r["directions"]
         save_image(out / f"grid_{name.replace(' ', '_')}.png",
                    swap_grid(photos, faces, r["swapped"], params, n=4).astype(np.float32) / 255)
     (out / "report.json").write_text(json.dumps({"model": str(model), "conditions": results}, indent=2))
     print(f"Machine: {machine()}\n")
     print(f"Model `{model}`, {args.detector} detector, {len({p.person for p in test})} held-out London people "
-          f"({len(test)} photos), {time.perf_counter() - t0:.0f} s\n")
+          f"({len(test)} photos), tone shift {'off' if args.no_tone else 'on'}, {time.perf_counter() - t0:.0f} s\n")
     print("| condition | swap success m->f / f->m | judge on the changed photos | SSIM in face | faces swapped |")
     print("|---|---:|---:|---:|---:|")
     for name, d in results.items():

@@ -32,18 +32,19 @@ from benchmarks.bench_detect import machine  # noqa: E402
 
 
 def labelled_photos(specs: list[str]) -> list[tuple[str, np.ndarray, str]]:
-    """``(name, uint8 RGB image, gender)`` for each ``PATH:male|female`` (default: the astronaut)."""
+    """``(name, uint8 RGB image, gender)`` for each ``PATH:male|female`` (default, or ``astronaut``: the astronaut)."""
     from cyclekit.io.images import load_image
 
-    if not specs:
-        import skimage.data
+    import skimage.data
 
-        return [("astronaut", skimage.data.astronaut(), "female")]
     out = []
-    for spec in specs:
+    for spec in specs or ["astronaut:female"]:
         path, _, gender = spec.rpartition(":")
         if gender not in ("male", "female") or not path:
             sys.exit(f"--photo {spec!r}: write PATH:male or PATH:female")
+        if path == "astronaut":  # the shipped default: --photo astronaut:female adds it to your own
+            out.append(("astronaut", skimage.data.astronaut(), gender))
+            continue
         img = np.round(load_image(path, 3) * 255.0).astype(np.uint8)
         out.append((Path(path).stem, img, gender))
     return out
@@ -60,7 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="", help="a run folder or release (default: the built-in model)")
     ap.add_argument("--photo", action="append", default=[], help="PATH:male or PATH:female (repeatable)")
-    ap.add_argument("--strength", default="1,1.3,1.6,2", help="comma-separated paste strengths")
+    ap.add_argument("--strength", default="1,1.15,1.3,1.6", help="comma-separated paste strengths")
     ap.add_argument("--detector", default="auto")
     ap.add_argument("--no-tone", action="store_true", help="swap without the tone shift")
     ap.add_argument("--box-scale", default="", help="comma-separated factors for the detector's box (strength 1)")

@@ -61,7 +61,7 @@ def test_training_tone_is_the_mean_skin_colour():
     assert training_tone([np.array([0.2, 0.4, 0.6]), np.array([0.4, 0.4, 0.4])]) == [77, 102, 128]
 
 
-def test_swap_shows_the_model_the_face_at_the_release_tone_and_pastes_its_change_on_the_persons_own(photo, faces):
+def test_swap_shows_the_model_the_face_at_its_directions_tone_and_pastes_its_change_on_the_persons_own(photo, faces):
     seen = []
 
     def darker(x):  # a model whose whole change is a constant: -0.1 in [0, 1] units everywhere
@@ -69,7 +69,7 @@ def test_swap_shows_the_model_the_face_at_the_release_tone_and_pastes_its_change
         return x - 0.2
 
     cfg = ModelConfig(image_size=128, face_margin=0.4)
-    shifted = Translator(darker, cfg, info={"face_tone": TONE})
+    shifted = Translator(darker, cfg, info={"face_tone": {"AtoB": TONE, "BtoA": [130, 100, 90]}})
     plain = Translator(darker, cfg)
     out, info = swap_image(photo, shifted, faces=faces, mask="round", detail=True, match=False)
     ref, _ = swap_image(photo, plain, faces=faces, mask="round", detail=True, match=False)
@@ -77,7 +77,7 @@ def test_swap_shows_the_model_the_face_at_the_release_tone_and_pastes_its_change
     unshifted = (seen[1][0].permute(1, 2, 0).numpy() + 1.0) / 2.0
     params = face_params_for(plain)
     crop = warp_crop(photo.astype(np.float32) / 255.0, crop_transform(faces[0], params))
-    assert np.allclose(skin_colour(fed, 0.4) * 255, TONE, atol=1.0)  # the model saw the training tone
+    assert np.allclose(skin_colour(fed, 0.4) * 255, TONE, atol=1.0)  # the model saw its inputs' training tone
     assert np.allclose(unshifted, crop, atol=1e-4)  # without face_tone: the crop as it is
     # the same change lands on the photo either way, wherever the model's output did not clip at black
     # (the astronaut's black suit, darker still in the crop the model saw)
@@ -91,6 +91,11 @@ def test_swap_shows_the_model_the_face_at_the_release_tone_and_pastes_its_change
     out2, _ = swap_image(photo, shifted, faces=faces, mask="round", detail=False)
     ref2, _ = swap_image(photo, plain, faces=faces, mask="round", detail=False)
     assert np.abs(out2.astype(int) - ref2.astype(int))[info.mask].mean() < 1.0
+    # the other direction's generator sees the other domain's training tone
+    seen.clear()
+    other = Translator(darker, cfg, direction="BtoA", info={"face_tone": {"AtoB": TONE, "BtoA": [130, 100, 90]}})
+    swap_image(photo, other, faces=faces, mask="round")
+    assert np.allclose(skin_colour((seen[0][0].permute(1, 2, 0).numpy() + 1.0) / 2.0, 0.4) * 255, [130, 100, 90], atol=1.0)
     # tone=False (cyclekit swap --no-tone) feeds the crop unshifted
     seen.clear()
     swap_image(photo, shifted, faces=faces, mask="round", tone=False)
@@ -99,10 +104,10 @@ def test_swap_shows_the_model_the_face_at_the_release_tone_and_pastes_its_change
 
 def test_an_identity_model_changes_nothing_with_a_tone_and_a_bad_tone_is_refused(photo, faces):
     cfg = ModelConfig(image_size=128, face_margin=0.4)
-    tr = Translator(lambda x: x, cfg, info={"face_tone": TONE, "face_backdrop": [209, 212, 212]})
+    tr = Translator(lambda x: x, cfg, info={"face_tone": {"AtoB": TONE}, "face_backdrop": [209, 212, 212]})
     out, info = swap_image(photo, tr, faces=faces)
     assert info.swapped == 1 and np.abs(out.astype(int) - photo.astype(int)).max() <= 1
-    for bad in ([1, 2], [0, 0, 300], "skin", [True, 0, 0]):
+    for bad in (TONE, {"AtoB": [1, 2]}, {"AtoB": [0, 0, 300]}, {"AtoB": "skin"}, {"AtoB": [True, 0, 0]}):
         with pytest.raises(CheckpointError, match="face_tone"):
             swap_image(photo, Translator(lambda x: x, cfg, info={"face_tone": bad}), faces=faces)
 

@@ -174,14 +174,15 @@ def detect_faces(photos: Sequence[Photo], detector, progress: Optional[Callable[
 
 def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, params: FaceParams,
                          split: str = "train", backdrop: bool = True,
-                         ) -> tuple[dict[str, int], Optional[list[int]], Optional[list[int]]]:
+                         ) -> tuple[dict[str, int], Optional[list[int]], dict[str, list[int]]]:
     """Crop each photo's face like ``cyclekit swap`` does into ``out/{split}A`` (male) and
     ``out/{split}B`` (female); writes ``out/faces.json``. Returns the counts per folder and, with
     ``backdrop``, the studio backdrop colour (:func:`cyclekit.faces.segment.backdrop_colour`) that
     every crop's background was put on (:func:`~cyclekit.faces.segment.on_backdrop`), exactly as a
     swap with that colour in the release shows the model each head: training and swapping then
     feed the model the same kind of crop, whatever is behind the person in the photo. Third, the
-    crops' average skin colour (:func:`cyclekit.faces.tone.training_tone`, the release's ``face_tone``)."""
+    average skin colour of each direction's input crops (:func:`cyclekit.faces.tone.training_tone`:
+    the men's for ``AtoB``, the women's for ``BtoA``; the release's ``face_tone``)."""
     from cyclekit.faces.align import face_crop
     from cyclekit.faces.segment import backdrop_colour, head_mask, on_backdrop
     from cyclekit.faces.tone import skin_colour, training_tone
@@ -196,15 +197,15 @@ def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, pa
 
     colour = backdrop_colour(c for _, c in crops()) if backdrop and found else None
     counts: dict[str, int] = {}
-    skins = []
+    skins: dict[str, list] = {"AtoB": [], "BtoA": []}
     for p, crop in crops():
-        skins.append(skin_colour(crop, params.margin))
+        folder = f"{split}{'A' if p.gender == DOMAINS[0] else 'B'}"
+        skins["AtoB" if folder.endswith("A") else "BtoA"].append(skin_colour(crop, params.margin))
         if colour is not None:
             crop = on_backdrop(crop, head_mask(crop, params.margin), colour, params.margin)
-        folder = f"{split}{'A' if p.gender == DOMAINS[0] else 'B'}"
         save_image(out / folder / f"{p.name}.png", crop, png_level=1)
         counts[folder] = counts.get(folder, 0) + 1
-    tone = training_tone(skins)
+    tone = {direction: training_tone(c) for direction, c in skins.items() if c}
     write_faces_json(out, params, {"domains": list(DOMAINS), "source": "Face Research Lab London Set (CC BY 4.0)",
                                    "attribution": LONDON_ATTRIBUTION, "split": "by person", "backdrop": colour,
                                    "tone": tone})

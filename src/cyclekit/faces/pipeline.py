@@ -40,10 +40,15 @@ def check_strength(strength: float) -> float:
     return strength
 
 
+def _release_info(translator) -> dict:
+    """What the model's release recommends (its ``cyclekit`` metadata), or {}."""
+    return getattr(translator, "info", None) or {}
+
+
 def recommended_strength(translator) -> float:
     """The paste strength the model's release recommends for its direction (``swap_strength``
     in its metadata, e.g. ``{"AtoB": 1.0, "BtoA": 0.8}``), else 1: the model's own swap."""
-    table = (getattr(translator, "info", None) or {}).get("swap_strength")
+    table = _release_info(translator).get("swap_strength")
     if table is None:
         return 1.0
     value = table.get(getattr(translator, "direction", "AtoB"), 1.0) if isinstance(table, dict) else None
@@ -53,9 +58,8 @@ def recommended_strength(translator) -> float:
     return float(value)
 
 
-def _release_colour(translator, key: str) -> Optional[list[float]]:
-    """The 0-255 RGB colour the model's release records under ``key``, or None when it has none."""
-    value = (getattr(translator, "info", None) or {}).get(key)
+def _colour(value, key: str) -> Optional[list[float]]:
+    """``value`` (from the model's release, under ``key``) as an RGB colour in 0-255, or None when absent."""
     if value is None:
         return None
     if (not isinstance(value, list) or len(value) != 3
@@ -70,14 +74,22 @@ def recommended_backdrop(translator) -> Optional[list[float]]:
     background of its training crops), or None. With it, ``mask="head"`` swaps show the model the
     head on that backdrop: a model trained in one studio otherwise paints garbage into faces seen
     against a wall, a room or a street."""
-    return _release_colour(translator, "face_backdrop")
+    return _colour(_release_info(translator).get("face_backdrop"), "face_backdrop")
 
 
 def recommended_tone(translator) -> Optional[list[float]]:
-    """The average skin colour of the model's training faces (``face_tone``, 0-255 RGB), or None.
-    With it, swaps show the model each face at that colour and paste its change onto the
-    person's own tone (:mod:`cyclekit.faces.tone`)."""
-    return _release_colour(translator, "face_tone")
+    """The average skin colour of the faces the model's generator for its direction was trained on
+    (``face_tone`` in its release: ``{"AtoB": [r, g, b], "BtoA": [r, g, b]}``, 0-255), or None.
+    With it, swaps show the model each face at that colour and paste its change onto the person's
+    own crop (:mod:`cyclekit.faces.tone`)."""
+    table = _release_info(translator).get("face_tone")
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise CheckpointError(f"the model's face_tone {table!r} is not a map of AtoB/BtoA to [r, g, b]; fix it "
+                              "in the release's config.json or remove it")
+    direction = getattr(translator, "direction", "AtoB")
+    return _colour(table.get(direction), f"face_tone {direction}")
 
 
 @dataclass
