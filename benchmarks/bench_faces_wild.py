@@ -6,7 +6,8 @@ mode, dlib detector as ``cyclekit swap`` uses) at each ``--strength`` and prints
 judge's P(male) before and after, with SSIM inside the face. The judge reads a 32 px chip cut from
 the eyes, and on a borderline swap a few pixels of eye position flip its verdict, so each P(male)
 is given twice: on the chip from the detector's eyes and on the one from Haar's (``-`` where Haar
-finds no face). With no ``--photo`` it uses the one such face this repository can reach without a download:
+finds no face). The last column is the skin's brightness (luma of cheeks, nose and mouth) and its
+change at strength 1. With no ``--photo`` it uses the one such face this repository can reach without a download:
 scikit-image's ``astronaut`` (Eileen Collins, NASA, public domain). Writes ``strip.png``
 (original, then one swap per strength) per photo to ``--out``. ``--no-tone`` swaps without the
 tone shift (:mod:`cyclekit.faces.tone`). ``--box-scale 0.95,1,1.05`` adds a row per photo at
@@ -50,6 +51,17 @@ def labelled_photos(specs: list[str]) -> list[tuple[str, np.ndarray, str]]:
     return out
 
 
+def skin_luma(image: np.ndarray, eyes) -> float:
+    """Mean brightness (0-255 luma) of cheeks, nose and mouth: a box from the eyes down."""
+    from cyclekit.io.images import LUMA
+
+    (lx, ly), (rx, ry) = eyes
+    d = float(np.hypot(rx - lx, ry - ly))
+    cx, cy = (lx + rx) / 2.0, (ly + ry) / 2.0 + 0.6 * d
+    box = image[int(cy - 0.5 * d):int(cy + 0.5 * d), int(cx - 0.6 * d):int(cx + 0.6 * d)]
+    return float((box.reshape(-1, 3).astype(np.float64) @ LUMA).mean())
+
+
 def main() -> None:
     from cyclekit.faces.detectors import make_detector
     from cyclekit.faces.evaluate_swap import swap_translators
@@ -75,8 +87,8 @@ def main() -> None:
     print(f"Tone shift {'off' if args.no_tone else 'on'}; P(male) on the chip from the {detector.name} detector's "
           "eyes / Haar's eyes\n")
     print("| photo | direction | P(male) untouched | " + " | ".join(f"P(male) at {s:g}" for s in strengths)
-          + " | SSIM in face at " + ", ".join(f"{s:g}" for s in strengths) + " |")
-    print("|---|---|---:|" + "---:|" * len(strengths) + "---|")
+          + " | SSIM in face at " + ", ".join(f"{s:g}" for s in strengths) + " | skin luma, change at 1 |")
+    print("|---|---|---:|" + "---:|" * len(strengths) + "---|---:|")
     for name, img, gender in labelled_photos(args.photo):
         faces = detector.detect(img)
         if not faces:
@@ -94,8 +106,11 @@ def main() -> None:
         swaps = [swap_image(img, translators[gender], faces=faces[:1], strength=s, tone=not args.no_tone)[0]
                  for s in strengths]
         ssim = [pixel_identity(img, s, eyes)["ssim"] for s in swaps]
+        at_1 = swaps[strengths.index(1.0)] if 1.0 in strengths else \
+            swap_image(img, translators[gender], faces=faces[:1], strength=1.0, tone=not args.no_tone)[0]
         print(f"| {name} | {gender}->{target} | {p_male(img)} | " + " | ".join(p_male(s) for s in swaps)
-              + " | " + ", ".join(f"{v:.3f}" for v in ssim) + " |")
+              + " | " + ", ".join(f"{v:.3f}" for v in ssim)
+              + f" | {skin_luma(img, eyes):.0f}, {skin_luma(at_1, eyes) - skin_luma(img, eyes):+.1f} |")
         strip = img
         for s in swaps:
             strip = side_by_side(strip, s)
