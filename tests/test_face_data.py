@@ -164,6 +164,20 @@ def test_trainer_records_the_face_margin(tmp_path):
     assert load_release_config(run).model.face_margin == pytest.approx(0.27)
     params = face_params_for(load_translator(run, "AtoB", device="cpu"))
     assert params.margin == pytest.approx(0.27) and params.size == 32
+    # the training crops' skin colour per direction (B's photos are 0.8 x A's) and their detector
+    # travel in the release, where swap reads them; a resumed run's release keeps them
+    from cyclekit.faces.pipeline import recommended_tone
+    from cyclekit.release import release_info
+
+    doc = json.loads((data / "faces.json").read_text())
+    a, b = doc["tone"]["AtoB"], doc["tone"]["BtoA"]
+    assert all(abs(0.8 * x - y) <= 2 for x, y in zip(a, b)) and sum(a) > 150
+    info = release_info(run)
+    assert info["face_tone"] == doc["tone"] and info["face_detector"] == doc["detector"]
+    assert recommended_tone(load_translator(run, "BtoA", device="cpu")) == [float(v) for v in b]
+    cfg = tiny_config(data, tmp_path / "run", max_steps=2)
+    build_trainer(cfg, resume=True).fit()
+    assert release_info(run)["face_tone"] == doc["tone"] and release_info(run)["global_step"] == 2
 
 
 def test_cli_data_faces(tmp_path, capsys):

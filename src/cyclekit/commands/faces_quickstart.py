@@ -131,7 +131,7 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
                                               sample_people, split_by_person, swap_grid, swap_translators,
                                               write_training_crops)
     from cyclekit.faces.judge import GenderJudge
-    from cyclekit.faces.params import FaceParams
+    from cyclekit.faces.params import FaceParams, dataset_release_info
     from cyclekit.faces.strength import choose_strength, describe_choice, strength_table
     from cyclekit.io.files import atomic_write_text
     from cyclekit.io.images import save_image
@@ -148,18 +148,17 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
            f"{len({p.person for p in test})} people ({len(test)} photos) held out; detecting faces")
     params = FaceParams(size=opts.size, detector="haar")  # faces.json and the release record the detector
     faces = detect_faces(photos, make_detector(params.detector), log_fn if opts.progress else None)
-    counts, backdrop, tone = write_training_crops(train, faces, dataroot, params)
+    counts = write_training_crops(train, faces, dataroot, params)
     log_fn(f"      training crops: {counts.get('trainA', 0)} male, {counts.get('trainB', 0)} female "
            f"({opts.size} px) in {dataroot}")
     cfg = faces_config(opts, dataroot, run_dir)
     cap = f", at most {opts.steps} steps" if opts.steps else ""
     log_fn(f"[2/5] training the fast recipe for {opts.max_minutes:g} min{cap} into {run_dir}")
     t_train = time.perf_counter()
-    trainer = Trainer(cfg)
+    # the backdrop the training crops were put on and their skin colour: swaps show the model each head so
+    trainer = Trainer(cfg, release_info=dataset_release_info(dataroot))
     trainer.fit()
     train_min = (time.perf_counter() - t_train) / 60
-    # the backdrop the training crops were put on and their skin colour: swaps show the model each head so
-    update_release_info(run_dir, face_backdrop=backdrop, face_tone=tone, face_detector=params.detector)
 
     def translators():  # reloaded after the strength is recorded: swap reads it from the release
         return swap_translators(run_dir)

@@ -85,16 +85,18 @@ def refuse_existing_run(run_dir) -> None:
 
 def build_trainer(cfg, resume: bool = False, main_rank: bool = True):
     """The Trainer ``cyclekit train`` runs: the margin of ``data faces`` crops copied into the model
-    config (so it travels with the release) and, with ``--val-every``, the validator as an
-    after-step hook on rank 0. Training itself knows nothing of faces or metrics."""
-    from cyclekit.faces.params import apply_dataset_face_params
+    config (so it travels with the release), what else their ``faces.json`` records for ``swap``
+    (tone, backdrop, detector) in the release's metadata and, with ``--val-every``, the validator
+    as an after-step hook on rank 0. Training itself knows nothing of faces or metrics."""
+    from cyclekit.faces.params import apply_dataset_face_params, dataset_release_info
     from cyclekit.metrics.validation import make_validator
     from cyclekit.train.loop import Trainer
 
     cfg.validate()
     apply_dataset_face_params(cfg)
     validator = make_validator(cfg) if main_rank else None
-    return Trainer(cfg, resume=resume, hooks=[validator] if validator else [])
+    return Trainer(cfg, resume=resume, hooks=[validator] if validator else [],
+                   release_info=dataset_release_info(cfg.data.dataroot))
 
 
 def torchrun_command(args: argparse.Namespace) -> list[str]:

@@ -173,16 +173,16 @@ def detect_faces(photos: Sequence[Photo], detector, progress: Optional[Callable[
 
 
 def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, params: FaceParams,
-                         split: str = "train", backdrop: bool = True,
-                         ) -> tuple[dict[str, int], Optional[list[int]], dict[str, list[int]]]:
+                         split: str = "train", backdrop: bool = True) -> dict[str, int]:
     """Crop each photo's face like ``cyclekit swap`` does into ``out/{split}A`` (male) and
-    ``out/{split}B`` (female); writes ``out/faces.json``. Returns the counts per folder and, with
+    ``out/{split}B`` (female); returns the counts per folder. ``out/faces.json`` records the crop
+    geometry and, for the release (:func:`cyclekit.faces.params.dataset_release_info`): with
     ``backdrop``, the studio backdrop colour (:func:`cyclekit.faces.segment.backdrop_colour`) that
     every crop's background was put on (:func:`~cyclekit.faces.segment.on_backdrop`), exactly as a
-    swap with that colour in the release shows the model each head: training and swapping then
-    feed the model the same kind of crop, whatever is behind the person in the photo. Third, the
+    swap with that colour in the release shows the model each head (training and swapping then
+    feed the model the same kind of crop, whatever is behind the person in the photo), and the
     average skin colour of each direction's input crops (:func:`cyclekit.faces.tone.training_tone`:
-    the men's for ``AtoB``, the women's for ``BtoA``; the release's ``face_tone``)."""
+    the men's for ``AtoB``, the women's for ``BtoA``)."""
     from cyclekit.faces.align import face_crop
     from cyclekit.faces.segment import backdrop_colour, head_mask, on_backdrop
     from cyclekit.faces.tone import skin_colour, training_tone
@@ -209,7 +209,7 @@ def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, pa
     write_faces_json(out, params, {"domains": list(DOMAINS), "source": "Face Research Lab London Set (CC BY 4.0)",
                                    "attribution": LONDON_ATTRIBUTION, "split": "by person", "backdrop": colour,
                                    "tone": tone})
-    return counts, colour, tone
+    return counts
 
 
 def judge_eyes(photo: Photo, face) -> Optional[np.ndarray]:

@@ -78,8 +78,7 @@ def write_faces_json(folder: Union[str, Path], params: FaceParams, extra: Option
     return path
 
 
-def read_faces_json(folder: Union[str, Path]) -> Optional[FaceParams]:
-    """The :class:`FaceParams` stored in ``folder/faces.json``, or None when there is none."""
+def _faces_doc(folder: Union[str, Path]) -> Optional[dict]:
     path = Path(folder) / FACES_JSON
     if not path.is_file():
         return None
@@ -89,7 +88,26 @@ def read_faces_json(folder: Union[str, Path]) -> Optional[FaceParams]:
         raise DataError(f"cannot read {path}: {exc}; re-run `cyclekit data faces` or delete it") from None
     if not isinstance(doc, dict):
         raise DataError(f"{path}: expected a JSON object")
-    return FaceParams.from_dict(doc, source=str(path))
+    return doc
+
+
+def read_faces_json(folder: Union[str, Path]) -> Optional[FaceParams]:
+    """The :class:`FaceParams` stored in ``folder/faces.json``, or None when there is none."""
+    doc = _faces_doc(folder)
+    return None if doc is None else FaceParams.from_dict(doc, source=str(Path(folder) / FACES_JSON))
+
+
+def dataset_release_info(folder: Union[str, Path]) -> dict[str, Any]:
+    """What a model trained on ``folder``'s face crops tells ``swap`` through its release: the
+    backdrop the crops were put on (``face_backdrop``), their skin colour per direction
+    (``face_tone``, :mod:`cyclekit.faces.tone`) and the detector that made them (``face_detector``),
+    as far as ``folder/faces.json`` records them; {} without one. The swap checks the values."""
+    doc = _faces_doc(folder) if folder and Path(folder).is_dir() else None
+    if doc is None:
+        return {}
+    info = {"face_backdrop": doc.get("backdrop"), "face_tone": doc.get("tone") or None,
+            "face_detector": doc.get("detector")}
+    return {k: v for k, v in info.items() if v is not None}
 
 
 def apply_dataset_face_params(cfg) -> Optional[FaceParams]:

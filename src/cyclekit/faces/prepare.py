@@ -14,8 +14,10 @@ Every photo goes through the same detector, eye-line alignment and margin as ``s
 (:func:`cyclekit.faces.align.face_crop` on the dominant face); photos without a usable face are
 skipped and listed with the reason in ``skipped.txt``, and the reasons are counted (no face,
 implausible face, face too small, unreadable file, ...). ``faces.json`` records the geometry, the
-detector that made the boxes, the counts and any warning (an empty test split); the trainer copies
-its margin into the model's config so ``swap`` reuses it.
+detector that made the boxes, the training crops' skin colour per domain (``tone``), the counts
+and any warning (an empty test split); the trainer copies its margin into the model's config and
+the tone and detector into the release (:func:`~cyclekit.faces.params.dataset_release_info`), so
+``swap`` crops the same way and shows the model faces of the colour it was trained on.
 
 Photos are processed by a pool of ``workers`` processes (default: one per core), each with its
 own detector; detection runs on a copy of at most 640 px (:meth:`FaceDetector.find`), the crop on
@@ -37,6 +39,7 @@ import numpy as np
 
 from cyclekit.errors import ConfigError, DataError
 from cyclekit.faces.params import FaceParams, write_faces_json
+from cyclekit.faces.tone import skin_colour, training_tone
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +118,9 @@ def _init_worker(detector, params: FaceParams, out: str, ext: str) -> None:
     _WORKER.update(detector=detector, params=params, out=Path(out), ext=ext)
 
 
-def _crop_one(job: tuple[str, str, str]) -> tuple[str, str]:
-    """``(kind, reason)``: kind ``ok`` or a skip kind (:data:`SKIP_KINDS`), reason for skipped.txt."""
+def _crop_one(job: tuple[str, str, str]) -> tuple[str, str, Optional[np.ndarray]]:
+    """``(kind, reason, skin)``: kind ``ok`` or a skip kind (:data:`SKIP_KINDS`), reason for
+    skipped.txt, and the crop's :func:`~cyclekit.faces.tone.skin_colour` when it was written."""
     from cyclekit.faces.align import face_crop
     from cyclekit.faces.detect import as_uint8_rgb
     from cyclekit.io.images import load_image, save_image
@@ -126,24 +130,24 @@ def _crop_one(job: tuple[str, str, str]) -> tuple[str, str]:
     try:
         img = load_image(src, 3)
     except DataError as exc:
-        return "unreadable", f"unreadable: {exc}"
+        return "unreadable", f"unreadable: {exc}", None
     img = as_uint8_rgb(img)  # one conversion: the detector and the warp work on the 8 bits the crop is saved in
     found = detector.find(img)
     if not found.faces:
         if found.rejected:
-            return "implausible face", f"implausible face ({found.rejected[0][1]})"
-        return "no face", "no face found"
+            return "implausible face", f"implausible face ({found.rejected[0][1]})", None
+        return "no face", "no face found", None
     face = found.faces[0]
     if face.side < params.min_face:
-        return "too small", f"face too small ({face.side:.0f} px < {params.min_face})"
+        return "too small", f"face too small ({face.side:.0f} px < {params.min_face})", None
     crop, _ = face_crop(img, face, params)
+    crop = crop.astype(np.float32) / 255.0
     # zlib level 1 encodes 4x faster than 6; the crops are synced once, before faces.json (finish)
-    save_image(_WORKER["out"] / split / (name + _WORKER["ext"]), crop.astype(np.float32) / 255.0, png_level=1,
-               durable=False)
-    return "ok", ""
+    save_image(_WORKER["out"] / split / (name + _WORKER["ext"]), crop, png_level=1, durable=False)
+    return "ok", "", skin_colour(crop, params.margin)
 
 
-def _crop_chunk(jobs: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
+def _crop_chunk(jobs: list[tuple[str, str, str]]) -> list[tuple[str, str, Optional[np.ndarray]]]:
     return [_crop_one(job) for job in jobs]
 
 
@@ -163,6 +167,7 @@ class _FaceWriter:
         self.skipped: list[tuple[str, str]] = []
         self.reasons: Counter = Counter()
         self.warnings: list[str] = []
+        self.skins: dict[str, list] = {"trainA": [], "trainB": []}  # the training crops' skin colours
 
     def skip(self, path, kind: str, reason: str) -> None:
         self.skipped.append((str(path), reason))
@@ -208,7 +213,7 @@ class _FaceWriter:
                 if not pending:
                     break
                 chunk, fut = pending.popleft()
-                for job, (kind, reason) in zip(chunk, fut.result() if fut is not None else _crop_chunk(chunk)):
+                for job, (kind, reason, skin) in zip(chunk, fut.result() if fut is not None else _crop_chunk(chunk)):
                     bar.update(1)
                     if limit and self.counts[job[1]] >= limit:  # finished after its split filled up:
                         if kind == "ok":  # not counted, not listed, whatever the number of workers
@@ -217,6 +222,8 @@ class _FaceWriter:
                         self.skip(job[0], kind, reason)
                     else:
                         self.counts[job[1]] += 1
+                        if job[1] in self.skins:
+                            self.skins[job[1]].append(skin)
         finally:
             bar.close()
             if pool is not None:
@@ -238,7 +245,8 @@ class _FaceWriter:
         (self.out / "skipped.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
         reasons = {k: self.reasons[k] for k in SKIP_KINDS if self.reasons[k]}
         _sync(self.out)  # the crops were written without fsync: durable before faces.json
-        write_faces_json(self.out, self.params, {"domains": list(domains), "counts": self.counts,
+        tone = {d: training_tone(self.skins["train" + d[0]]) for d in ("AtoB", "BtoA") if self.skins["train" + d[0]]}
+        write_faces_json(self.out, self.params, {"domains": list(domains), "counts": self.counts, "tone": tone,
                                                  "skipped": len(self.skipped),
                                                  "skip_reasons": reasons, "warnings": self.warnings,
                                                  "source": source, "cyclekit_version": __version__})

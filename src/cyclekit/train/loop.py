@@ -79,13 +79,16 @@ class Trainer:
 
     ``hooks`` are called after every step (see :mod:`cyclekit.train.hooks`); ``objective`` is
     built as ``objective(cfg, device, dist, steps_per_epoch)`` (default: CycleGAN).
+    ``release_info`` is added to every release's metadata (e.g. what a face model's training
+    crops were made with, :func:`cyclekit.faces.params.dataset_release_info`).
     """
 
     def __init__(self, cfg: Config, resume: bool = False, hooks: Sequence[StepHook] = (),
-                 objective: Callable[..., Any] = CycleGAN) -> None:
+                 objective: Callable[..., Any] = CycleGAN, release_info: Optional[dict] = None) -> None:
         cfg.validate()
         t = cfg.train
         self.cfg, self.run_dir, self.resume, self.hooks = cfg, Path(t.run_dir), resume, list(hooks)
+        self.release_info = dict(release_info or {})  # written into every release's metadata
         runtime.set_threads(t.threads)
         self.dist = ddp.setup(t.device, t.dist_timeout)  # world size 1 outside torchrun
         self.is_main = self.dist.is_main  # only rank 0 writes files, logs metrics, shows progress
@@ -388,7 +391,7 @@ class Trainer:
             path = self.run_dir / STATE_FILE
             try:
                 save_training_state(path, state)
-                meta = {"domains": list(domain_names(self.cfg.data)), "epoch": self.epoch,
+                meta = {**self.release_info, "domains": list(domain_names(self.cfg.data)), "epoch": self.epoch,
                         "global_step": self.global_step}
                 self.objective.release(self.run_dir / RELEASE_DIR, meta)
             except OutputError as exc:  # e.g. a full disk: say what is still safe
