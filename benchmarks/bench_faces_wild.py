@@ -36,14 +36,14 @@ def labelled_photos(specs: list[str]) -> list[tuple[str, np.ndarray, str]]:
     """``(name, uint8 RGB image, gender)`` for each ``PATH:male|female`` (default, or ``astronaut``: the astronaut)."""
     from cyclekit.io.images import load_image
 
-    import skimage.data
-
     out = []
     for spec in specs or ["astronaut:female"]:
         path, _, gender = spec.rpartition(":")
         if gender not in ("male", "female") or not path:
             sys.exit(f"--photo {spec!r}: write PATH:male or PATH:female")
         if path == "astronaut":  # the shipped default: --photo astronaut:female adds it to your own
+            import skimage.data
+
             out.append(("astronaut", skimage.data.astronaut(), gender))
             continue
         img = np.round(load_image(path, 3) * 255.0).astype(np.uint8)

@@ -178,6 +178,14 @@ def test_trainer_records_the_face_margin(tmp_path):
     cfg = tiny_config(data, tmp_path / "run", max_steps=2)
     build_trainer(cfg, resume=True).fit()
     assert release_info(run)["face_tone"] == doc["tone"] and release_info(run)["global_step"] == 2
+    # a malformed tone in faces.json is refused before training, naming the file and the field
+    from cyclekit.errors import DataError
+    from cyclekit.faces.params import dataset_release_info
+
+    for bad in ({"AtoB": [300, 0, 0]}, [1, 2, 3], {"sideways": [1, 2, 3]}):
+        (data / "faces.json").write_text(json.dumps({**doc, "tone": bad}))
+        with pytest.raises(DataError, match=r"faces.json: tone .* is not"):
+            dataset_release_info(data)
 
 
 def test_cli_data_faces(tmp_path, capsys):

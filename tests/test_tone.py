@@ -13,7 +13,7 @@ from cyclekit.errors import CheckpointError  # noqa: E402
 from cyclekit.faces.align import crop_transform, warp_crop  # noqa: E402
 from cyclekit.faces.detect_haar import HaarDetector  # noqa: E402
 from cyclekit.faces.pipeline import face_params_for, swap_image  # noqa: E402
-from cyclekit.faces.tone import MAX_SHIFT, skin_colour, skin_region, to_tone, training_tone  # noqa: E402
+from cyclekit.faces.tone import MAX_SHIFT, ToneMove, skin_colour, skin_region, to_tone, training_tone  # noqa: E402
 from cyclekit.infer.translator import Translator  # noqa: E402
 
 TONE = [150, 110, 100]
@@ -54,6 +54,8 @@ def test_to_tone_moves_the_skin_to_the_tone_without_clipping_anything():
     assert np.all(np.diff(moved[..., 0].ravel()[ranks]) >= 0)
     far = to_tone(crop, 0.4, [0, 255, 128])  # moves at most MAX_SHIFT per channel
     assert np.allclose(skin_colour(far, 0.4), [0.8 - MAX_SHIFT, 0.3 + MAX_SHIFT, 128 / 255], atol=1e-5)
+    move = ToneMove(crop, 0.4, [153, 127.5, 127.5])  # and back: undo is the exact inverse
+    assert np.allclose(move.undo(move.apply(crop)), crop, atol=1e-5)
 
 
 def test_training_tone_is_the_mean_skin_colour():
@@ -86,16 +88,24 @@ def test_swap_shows_the_model_the_face_at_its_directions_tone_and_pastes_its_cha
     diff = np.abs(out.astype(int) - ref.astype(int)).max(axis=2)[mid]
     assert mid.sum() > 5000 and (diff > 1).mean() < 0.01
     assert np.abs(out.astype(int) - photo.astype(int))[info.mask].mean() > 10
-    # model_output mode: the model's change on the person's own crop, too
-    seen.clear()
-    out2, _ = swap_image(photo, shifted, faces=faces, mask="round", detail=False)
-    ref2, _ = swap_image(photo, plain, faces=faces, mask="round", detail=False)
-    assert np.abs(out2.astype(int) - ref2.astype(int))[info.mask].mean() < 1.0
+    # model_output mode pastes the model's output moved back to the person's colour: with a model
+    # that changes nothing, the same as without a tone; the darkening one darkens more than -0.1
+    # where the crop was darkened for it (the move back scales it up)
+    still, plain_still = Translator(lambda x: x, cfg, info=shifted.info), Translator(lambda x: x, cfg)
+    out2, _ = swap_image(photo, still, faces=faces, mask="round", detail=False)
+    ref2, _ = swap_image(photo, plain_still, faces=faces, mask="round", detail=False)
+    assert np.abs(out2.astype(int) - ref2.astype(int))[info.mask].max() <= 2
+    out3, _ = swap_image(photo, shifted, faces=faces, mask="round", detail=False)
+    ref3, _ = swap_image(photo, plain, faces=faces, mask="round", detail=False)
+    mid = info.mask & (photo.min(axis=2) > 0.4 * 255)
+    assert np.median(ref3.astype(int)[mid] - photo.astype(int)[mid]) == pytest.approx(-25, abs=1)
+    assert np.median(out3.astype(int)[mid] - photo.astype(int)[mid]) < -28
     # the other direction's generator sees the other domain's training tone
     seen.clear()
     other = Translator(darker, cfg, direction="BtoA", info={"face_tone": {"AtoB": TONE, "BtoA": [130, 100, 90]}})
     swap_image(photo, other, faces=faces, mask="round")
-    assert np.allclose(skin_colour((seen[0][0].permute(1, 2, 0).numpy() + 1.0) / 2.0, 0.4) * 255, [130, 100, 90], atol=1.0)
+    fed_b = (seen[0][0].permute(1, 2, 0).numpy() + 1.0) / 2.0
+    assert np.allclose(skin_colour(fed_b, 0.4) * 255, [130, 100, 90], atol=1.0)
     # tone=False (cyclekit swap --no-tone) feeds the crop unshifted
     seen.clear()
     swap_image(photo, shifted, faces=faces, mask="round", tone=False)
@@ -112,10 +122,40 @@ def test_an_identity_model_changes_nothing_with_a_tone_and_a_bad_tone_is_refused
             swap_image(photo, Translator(lambda x: x, cfg, info={"face_tone": bad}), faces=faces)
 
 
-def test_cli_swap_no_tone_is_accepted(photo, tmp_path):
+def test_cli_swap_no_tone_reaches_the_pipeline(photo, tmp_path, monkeypatch):
     from cyclekit.cli import main
+    from cyclekit.faces import pipeline
     from cyclekit.io.images import save_image
 
+    calls = []
+    real = pipeline.swap_image
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("tone"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("cyclekit.faces.batch.swap_image", spy)
     save_image(tmp_path / "a.png", photo / 255.0)
-    assert main(["swap", str(tmp_path / "a.png"), "--model", "identity", "--no-tone", "-o", str(tmp_path / "o/")]) == 0
-    assert (tmp_path / "o" / "a.png").is_file()
+    assert main(["swap", str(tmp_path / "a.png"), "--model", "identity", "-o", str(tmp_path / "o/")]) == 0
+    assert main(["swap", str(tmp_path / "a.png"), "--model", "identity", "--no-tone", "-o", str(tmp_path / "p/")]) == 0
+    assert calls == [True, False] and (tmp_path / "p" / "a.png").is_file()
+
+
+def test_a_release_with_a_bad_tone_for_the_other_direction_is_refused_before_any_photo(photo, tmp_path, capsys):
+    import json
+
+    from cyclekit.cli import main
+    from cyclekit.faces.evaluate_swap import builtin_model
+    from cyclekit.io.images import save_image
+
+    model = tmp_path / "model"
+    model.mkdir()
+    for f in builtin_model().iterdir():
+        (model / f.name).write_bytes(f.read_bytes())
+    doc = json.loads((model / "config.json").read_text())
+    doc["cyclekit"]["face_tone"]["BtoA"] = [0, 0, 999]
+    (model / "config.json").write_text(json.dumps(doc))
+    save_image(tmp_path / "a.png", photo / 255.0)
+    assert main(["swap", str(tmp_path / "a.png"), "--model", str(model), "-o", str(tmp_path / "o/")]) == 2
+    err = capsys.readouterr().err
+    assert "face_tone" in err and "config.json" in err and not (tmp_path / "o" / "a.png").exists()

@@ -49,8 +49,8 @@ def register(sub) -> None:
     b.add_argument("--no-detail", action="store_true",
                    help="paste the model output itself instead of its change (loses the photo's fine detail)")
     b.add_argument("--no-tone", action="store_true",
-                   help="show the model the face in its own colours, not shifted to the average skin colour of the "
-                        "model's training faces (its release's face_tone) and back")
+                   help="show the model the face in its own colours, not moved to the average skin colour of the "
+                        "model's training faces (its release's face_tone)")
     b.add_argument("--overlay", action="append", default=[], metavar="FILE[@ANCHOR][,scale=S][,dx=X][,dy=Y]",
                    help="RGBA image anchored at eyes|left_eye|right_eye|nose|mouth|chin|forehead|face (repeatable)")
     v = p.add_argument_group("video")
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from cyclekit.faces.overlays import load_overlays
     from cyclekit.faces.params import DEFAULT_MARGIN
     from cyclekit.faces.batch import plan_swap, swap_path
-    from cyclekit.faces.pipeline import check_strength, face_params_for, recommended_strength
+    from cyclekit.faces.pipeline import check_face_release, check_strength, face_params_for, recommended_strength
 
     if args.crf < 0 or args.crf > 51:  # option errors before a model is loaded
         raise ConfigError(f"--crf must be in 0..51, got {args.crf}")
@@ -100,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
         translator = load_translator(args.model, args.direction, args.device, args.precision,
                                      backend=args.backend)
+    check_face_release(translator)  # a release the swap could not use is refused before any photo is read
     strength = recommended_strength(translator) if args.strength is None else args.strength
     params = face_params_for(translator, margin=args.margin, align=not args.no_align, size=args.size,
                              detector=args.detector, min_face=args.min_face)
@@ -108,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
     records = swap_path(
         translator, args.inputs, args.out, compare=args.compare, progress=True, params=params, detector=detector,
         video_options={"smooth": args.smooth, "detect_every": args.detect_every, "crf": args.crf},
-        all_faces=args.all_faces, blend=args.blend, detail=not args.no_detail, tone=not args.no_tone, feather=args.feather,
-        mask=args.mask, overlays=load_overlays(args.overlay), strength=strength,
+        all_faces=args.all_faces, blend=args.blend, detail=not args.no_detail, tone=not args.no_tone,
+        feather=args.feather, mask=args.mask, overlays=load_overlays(args.overlay), strength=strength,
     )
     for r in records:
         if r.swapped == 0 or "left unchanged" in r.message:

@@ -97,16 +97,39 @@ def read_faces_json(folder: Union[str, Path]) -> Optional[FaceParams]:
     return None if doc is None else FaceParams.from_dict(doc, source=str(Path(folder) / FACES_JSON))
 
 
+DIRECTIONS = ("AtoB", "BtoA")
+
+
+def is_rgb(value: Any) -> bool:
+    """``[r, g, b]`` with numbers in 0-255 (booleans are not numbers here)."""
+    return (isinstance(value, list) and len(value) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 255 for v in value))
+
+
+def is_tone_table(value: Any) -> bool:
+    """``{"AtoB": [r, g, b], "BtoA": [r, g, b]}`` (either key may be missing)."""
+    return isinstance(value, dict) and set(value) <= set(DIRECTIONS) and all(is_rgb(v) for v in value.values())
+
+
 def dataset_release_info(folder: Union[str, Path]) -> dict[str, Any]:
     """What a model trained on ``folder``'s face crops tells ``swap`` through its release: the
-    backdrop the crops were put on (``face_backdrop``), their skin colour per direction
-    (``face_tone``, :mod:`cyclekit.faces.tone`) and the detector that made them (``face_detector``),
-    as far as ``folder/faces.json`` records them; {} without one. The swap checks the values."""
+    backdrop the crops were put on (``face_backdrop``) and their skin colour per direction
+    (``face_tone``, :mod:`cyclekit.faces.tone`), both used by the swap, and the detector that made
+    them (``face_detector``, recorded only), as far as ``folder/faces.json`` records them; {}
+    without one. A malformed value is refused here, before training, naming the file."""
     doc = _faces_doc(folder) if folder and Path(folder).is_dir() else None
     if doc is None:
         return {}
+    path = Path(folder) / FACES_JSON
     info = {"face_backdrop": doc.get("backdrop"), "face_tone": doc.get("tone") or None,
             "face_detector": doc.get("detector")}
+    checks = {"face_backdrop": ("backdrop", is_rgb, "[r, g, b] in 0-255"),
+              "face_tone": ("tone", is_tone_table, '{"AtoB": [r, g, b], "BtoA": [r, g, b]} in 0-255'),
+              "face_detector": ("detector", lambda v: isinstance(v, str), "a detector name")}
+    for key, (field, ok, want) in checks.items():
+        if info[key] is not None and not ok(info[key]):
+            raise DataError(f"{path}: {field} {info[key]!r} is not {want}; fix or remove it, or re-run "
+                            "`cyclekit data faces`")
     return {k: v for k, v in info.items() if v is not None}
 
 

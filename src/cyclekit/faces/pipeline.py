@@ -23,9 +23,9 @@ from cyclekit.faces.align import CropTransform, crop_transform, warp_crop
 from cyclekit.faces.blend import paste_back, rim_change
 from cyclekit.faces.detect import Face, FaceDetector
 from cyclekit.faces.detectors import make_detector
-from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams
+from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams, is_rgb, is_tone_table
 from cyclekit.faces.segment import backdrop_guard, head_mask, on_backdrop, temporal_blend
-from cyclekit.faces.tone import to_tone
+from cyclekit.faces.tone import ToneMove
 from cyclekit.io.images import LUMA
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,7 @@ def _colour(value, key: str) -> Optional[list[float]]:
     """``value`` (from the model's release, under ``key``) as an RGB colour in 0-255, or None when absent."""
     if value is None:
         return None
-    if (not isinstance(value, list) or len(value) != 3
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)):
+    if not is_rgb(value):
         raise CheckpointError(f"the model's {key} {value!r} is not [r, g, b] in 0-255; fix it in the "
                               "release's config.json or remove it")
     return [float(v) for v in value]
@@ -85,11 +84,18 @@ def recommended_tone(translator) -> Optional[list[float]]:
     table = _release_info(translator).get("face_tone")
     if table is None:
         return None
-    if not isinstance(table, dict):
-        raise CheckpointError(f"the model's face_tone {table!r} is not a map of AtoB/BtoA to [r, g, b]; fix it "
-                              "in the release's config.json or remove it")
-    direction = getattr(translator, "direction", "AtoB")
-    return _colour(table.get(direction), f"face_tone {direction}")
+    if not is_tone_table(table):
+        raise CheckpointError(f"the model's face_tone {table!r} is not a map of AtoB/BtoA to [r, g, b] in 0-255; "
+                              "fix it in the release's config.json or remove it")
+    return _colour(table.get(getattr(translator, "direction", "AtoB")), "face_tone")
+
+
+def check_face_release(translator) -> None:
+    """Refuse, before any photo is read, a release whose face recommendations (``swap_strength``,
+    ``face_backdrop``, ``face_tone``, for both directions) ``swap_image`` could not use."""
+    recommended_strength(translator)
+    recommended_backdrop(translator)
+    recommended_tone(translator)
 
 
 @dataclass
@@ -190,7 +196,8 @@ def swap_image(
     ``guard_memory`` (the video path's list, updated in place) blends each frame's guards with the
     previous frame's (:func:`~cyclekit.faces.segment.temporal_blend`), so the kept pixels do not flicker.
     ``tone`` (with a model whose release records ``face_tone``) shows the model each face at its
-    training faces' skin colour and pastes its change onto the person's own crop (:mod:`.tone`).
+    training faces' skin colour and pastes its change onto the person's own crop, or with
+    ``detail=False`` its output moved back to the person's colour (:mod:`.tone`).
     """
     if mask not in CHOICES["mask"]:
         raise ConfigError(f"--mask: {mask!r} is not one of {', '.join(CHOICES['mask'])}")
@@ -230,7 +237,8 @@ def swap_image(
     if mask == "head" and subjects is None:
         subjects = [head_mask(c, params.margin) for c in crops]
     # with a face_tone the model sees each face at its training faces' skin colour (faces/tone.py)
-    seen = [to_tone(c, params.margin, skin) for c in crops] if skin is not None else crops
+    moves = [ToneMove(c, params.margin, skin) for c in crops] if skin is not None else []
+    seen = [m.apply(c) for m, c in zip(moves, crops)] if moves else crops
     backdrop = recommended_backdrop(translator) if mask == "head" else None
     if backdrop is not None:  # the model sees the head on its training backdrop; only the head is pasted
         crops = [on_backdrop(c, s, backdrop, params.margin) for c, s in zip(crops, subjects)]
@@ -241,8 +249,8 @@ def swap_image(
         if guard_memory is not None:
             guard_memory[:] = guards = temporal_blend(guard_memory, guards)
         subjects = [s * w for s, w in zip(subjects, guards)]
-    if skin is not None:  # the model's change, on the person's own crop
-        new = [c + (g - s) for c, s, g in zip(crops, seen, new)]
+    if moves:  # the model's change on the person's own crop; the output itself moved back
+        new = [c + (g - s) if detail else m.undo(g) for c, s, g, m in zip(crops, seen, new, moves)]
     out = src.copy()
     changed = np.zeros(src.shape[:2], dtype=bool)
     swapped = [r for r in info.faces if r.status == "swapped"]

@@ -7,9 +7,10 @@ records the average colour of the middle of the face (cheeks, nose and mouth) ov
 crops as the release's ``face_tone``, and a swap:
 
 1. measures the same region of the person's crop (:func:`skin_colour`);
-2. moves the whole crop's colours so that region has the training colour (:func:`to_tone`), so
+2. moves the whole crop's colours so that region has the training colour (:class:`ToneMove`), so
    the model sees a face of the colour it knows;
-3. takes the model's change on that crop and adds it to the person's own crop.
+3. takes the model's change on that crop and adds it to the person's own crop (detail mode), or
+   moves the model's output back (:meth:`ToneMove.undo`, when the output itself is pasted).
 
 The pasted change is the model's change on a face it knows; the person keeps their own skin tone
 and light. ``benchmarks/bench_faces_wild.py`` and ``bench_faces_model.py`` measure it (``--no-tone``).
@@ -50,16 +51,31 @@ def training_tone(colours: Iterable[np.ndarray]) -> Optional[list[int]]:
     return [int(round(v)) for v in np.mean(colours, axis=0) * 255.0]
 
 
-def to_tone(crop: np.ndarray, margin: float, tone) -> np.ndarray:
-    """``crop`` (float RGB in [0, 1]) with its :func:`skin_colour` moved to ``tone`` (0-255 RGB).
+class ToneMove:
+    """Moving a crop's :func:`skin_colour` to ``tone`` (0-255 RGB), and back.
 
     Per channel a straight line through black (to darken) or through white (to lighten), so no
     pixel clips: a bright face keeps its dark hair and a dark face its white shirt. The move is
-    at most :data:`MAX_SHIFT` per channel.
+    at most :data:`MAX_SHIFT` per channel. :meth:`undo` is its exact inverse.
     """
-    crop = np.asarray(crop, np.float32)
-    have = skin_colour(crop, margin)
-    want = np.clip(np.asarray(tone, np.float32) / 255.0, have - MAX_SHIFT, have + MAX_SHIFT)
-    darker = crop * (want / np.maximum(have, 1e-6))
-    lighter = 1.0 - (1.0 - crop) * ((1.0 - want) / np.maximum(1.0 - have, 1e-6))
-    return np.clip(np.where(want < have, darker, lighter), 0.0, 1.0).astype(np.float32)
+
+    def __init__(self, crop: np.ndarray, margin: float, tone) -> None:
+        self.have = skin_colour(crop, margin)
+        self.want = np.clip(np.asarray(tone, np.float32) / 255.0, self.have - MAX_SHIFT, self.have + MAX_SHIFT)
+
+    def _line(self, x: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        darker = x * (dst / np.maximum(src, 1e-6))
+        lighter = 1.0 - (1.0 - x) * ((1.0 - dst) / np.maximum(1.0 - src, 1e-6))
+        return np.clip(np.where(self.want < self.have, darker, lighter), 0.0, 1.0).astype(np.float32)
+
+    def apply(self, crop: np.ndarray) -> np.ndarray:
+        return self._line(crop, self.have, self.want)
+
+    def undo(self, crop: np.ndarray) -> np.ndarray:
+        return self._line(crop, self.want, self.have)
+
+
+def to_tone(crop: np.ndarray, margin: float, tone) -> np.ndarray:
+    """``crop`` (float RGB in [0, 1]) with its :func:`skin_colour` moved to ``tone`` (:class:`ToneMove`)."""
+    return ToneMove(crop, margin, tone).apply(crop)

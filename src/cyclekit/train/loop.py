@@ -78,9 +78,8 @@ class Trainer:
     """Builds the data and the objective from a Config and runs the loop; ``fit()`` returns the run directory.
 
     ``hooks`` are called after every step (see :mod:`cyclekit.train.hooks`); ``objective`` is
-    built as ``objective(cfg, device, dist, steps_per_epoch)`` (default: CycleGAN).
-    ``release_info`` is added to every release's metadata (e.g. what a face model's training
-    crops were made with, :func:`cyclekit.faces.params.dataset_release_info`).
+    built as ``objective(cfg, device, dist, steps_per_epoch)`` (default: CycleGAN);
+    ``release_info`` goes into every release's metadata (e.g. ``faces.json``'s tone for ``swap``).
     """
 
     def __init__(self, cfg: Config, resume: bool = False, hooks: Sequence[StepHook] = (),
