@@ -98,6 +98,9 @@ def test_quickstart_faces_end_to_end(tmp_path, capsys):
     assert info["face_tone"] == faces_json["tone"] and set(info["face_tone"]) == {"AtoB", "BtoA"}
     assert all(len(c) == 3 for c in info["face_tone"].values())
     assert info["face_detector"] == faces_json["detector"] == "haar"
+    from cyclekit.release import load_release_config
+
+    assert load_release_config(out / "run" / "model").model.face_margin == pytest.approx(faces_json["margin"])
 
 
 def test_shared_flags_keep_faces_defaults_unless_given():

@@ -131,7 +131,7 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
                                               sample_people, split_by_person, swap_grid, swap_translators,
                                               write_training_crops)
     from cyclekit.faces.judge import GenderJudge
-    from cyclekit.faces.params import FaceParams, dataset_release_info
+    from cyclekit.faces.params import FaceParams, apply_dataset_face_params, dataset_release_info
     from cyclekit.faces.strength import choose_strength, describe_choice, strength_table
     from cyclekit.io.files import atomic_write_text
     from cyclekit.io.images import save_image
@@ -156,6 +156,7 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
     log_fn(f"[2/5] training the fast recipe for {opts.max_minutes:g} min{cap} into {run_dir}")
     t_train = time.perf_counter()
     # the release records the crops' backdrop and skin colour: swaps show the model each head on and at them
+    apply_dataset_face_params(cfg)  # the crops' margin into the model config, as `cyclekit train` does
     trainer = Trainer(cfg, release_info=dataset_release_info(dataroot))
     trainer.fit()
     train_min = (time.perf_counter() - t_train) / 60
