@@ -25,7 +25,7 @@ from cyclekit.faces.detect import Face, FaceDetector
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams, is_rgb, is_tone_table
 from cyclekit.faces.segment import backdrop_guard, head_mask, on_backdrop, temporal_blend
-from cyclekit.faces.tone import ToneMove
+from cyclekit.faces.tone import ToneMove, keep_brightness
 from cyclekit.io.images import LUMA
 
 log = logging.getLogger(__name__)
@@ -196,8 +196,9 @@ def swap_image(
     ``guard_memory`` (the video path's list, updated in place) blends each frame's guards with the
     previous frame's (:func:`~cyclekit.faces.segment.temporal_blend`), so the kept pixels do not flicker.
     ``tone`` (with a model whose release records ``face_tone``) shows the model each face at its
-    training faces' skin colour and pastes its change onto the person's own crop, or with
-    ``detail=False`` its output moved back to the person's colour (:mod:`.tone`).
+    training faces' skin colour and pastes its change onto the person's own crop (or with
+    ``detail=False`` its output moved back to the person's colour), keeping the skin's mean
+    brightness (:mod:`.tone`).
     """
     if mask not in CHOICES["mask"]:
         raise ConfigError(f"--mask: {mask!r} is not one of {', '.join(CHOICES['mask'])}")
@@ -249,8 +250,9 @@ def swap_image(
         if guard_memory is not None:
             guard_memory[:] = guards = temporal_blend(guard_memory, guards)
         subjects = [s * w for s, w in zip(subjects, guards)]
-    if moves:  # the model's change on the person's own crop; the output itself moved back
-        new = [c + (g - s) if detail else m.undo(g) for c, s, g, m in zip(crops, seen, new, moves)]
+    if moves:  # the model's change on the person's own crop (or its output moved back), skin brightness kept
+        new = [keep_brightness(c, c + (g - s) if detail else m.undo(g), params.margin)
+               for c, s, g, m in zip(crops, seen, new, moves)]
     out = src.copy()
     changed = np.zeros(src.shape[:2], dtype=bool)
     swapped = [r for r in info.faces if r.status == "swapped"]

@@ -10,18 +10,23 @@ crops as the release's ``face_tone``, and a swap:
 2. moves the whole crop's colours so that region has the training colour (:class:`ToneMove`), so
    the model sees a face of the colour it knows;
 3. takes the model's change on that crop and adds it to the person's own crop (detail mode), or
-   moves the model's output back (:meth:`ToneMove.undo`, when the output itself is pasted).
+   moves the model's output back (:meth:`ToneMove.undo`, when the output itself is pasted);
+4. takes out the model's mean change of brightness over that region (:func:`keep_brightness`).
+   The model learned skin brightness as a mark of gender (men -> women lightened the skin by 9-18
+   grey levels on London men and by up to 24 on darker skin, a pale mask against the neck and
+   ears); the local changes (brows, lips, stubble, shading) and the colour changes stay.
 
 The pasted change is the model's change on a face it knows; the person keeps their own skin tone
 and light. ``benchmarks/bench_faces_wild.py`` and ``bench_faces_model.py`` measure it (``--no-tone``).
 
-This module needs NumPy only.
 """
 from __future__ import annotations
 
 from typing import Iterable, Optional
 
 import numpy as np
+
+from cyclekit.io.images import LUMA
 
 MAX_SHIFT = 0.35  # per channel, in [0, 1] units: a move this large already turns a dark face mid-grey
 
@@ -79,3 +84,10 @@ class ToneMove:
 def to_tone(crop: np.ndarray, margin: float, tone) -> np.ndarray:
     """``crop`` (float RGB in [0, 1]) with its :func:`skin_colour` moved to ``tone`` (:class:`ToneMove`)."""
     return ToneMove(crop, margin, tone).apply(crop)
+
+
+def keep_brightness(crop: np.ndarray, new: np.ndarray, margin: float) -> np.ndarray:
+    """``new`` (the crop to paste for ``crop``) less its mean change of brightness over :func:`skin_region`."""
+    region = skin_region(crop.shape[0], margin)
+    change = float(((np.asarray(new, np.float32) - crop)[region] @ LUMA).mean())
+    return (np.asarray(new, np.float32) - change).astype(np.float32)
