@@ -130,3 +130,19 @@ def test_distill_from_a_bare_release_needs_a_dataroot(tiny_release, tmp_path):
         distill(dc)
     dc.dataroot = json.loads((tiny_release / "config.json").read_text())["data"]["dataroot"]
     assert (distill(dc) / "model" / "model.safetensors").is_file()
+
+
+def test_distill_carries_the_teachers_face_crops_but_not_its_strength(tiny_release, tmp_path):
+    import shutil
+
+    from cyclekit.release import release_info, update_release_info
+
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_release, teacher)
+    face = {"face_tone": {"AtoB": [150, 110, 100]}, "face_backdrop": [209, 212, 212], "face_detector": "haar"}
+    update_release_info(teacher, swap_strength={"AtoB": 1.3}, **face)
+    out = tmp_path / "student"
+    assert main(["distill", str(teacher), "--out", str(out), "--steps", "1", "--ngf", "4", "--n-blocks", "1",
+                 "--ndf", "4", "--no-progress", "--threads", "1", "--device", "cpu"]) == 0
+    info = release_info(out)
+    assert {k: info.get(k) for k in face} == face and "swap_strength" not in info

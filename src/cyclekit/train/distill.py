@@ -298,12 +298,20 @@ class Distillation:
         save_release(out_dir, self.cfg, *self.generators, meta=meta)
 
 
+CARRIED_TO_STUDENT = ("face_backdrop", "face_tone", "face_detector")
+
+
 def distill(dc: DistillConfig) -> Path:
     """Train the student(s) on the training loop and write the run directory; returns it."""
     from cyclekit.train.loop import Trainer
+
+    from cyclekit.release import release_info
 
     dc.validate()
     release, teacher_cfg = teacher_config(dc)
     cfg = student_config(teacher_cfg, dc)
     objective = functools.partial(Distillation, dc=dc, teacher=release)
-    return Trainer(cfg, resume=dc.resume, objective=objective).fit()
+    # what the teacher's face crops were (the student sees the same crops); not its swap_strength,
+    # which was chosen for the teacher's own weights
+    carried = {k: v for k, v in release_info(release).items() if k in CARRIED_TO_STUDENT}
+    return Trainer(cfg, resume=dc.resume, objective=objective, release_info=carried).fit()
