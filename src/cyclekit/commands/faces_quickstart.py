@@ -155,8 +155,8 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
     cap = f", at most {opts.steps} steps" if opts.steps else ""
     log_fn(f"[2/5] training the fast recipe for {opts.max_minutes:g} min{cap} into {run_dir}")
     t_train = time.perf_counter()
-    # the release records the crops' backdrop and skin colour: swaps show the model each head on and at them
     apply_dataset_face_params(cfg)  # the crops' margin into the model config, as `cyclekit train` does
+    # and their backdrop and skin colour into the release: swaps show the model each head on and at them
     trainer = Trainer(cfg, release_info=dataset_release_info(dataroot))
     trainer.fit()
     train_min = (time.perf_counter() - t_train) / 60

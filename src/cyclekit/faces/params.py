@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from cyclekit.config import DIRECTIONS
 from cyclekit.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,6 @@ def read_faces_json(folder: Union[str, Path]) -> Optional[FaceParams]:
     """The :class:`FaceParams` stored in ``folder/faces.json``, or None when there is none."""
     doc = _faces_doc(folder)
     return None if doc is None else FaceParams.from_dict(doc, source=str(Path(folder) / FACES_JSON))
-
-
-DIRECTIONS = ("AtoB", "BtoA")
 
 
 def is_rgb(value: Any) -> bool:

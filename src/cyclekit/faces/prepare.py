@@ -37,6 +37,7 @@ from typing import Iterable, Optional, Union
 
 import numpy as np
 
+from cyclekit.config import DIRECTIONS
 from cyclekit.errors import ConfigError, DataError
 from cyclekit.faces.params import FaceParams, write_faces_json
 from cyclekit.faces.tone import skin_colour, training_tone
@@ -245,7 +246,7 @@ class _FaceWriter:
         (self.out / "skipped.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
         reasons = {k: self.reasons[k] for k in SKIP_KINDS if self.reasons[k]}
         _sync(self.out)  # the crops were written without fsync: durable before faces.json
-        tone = {d: training_tone(self.skins["train" + d[0]]) for d in ("AtoB", "BtoA") if self.skins["train" + d[0]]}
+        tone = {d: training_tone(self.skins["train" + d[0]]) for d in DIRECTIONS if self.skins["train" + d[0]]}
         write_faces_json(self.out, self.params, {"domains": list(domains), "counts": self.counts, "tone": tone,
                                                  "skipped": len(self.skipped),
                                                  "skip_reasons": reasons, "warnings": self.warnings,

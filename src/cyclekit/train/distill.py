@@ -303,9 +303,8 @@ CARRIED_TO_STUDENT = ("face_backdrop", "face_tone", "face_detector")
 
 def distill(dc: DistillConfig) -> Path:
     """Train the student(s) on the training loop and write the run directory; returns it."""
-    from cyclekit.train.loop import Trainer
-
     from cyclekit.release import release_info
+    from cyclekit.train.loop import Trainer
 
     dc.validate()
     release, teacher_cfg = teacher_config(dc)
