@@ -223,3 +223,41 @@ def test_cuda_provider_missing_is_a_clear_error():
         assert pick_providers("auto") == ["CPUExecutionProvider"]
         with pytest.raises(ConfigError, match="onnxruntime-gpu"):
             pick_providers("cuda")
+
+
+def test_onnx_file_carries_its_release_settings_and_direction(tiny_release, tmp_path, capsys):
+    """An exported face model swaps like its release: domain names, face_tone, backdrop and strength
+    travel in the file's metadata, and the file's own direction picks them, whatever --direction says."""
+    import shutil
+
+    import onnx
+
+    from cyclekit.errors import CheckpointError
+    from cyclekit.export.onnx_export import read_metadata, save_onnx, set_metadata
+    from cyclekit.faces.pipeline import check_face_release, recommended_backdrop, recommended_strength, recommended_tone
+    from cyclekit.infer.translator import load_translator
+    from cyclekit.release import direction_label, release_info, resolve_release, update_release_info
+    from cyclekit.serve.models import discover
+
+    release = tmp_path / "release"
+    shutil.copytree(resolve_release(tiny_release), release)
+    face = {"domains": ["male", "female"], "face_tone": {"AtoB": [150, 110, 100], "BtoA": [160, 130, 120]},
+            "face_backdrop": [209, 212, 212], "swap_strength": {"AtoB": 1.3, "BtoA": 1.15}}
+    update_release_info(release, **face)
+    out = tmp_path / "G_BA.onnx"
+    assert main(["export", str(release), "--direction", "BtoA", "--out", str(out), "--no-parity"]) == 0
+    assert json.loads(read_metadata(onnx.load(str(out)))["release_info"]) == release_info(release)
+
+    tr = load_translator(out, "AtoB", device="cpu", backend="onnxruntime")  # the file is BtoA: it wins
+    assert tr.direction == "BtoA" and tr.info == release_info(release)
+    check_face_release(tr)
+    assert recommended_strength(tr) == 1.15 and recommended_tone(tr) == [160, 130, 120]
+    assert recommended_backdrop(tr) == [209, 212, 212]
+    assert direction_label(out, tr.direction, tr.info) == "BtoA (female -> male)"
+    assert discover(out)["G_BA"].domains == ("male", "female")
+
+    model = onnx.load(str(out))  # a damaged block is refused with the file's name, not half-used
+    set_metadata(model, {**read_metadata(model), "release_info": "[1, 2"})
+    save_onnx(model, tmp_path / "bad.onnx")
+    with pytest.raises(CheckpointError, match=r"bad\.onnx.*release_info"):
+        load_translator(tmp_path / "bad.onnx", "BtoA", device="cpu", backend="onnxruntime")

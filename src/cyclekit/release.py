@@ -81,11 +81,19 @@ def update_release_info(path: Union[str, Path], **fields: Any) -> Path:
 
 def release_domains(path: Union[str, Path]) -> tuple[str, str]:
     """The names of domain A and B recorded at training time (``("A", "B")`` when unnamed)."""
-    names = release_info(path).get("domains")
-    if isinstance(names, (list, tuple)) and len(names) == 2 and all(isinstance(n, str) and n for n in names):
-        return names[0], names[1]
+    names = info_domains(release_info(path))
+    if names is not None:
+        return names
     cfg = training_config(path)  # a release from before domain names were recorded
     return domain_names(cfg.data) if cfg is not None else ("A", "B")
+
+
+def info_domains(info: dict) -> Optional[tuple[str, str]]:
+    """The domain names in a ``cyclekit`` metadata block (a release's, or an ONNX file's), or None."""
+    names = info.get("domains")
+    if isinstance(names, (list, tuple)) and len(names) == 2 and all(isinstance(n, str) and n for n in names):
+        return names[0], names[1]
+    return None
 
 
 def resolve_release(path: Union[str, Path]) -> Path:
@@ -208,11 +216,13 @@ def load_generator(
     return net.to(device).eval(), gcfg
 
 
-def direction_label(path: Union[str, Path], direction: str) -> str:
-    """``"AtoB (horse -> zebra)"`` for a release whose domains are named, else ``"AtoB"``."""
+def direction_label(path: Union[str, Path], direction: str, info: Optional[dict] = None) -> str:
+    """``"AtoB (horse -> zebra)"`` for a model whose domains are named (in ``info``, a loaded
+    model's ``cyclekit`` block, else in the release at ``path``), else ``"AtoB"``."""
+    names = info_domains(info or {})
     try:
-        a, b = release_domains(path)
-    except CheckpointError:  # an .onnx file or an identity model: no release to ask
+        a, b = names or release_domains(path)
+    except CheckpointError:  # an .onnx file without names or an identity model: no release to ask
         return direction
     if (a, b) == ("A", "B"):
         return direction

@@ -58,24 +58,25 @@ def _out_path(args, release, direction: str) -> "Path":
 
 
 def run(args: argparse.Namespace) -> int:
-    from cyclekit.release import load_generator, resolve_release
+    from cyclekit.release import load_generator, release_info, resolve_release
     from cyclekit.errors import ConfigError
     from cyclekit.export.onnx_export import export_generator
 
     if args.calib_images < 1 or args.eval_images < 0:
         raise ConfigError("--calib-images must be at least 1 and --eval-images not negative")
     release = resolve_release(args.model)
+    info = release_info(release)  # domains, attribution, a face model's swap settings: into every file
     directions = ["AtoB", "BtoA"] if args.direction == "both" else [args.direction]
     for direction in directions:
         net, cfg = load_generator(release, direction, device="cpu")
         out = _out_path(args, release, direction)
         if args.precision == "int8":
-            report = _export_int8(args, release, net, cfg, direction, out)
+            report = _export_int8(args, release, net, cfg, direction, out, info)
             print(f"{direction}: {out} ({out.stat().st_size / 1e6:.2f} MB int8, "
                   f"{report['psnr_db']:.2f} dB vs fp32 on {report['eval_images']} held-out images; "
                   f"float layers: {', '.join(report['float_layers']) or 'none'})")
             continue
-        export_generator(net, cfg, out, direction, args.precision, args.opset)
+        export_generator(net, cfg, out, direction, args.precision, args.opset, info=info)
         line = f"{direction}: {out} ({out.stat().st_size / 1e6:.2f} MB {args.precision})"
         if not args.no_parity:
             diff = _parity(net, out, cfg, args.precision)
@@ -97,7 +98,7 @@ def _parity(net, path, cfg, precision: str):
         raise
 
 
-def _export_int8(args, release, net, cfg, direction, out):
+def _export_int8(args, release, net, cfg, direction, out, info):
     import json
     import tempfile
     from pathlib import Path
@@ -115,7 +116,7 @@ def _export_int8(args, release, net, cfg, direction, out):
     calib = load_arrays(calib_files, cfg.in_channels, size)
     evals = load_arrays(eval_files, cfg.in_channels, size) if eval_files else calib[: max(1, len(calib) // 4)]
     with tempfile.TemporaryDirectory(prefix="cyclekit-export-") as tmp:
-        fp32 = export_generator(net, cfg, Path(tmp) / "fp32.onnx", direction, "fp32", args.opset)
+        fp32 = export_generator(net, cfg, Path(tmp) / "fp32.onnx", direction, "fp32", args.opset, info=info)
         reference = run_model(fp32, evals)
         q = Int8Quantizer(fp32, calib, op_types=[s for s in args.quantize_ops.split(",") if s],
                           method=args.calib_method, workdir=Path(tmp))

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model != "identity":
         from cyclekit.release import direction_label
 
-        label = direction_label(args.model, args.direction)
+        label = direction_label(args.model, translator.direction, translator.info)
     print(f"swapped faces in {done} of {len(records)} file(s) ({label}, margin {params.margin:g}, "
           f"{params.size} px crops, strength {strength:g}) into {args.out}{failed}")
     return 1 if unreadable else 0  # a script sees that an input was lost; a photo without a face is not an error

@@ -38,25 +38,27 @@ def save_onnx(model, path: Union[str, Path]) -> Path:
 
 
 def export_generator(net: nn.Module, cfg: ModelConfig, path: Union[str, Path], direction: str = "AtoB",
-                     precision: str = "fp32", opset: int = DEFAULT_OPSET, sample_size: int = 64) -> Path:
-    """Export one generator to ``path`` (fp32 or fp16) with metadata; returns the path."""
+                     precision: str = "fp32", opset: int = DEFAULT_OPSET, sample_size: int = 64,
+                     info: Optional[dict] = None) -> Path:
+    """Export one generator to ``path`` (fp32 or fp16) with metadata (``info``: the release's
+    ``cyclekit`` block, :func:`~cyclekit.infer.onnx_graph.generator_metadata`); returns the path."""
 
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"precision must be fp32 or fp16 here (int8 goes through quantize), got {precision!r}")
     multiple = size_multiple(cfg)
     model = to_onnx_model(net, cfg.in_channels, sample_size=max(sample_size, multiple), multiple=multiple,
                           opset=opset, fp16=precision == "fp16")
-    set_metadata(model, generator_metadata(cfg, direction, precision, multiple))
+    set_metadata(model, generator_metadata(cfg, direction, precision, multiple, info))
     return save_onnx(model, path)
 
 
 def export_release(model_path: Union[str, Path], out: Union[str, Path], direction: str = "AtoB",
                    precision: str = "fp32", opset: int = DEFAULT_OPSET) -> Path:
     """Load a release's generator and export it (``precision`` fp32 or fp16)."""
-    from cyclekit.release import load_generator
+    from cyclekit.release import load_generator, release_info
 
     net, gcfg = load_generator(model_path, direction, device="cpu")
-    return export_generator(net, gcfg, out, direction, precision, opset)
+    return export_generator(net, gcfg, out, direction, precision, opset, info=release_info(model_path))
 
 
 def onnx_parity(net: nn.Module, onnx_path: Union[str, Path, bytes],

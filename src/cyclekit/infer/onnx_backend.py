@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -90,8 +90,10 @@ class OrtGenerator:
     float32 I/O); the output is returned as a float32 CPU tensor.
     """
 
-    def __init__(self, session, cfg: ModelConfig, direction: str = "AtoB", precision: str = "fp32") -> None:
+    def __init__(self, session, cfg: ModelConfig, direction: str = "AtoB", precision: str = "fp32",
+                 info: Optional[dict] = None) -> None:
         self.session, self.cfg, self.direction, self.precision = session, cfg, direction, precision
+        self.info = dict(info or {})  # the release's cyclekit block (domains, face swap settings, ...)
         inp = session.get_inputs()[0]
         self.input_name = inp.name
         self.input_dtype = np.float16 if inp.type == "tensor(float16)" else np.float32
@@ -133,6 +135,29 @@ def config_from_metadata(meta: dict[str, str], session, source: str) -> tuple[Mo
     return ModelConfig(in_channels=c_in, out_channels=c_out), "AtoB", "fp32"
 
 
+MAX_INFO_CHARS = 1 << 20  # a release's cyclekit block is a few KB
+
+
+def info_from_metadata(meta: dict[str, str], source: str) -> dict:
+    """The release's ``cyclekit`` block an export stored (``cyclekit.release_info``), or {}.
+
+    Only parsed as JSON and checked to be an object here; its face settings are checked where they
+    are used (:func:`cyclekit.faces.pipeline.check_face_release`), as for a release."""
+    text = meta.get("cyclekit.release_info")
+    if text is None:
+        return {}
+    try:
+        if len(text) > MAX_INFO_CHARS:
+            raise ValueError(f"{len(text)} characters, more than {MAX_INFO_CHARS}")
+        info = json.loads(text)
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as exc:
+        raise CheckpointError(f"{source}: unreadable cyclekit.release_info metadata ({exc}); re-export the "
+                              "model with `cyclekit export`") from None
+    return info
+
+
 def load_onnx_generator(model: Union[str, Path], direction: str = "AtoB", device: str = "auto",
                         precision: str = "fp32", threads: int = 0) -> tuple[OrtGenerator, ModelConfig]:
     """An :class:`OrtGenerator` from an ``.onnx`` file, or from a release exported in memory.
@@ -151,20 +176,22 @@ def load_onnx_generator(model: Union[str, Path], direction: str = "AtoB", device
         if file_direction != direction:
             log.warning("%s translates %s; --direction %s is ignored for ONNX files", path,
                         file_direction, direction)
-        return OrtGenerator(session, cfg, file_direction, file_precision), cfg
+        info = info_from_metadata(meta, str(path))
+        return OrtGenerator(session, cfg, file_direction, file_precision, info), cfg
     if precision not in ("fp32", "fp16"):
         raise ConfigError(
             f"--precision {precision} is not available when exporting a release on the fly; use fp32 "
             "(or fp16 on a GPU), or export an int8 file with `cyclekit export MODEL --precision int8` "
             "and pass that .onnx file as the model"
         )
-    from cyclekit.release import load_generator
+    from cyclekit.release import load_generator, release_info
     from cyclekit.infer.onnx_graph import generator_metadata, set_metadata, to_onnx_model
 
     net, cfg = load_generator(model, direction, device="cpu")
+    info = release_info(model)
     multiple = size_multiple(cfg)
     log.info("exporting the %s generator to ONNX in memory (%s)", direction, precision)
     proto = to_onnx_model(net, cfg.in_channels, multiple=multiple, fp16=precision == "fp16")
-    set_metadata(proto, generator_metadata(cfg, direction, precision, multiple))
+    set_metadata(proto, generator_metadata(cfg, direction, precision, multiple, info))
     session = make_session(proto, device, threads)
-    return OrtGenerator(session, cfg, direction, precision), cfg
+    return OrtGenerator(session, cfg, direction, precision, info), cfg

@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import warnings
+from typing import Optional
 
 import torch
 from torch import nn
@@ -144,6 +145,14 @@ def read_metadata(model) -> dict[str, str]:
     return {p.key[len(META_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(META_PREFIX)}
 
 
-def generator_metadata(cfg: ModelConfig, direction: str, precision: str, multiple: int) -> dict:
-    return {"model_config": json.dumps(dataclasses.asdict(cfg)), "direction": direction,
+def generator_metadata(cfg: ModelConfig, direction: str, precision: str, multiple: int,
+                       info: Optional[dict] = None) -> dict:
+    """The ``cyclekit.*`` metadata of an exported generator. ``info`` is the release's ``cyclekit``
+    block (domain names, attribution, a face model's swap settings: ``face_tone``,
+    ``face_backdrop``, ``swap_strength`` ...), kept as JSON in ``cyclekit.release_info`` so an
+    ``.onnx`` file swaps faces the way its release does."""
+    meta = {"model_config": json.dumps(dataclasses.asdict(cfg)), "direction": direction,
             "precision": precision, "size_multiple": str(multiple)}
+    if info:
+        meta["release_info"] = json.dumps(info, sort_keys=True)
+    return meta

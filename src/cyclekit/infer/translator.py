@@ -84,11 +84,9 @@ def load_translator(model: Union[str, Path], direction: str = "AtoB", device: st
     if backend == "onnxruntime":
         from cyclekit.infer.onnx_backend import load_onnx_generator
 
-        from cyclekit.release import release_info
-
         ort_net, ort_cfg = load_onnx_generator(model, direction, device, "fp32" if precision == "auto" else precision)
-        info = {} if str(model).lower().endswith(".onnx") else release_info(model)
-        return Translator(ort_net, ort_cfg, "cpu", None, direction=direction, info=info)
+        # an .onnx file translates the direction it was exported for, with its release's settings
+        return Translator(ort_net, ort_cfg, "cpu", None, direction=ort_net.direction, info=ort_net.info)
     if str(model).lower().endswith(".onnx"):
         raise UserError(f"{model} is an ONNX file; run it with --backend onnxruntime")
     from cyclekit.release import load_generator, release_info

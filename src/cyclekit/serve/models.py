@@ -119,11 +119,14 @@ def _onnx_entry(name: str, path: Path) -> ModelEntry:
     from cyclekit.errors import require
 
     require("onnxruntime", "onnx", f"serving the ONNX file {path}")
-    from cyclekit.infer.onnx_backend import config_from_metadata, make_session
+    from cyclekit.infer.onnx_backend import config_from_metadata, info_from_metadata, make_session
+    from cyclekit.release import info_domains
 
     session = make_session(path, "cpu")
-    cfg, direction, _ = config_from_metadata(session.get_modelmeta().custom_metadata_map, session, str(path))
-    return ModelEntry(name, path, cfg.in_channels, cfg.image_size, cfg.generator, ("A", "B"),
+    meta = session.get_modelmeta().custom_metadata_map
+    cfg, direction, _ = config_from_metadata(meta, session, str(path))
+    domains = info_domains(info_from_metadata(meta, str(path))) or ("A", "B")
+    return ModelEntry(name, path, cfg.in_channels, cfg.image_size, cfg.generator, domains,
                       directions=(direction,), onnx=True)
 
 
