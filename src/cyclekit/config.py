@@ -31,6 +31,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "init": ("normal", "xavier", "kaiming", "orthogonal"),
     "preprocess": ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"),
     "on_bad_file": ("error", "skip"),
+    "augment": ("none", "colour", "full"),  # training images' augmentation (cyclekit.data.transforms.augment)
     "gan_loss": ("lsgan", "vanilla", "wgangp"),
     "lr_policy": ("linear", "cosine", "step", "constant"),
     "lr_step_unit": ("epoch", "step", "time"),
@@ -98,6 +99,7 @@ class DataConfig:
     load_size: int = 286  # images are first resized to this (resize_and_crop, scale_width*)
     crop_size: int = 256  # then randomly cropped to this square (centre crop at test time)
     flip: bool = True  # random horizontal flips during training
+    augment: str = "none"  # training augmentation: none (paper) | colour (light, white balance, contrast, saturation) | full (colour, plus small rotations, zooms and shifts, and lower resolution)
     on_bad_file: str = "error"  # error | skip (skip with a warning)
     max_images: int = 0  # use at most this many images per domain (0 = all)
     num_workers: int = 0  # DataLoader worker processes decoding images (0 = in the training process)

@@ -102,4 +102,61 @@ def preprocess(
             img = resize(img, rw, rh)
     if cfg.flip and train and rng.random() < 0.5:
         img = img[:, ::-1]
+    if train and cfg.augment != "none":
+        img = augment(img, rng, geometry=cfg.augment == "full")
     return np.ascontiguousarray(img, dtype=np.float32)
+
+
+# --augment: how far one training image may be changed. Each is drawn uniformly per image (the
+# colour factors' logarithms, so darker and brighter are equally likely).
+COLOUR_RANGE = {"gamma": 1.25, "brightness": 1.25, "contrast": 1.25, "saturation": 1.3, "white_balance": 1.1}
+ROTATE_DEG, ZOOM, SHIFT = 10.0, 1.1, 0.05  # SHIFT: a fraction of the side
+LOW_RES_P, LOW_RES_MIN = 0.3, 0.4  # share of images shrunk and enlarged again, and the smallest factor
+
+
+def augment(img: np.ndarray, rng: np.random.Generator, geometry: bool = False) -> np.ndarray:
+    """``img`` (float ``HxWxC`` in [0, 1]) as another camera, light or framing could have shown it.
+
+    Colour (1 or 3 channels): gamma, brightness, contrast about the mean, saturation about each
+    pixel's grey and, for RGB, a white-balance gain per channel. With ``geometry``: a rotation of up
+    to :data:`ROTATE_DEG` degrees, a zoom of up to :data:`ZOOM` and a shift of up to :data:`SHIFT`
+    of the side (edges repeated, never mirrored: a mirrored border would show the model a second
+    chin or ear), and for :data:`LOW_RES_P` of the images a lower resolution (shrunk to 40-80%
+    and enlarged back). A model trained on one studio's photos then does not take that studio's
+    light, camera or framing for part of what a domain looks like.
+    """
+    def factor(limit: float) -> float:
+        return float(np.exp(rng.uniform(-np.log(limit), np.log(limit))))
+
+    r = COLOUR_RANGE
+    out = np.clip(img, 0.0, 1.0) ** factor(r["gamma"])
+    out = out * factor(r["brightness"])
+    if out.shape[2] == 3:
+        out = out * np.array([factor(r["white_balance"]) for _ in range(3)], np.float32)
+        grey = out.mean(axis=2, keepdims=True)
+        out = grey + (out - grey) * factor(r["saturation"])
+    out = out.mean() + (out - out.mean()) * factor(r["contrast"])
+    out = np.clip(out, 0.0, 1.0).astype(np.float32)
+    if not geometry:
+        return out
+    out = _affine(out, np.deg2rad(rng.uniform(-ROTATE_DEG, ROTATE_DEG)), factor(ZOOM),
+                  rng.uniform(-SHIFT, SHIFT, size=2))
+    if rng.random() < LOW_RES_P:
+        h, w = out.shape[:2]
+        k = rng.uniform(LOW_RES_MIN, 0.8)
+        out = resize(resize(out, max(4, round(w * k)), max(4, round(h * k))), w, h)
+    return out
+
+
+def _affine(img: np.ndarray, angle: float, zoom: float, shift: np.ndarray) -> np.ndarray:
+    """``img`` rotated by ``angle`` (radians) and zoomed by ``zoom`` about its centre, then moved by
+    ``shift`` (fractions of the side); bilinear, the edge pixels repeated outside."""
+    import torch
+    import torch.nn.functional as F
+
+    cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom  # output -> input, in [-1, 1] coordinates
+    theta = torch.tensor([[[cos, -sin, -2 * shift[0]], [sin, cos, -2 * shift[1]]]], dtype=torch.float32)
+    x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return out[0].numpy().transpose(1, 2, 0).clip(0.0, 1.0)
