@@ -153,3 +153,37 @@ def test_builtin_model_is_the_swap_default(tmp_path, capsys):
                  "--strength", "0.7"]) == 0
     assert "strength 0.7)" in capsys.readouterr().out
     assert (tmp_path / "004_03.png").is_file()
+
+
+def test_even_tone_crops_share_one_skin_colour_recorded_for_both_directions(tmp_path):
+    """--even-tone: every training crop is moved to the men's and women's mean skin colour (before the
+    backdrop, as a swap does), and that one colour is the release's face_tone both ways."""
+    from cyclekit.faces.detectors import make_detector
+    from cyclekit.faces.evaluate_swap import detect_faces, write_training_crops
+    from cyclekit.faces.params import FaceParams
+    from cyclekit.faces.tone import skin_colour
+    from cyclekit.io.images import load_image
+
+    photos = london_photos(FIXTURE)
+    params = FaceParams(size=64, detector="haar")
+    faces = detect_faces(photos, make_detector("haar"))
+    skins = {}
+    for even in (False, True):
+        out = tmp_path / f"even{even}"
+        write_training_crops(photos, faces, out, params, even_tone=even)
+        doc = json.loads((out / "faces.json").read_text())
+        skins[even] = {d: np.array([skin_colour(load_image(f, 3), params.margin) * 255
+                                    for f in sorted((out / f"train{d}").iterdir())]) for d in "AB"}
+        tone = doc["tone"]
+        if even:
+            assert tone["AtoB"] == tone["BtoA"]
+            every = np.concatenate([skins[False]["A"], skins[False]["B"]])
+            assert np.abs(np.array(tone["AtoB"]) - every.mean(axis=0)).max() <= 1.5
+            for d in "AB":  # each crop's skin within a level or two of the one tone (8-bit files)
+                assert np.abs(skins[True][d] - tone["AtoB"]).max() <= 2.5
+            assert doc["backdrop"] is not None
+        else:
+            assert tone["AtoB"] != tone["BtoA"]
+            assert np.abs(skins[False]["A"].mean(axis=0) - tone["AtoB"]).max() <= 1.5
+    # the men's and women's crops differed in tone before, and the move changed them
+    assert np.abs(skins[False]["A"].mean(axis=0) - skins[False]["B"].mean(axis=0)).max() > 3

@@ -45,6 +45,7 @@ class FacesQuickstartOptions:
     select_people: int = 40  # training people the paste strength is chosen on
     seed: int = 0
     threads: int = 0
+    even_tone: bool = False  # train on crops moved to one skin colour (faces/tone.py)
     progress: bool = True
 
 
@@ -58,6 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "shipped with the repository)")
     p.add_argument("--held-out", type=int, default=16, help="--faces: people held out for the test (default 16)")
     p.add_argument("--threads", type=int, default=0, help="--faces: torch CPU threads (0 = PyTorch's default)")
+    p.add_argument("--even-tone", action="store_true",
+                   help="--faces: move every training crop to the same skin colour (men's and women's mean), so "
+                        "the model does not learn skin brightness as a mark of gender")
     # The synthetic quickstart's defaults, to tell "not given" from "given" for the shared flags.
     p.set_defaults(_synthetic_defaults={k: p.get_default(k) for k in ("out", "size", "steps", "max_minutes")})
 
@@ -70,6 +74,7 @@ def options_from_args(args: argparse.Namespace) -> FacesQuickstartOptions:
             setattr(opts, key, value)
     opts.london, opts.held_out, opts.seed = args.london, args.held_out, args.seed
     opts.threads, opts.progress = args.threads, not getattr(args, "quiet", False)
+    opts.even_tone = getattr(args, "even_tone", False)
     return opts
 
 
@@ -148,7 +153,7 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
            f"{len({p.person for p in test})} people ({len(test)} photos) held out; detecting faces")
     params = FaceParams(size=opts.size, detector="haar")  # faces.json and the release record the detector
     faces = detect_faces(photos, make_detector(params.detector), log_fn if opts.progress else None)
-    counts = write_training_crops(train, faces, dataroot, params)
+    counts = write_training_crops(train, faces, dataroot, params, even_tone=opts.even_tone)
     log_fn(f"      training crops: {counts.get('trainA', 0)} male, {counts.get('trainB', 0)} female "
            f"({opts.size} px) in {dataroot}")
     cfg = faces_config(opts, dataroot, run_dir)

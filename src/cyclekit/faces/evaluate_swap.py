@@ -173,7 +173,7 @@ def detect_faces(photos: Sequence[Photo], detector, progress: Optional[Callable[
 
 
 def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, params: FaceParams,
-                         split: str = "train", backdrop: bool = True) -> dict[str, int]:
+                         split: str = "train", backdrop: bool = True, even_tone: bool = False) -> dict[str, int]:
     """Crop each photo's face like ``cyclekit swap`` does into ``out/{split}A`` (male) and
     ``out/{split}B`` (female); returns the counts per folder. ``out/faces.json`` records the crop
     geometry and, for the release (:func:`cyclekit.faces.params.dataset_release_info`): with
@@ -182,10 +182,15 @@ def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, pa
     swap with that colour in the release shows the model each head (training and swapping then
     feed the model the same kind of crop, whatever is behind the person in the photo), and the
     average skin colour of each direction's input crops (:func:`cyclekit.faces.tone.training_tone`:
-    the men's for ``AtoB``, the women's for ``BtoA``)."""
+    the men's for ``AtoB``, the women's for ``BtoA``).
+
+    With ``even_tone`` every crop is first moved to the mean skin colour of all of them, men and
+    women together (:func:`~cyclekit.faces.tone.to_tone`), and that one colour is recorded for both
+    directions: the model then cannot take skin brightness or colour for a mark of gender, so it
+    neither lightens men nor darkens women, and a swap shows it every face at that colour."""
     from cyclekit.faces.align import face_crop
     from cyclekit.faces.segment import backdrop_colour, head_mask, on_backdrop
-    from cyclekit.faces.tone import skin_colour, training_tone
+    from cyclekit.faces.tone import skin_colour, to_tone, training_tone
     from cyclekit.io.images import save_image
 
     out = Path(out)
@@ -195,17 +200,26 @@ def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, pa
         for p in found:
             yield p, face_crop(p.load(), faces[str(p.path)], params)[0].astype(np.float32) / 255.0
 
+    def direction(p: Photo) -> str:
+        return "AtoB" if p.gender == DOMAINS[0] else "BtoA"
+
     colour = backdrop_colour(c for _, c in crops()) if backdrop and found else None
-    counts: dict[str, int] = {}
     skins: dict[str, list] = {"AtoB": [], "BtoA": []}
     for p, crop in crops():
-        folder = f"{split}{'A' if p.gender == DOMAINS[0] else 'B'}"
-        skins["AtoB" if folder.endswith("A") else "BtoA"].append(skin_colour(crop, params.margin))
+        skins[direction(p)].append(skin_colour(crop, params.margin))
+    tone = {d: training_tone(c) for d, c in skins.items() if c}
+    even = training_tone(skins["AtoB"] + skins["BtoA"]) if even_tone else None
+    if even is not None:
+        tone = {d: even for d in tone}
+    counts: dict[str, int] = {}
+    for p, crop in crops():
+        folder = f"{split}{direction(p)[0]}"
+        if even is not None:  # as a swap does: the tone first, then the backdrop
+            crop = to_tone(crop, params.margin, even)
         if colour is not None:
             crop = on_backdrop(crop, head_mask(crop, params.margin), colour, params.margin)
         save_image(out / folder / f"{p.name}.png", crop, png_level=1)
         counts[folder] = counts.get(folder, 0) + 1
-    tone = {direction: training_tone(c) for direction, c in skins.items() if c}
     write_faces_json(out, params, {"domains": list(DOMAINS), "source": "Face Research Lab London Set (CC BY 4.0)",
                                    "attribution": LONDON_ATTRIBUTION, "split": "by person", "backdrop": colour,
                                    "tone": tone})
