@@ -418,7 +418,7 @@ def test_a_release_backdrop_puts_the_head_on_it_before_translation(photo, detect
     replaced by it, the head and the body below the chin as they are; only the head is pasted back,
     so the photo's own background stays untouched. A bad value is refused."""
     from cyclekit.errors import CheckpointError
-    from cyclekit.faces.segment import backdrop_colour, head_mask, on_backdrop
+    from cyclekit.faces.segment import backdrop_colour, on_backdrop, photo_head_mask
 
     seen = []
 
@@ -431,8 +431,9 @@ def test_a_release_backdrop_puts_the_head_on_it_before_translation(photo, detect
     tr = Translator(model, cfg, info={"face_backdrop": [128, 0, 255]})
     out, info = swap_image(photo, tr, faces=faces)
     params = face_params_for(tr)
-    crop = warp_crop(photo.astype(np.float32) / 255.0, crop_transform(faces[0], params))
-    head = head_mask(crop, params.margin)
+    t = crop_transform(faces[0], params)
+    crop = warp_crop(photo.astype(np.float32) / 255.0, t)
+    head = photo_head_mask(photo.astype(np.float32) / 255.0, t, params.margin)
     fed = (seen[0][0].permute(1, 2, 0).numpy() + 1.0) / 2.0
     flat = np.array([128, 0, 255], np.float32) / 255.0
     assert np.abs(fed - crop)[head > 0.9999].max() < 1e-4  # the head as it is
@@ -453,10 +454,10 @@ def test_a_release_backdrop_puts_the_head_on_it_before_translation(photo, detect
             swap_image(photo, Translator(model, cfg, info={"face_backdrop": bad}), faces=faces)
 
 
-def test_backdrop_guard_keeps_skin_the_model_painted_with_its_backdrop(photo, detector):
-    """A model that paints its training backdrop over skin (a narrowed jaw) gets weight 0 there;
-    backdrop paint over non-skin (hair made short) and every other change keep weight 1; through
-    ``swap_image`` the photo keeps its own skin where such a model painted the backdrop."""
+def test_backdrop_guard_keeps_skin_and_hair_the_model_painted_with_its_backdrop(photo, detector):
+    """A model that paints its training backdrop over skin (a narrowed jaw) or hair (long hair made
+    short) gets weight 0 there; every other change keeps weight 1; through ``swap_image`` the photo
+    keeps its own skin where such a model painted the backdrop."""
     from cyclekit.faces.segment import backdrop_guard
 
     grey = np.array([209, 212, 212], np.float32) / 255.0
@@ -468,7 +469,7 @@ def test_backdrop_guard_keeps_skin_the_model_painted_with_its_backdrop(photo, de
     g = backdrop_guard(given, painted, [209, 212, 212])
     assert g.shape == (64, 64) and g.dtype == np.float32
     assert g[24:40, 16:28].max() < 0.01  # skin painted grey: kept as it was
-    assert g[24:40, 36:48].min() > 0.99  # hair painted grey: the model's change stands
+    assert g[24:40, 36:48].max() < 0.01  # hair painted grey: kept too (no grey streaks in it)
     assert g[:6].min() > 0.99 and g[50:].min() > 0.99  # untouched and backdrop pixels
     lighter = given.copy()
     lighter[8:56, 8:32] += 0.08  # lighter skin, still far from the backdrop
@@ -516,3 +517,35 @@ def test_video_guard_memory_blends_each_frame_with_the_last(photo, detector):
     swap_image(photo, keeper, faces=faces, detail=False, guard_memory=memory)
     assert alone[0].mean() > 0.95
     assert np.allclose(memory[0], MASK_MEMORY * first + (1.0 - MASK_MEMORY) * alone[0], atol=1e-5)
+
+
+def test_photo_head_mask_keeps_hair_that_reaches_the_crops_edge():
+    """A full head of hair that runs past the 0.4-margin crop's top: head_mask takes the crop's ring
+    for background and so learns the hair's colour as background; photo_head_mask finds the head on
+    a wider crop of the photo and keeps the hair."""
+    from cyclekit.faces.detect import Face
+    from cyclekit.faces.params import FaceParams
+    from cyclekit.faces.segment import head_mask, photo_head_mask
+
+    yy, xx = np.mgrid[:400, :400].astype(np.float32)
+    img = np.empty((400, 400, 3), np.float32)
+    img[:] = [0.62, 0.70, 0.80]  # a pale blue wall
+    img += (0.03 * np.sin(xx / 7.0))[..., None]  # with some texture
+    hair = ((xx - 200) / 82) ** 2 + ((yy - 172) / 74) ** 2 < 1.0  # top at y 98, above the crop's top (130)
+    img[hair] = [0.25, 0.15, 0.08]
+    face = ((xx - 200) / 45) ** 2 + ((yy - 228) / 58) ** 2 < 1.0
+    img[face] = [0.85, 0.65, 0.55]
+    img[(yy > 300) & (np.abs(xx - 200) < 110)] = [0.2, 0.2, 0.25]  # a dark shirt
+    params = FaceParams(size=128)
+    t = crop_transform(Face(box=(150.0, 170.0, 100.0, 100.0)), params)
+    crop = warp_crop(img, t)
+    hair_in_crop = warp_crop(np.repeat(hair[..., None], 3, 2).astype(np.float32), t)[..., 0] > 0.99
+    assert hair_in_crop[:4].any()  # the hair reaches the crop's top ring
+    narrow = head_mask(crop, params.margin)
+    wide = photo_head_mask(img, t, params.margin)
+    assert wide.shape == narrow.shape == (128, 128) and wide.dtype == np.float32
+    assert (wide[hair_in_crop] > 0.5).mean() > 0.9
+    assert (wide[hair_in_crop] > 0.5).mean() > (narrow[hair_in_crop] > 0.5).mean() + 0.2
+    wall = warp_crop(np.repeat(~(hair | face)[..., None], 3, 2).astype(np.float32), t)[..., 0] > 0.99
+    wall[100:] = False  # above the shirt
+    assert (wide[wall] < 0.5).mean() > 0.9  # the wall stays background

@@ -189,7 +189,7 @@ def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, pa
     directions: the model then cannot take skin brightness or colour for a mark of gender, so it
     neither lightens men nor darkens women, and a swap shows it every face at that colour."""
     from cyclekit.faces.align import face_crop
-    from cyclekit.faces.segment import backdrop_colour, head_mask, on_backdrop
+    from cyclekit.faces.segment import backdrop_colour, on_backdrop, photo_head_mask
     from cyclekit.faces.tone import skin_colour, to_tone, training_tone
     from cyclekit.io.images import save_image
 
@@ -198,26 +198,29 @@ def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, pa
 
     def crops():  # one at a time: memory does not grow with the photos
         for p in found:
-            yield p, face_crop(p.load(), faces[str(p.path)], params)[0].astype(np.float32) / 255.0
+            img = p.load()
+            crop, t = face_crop(img, faces[str(p.path)], params)
+            yield p, crop.astype(np.float32) / 255.0, (img, t)
 
     def direction(p: Photo) -> str:
         return "AtoB" if p.gender == DOMAINS[0] else "BtoA"
 
-    colour = backdrop_colour(c for _, c in crops()) if backdrop and found else None
+    colour = backdrop_colour(c for _, c, _ in crops()) if backdrop and found else None
     skins: dict[str, list] = {"AtoB": [], "BtoA": []}
-    for p, crop in crops():
+    for p, crop, _ in crops():
         skins[direction(p)].append(skin_colour(crop, params.margin))
     tone = {d: training_tone(c) for d, c in skins.items() if c}
     even = training_tone(skins["AtoB"] + skins["BtoA"]) if even_tone else None
     if even is not None:
         tone = {d: even for d in tone}
     counts: dict[str, int] = {}
-    for p, crop in crops():
+    for p, crop, (img, t) in crops():
         folder = f"{split}{direction(p)[0]}"
+        head = photo_head_mask(img, t, params.margin) if colour is not None else None  # as a swap finds it
         if even is not None:  # as a swap does: the tone first, then the backdrop
             crop = to_tone(crop, params.margin, even)
-        if colour is not None:
-            crop = on_backdrop(crop, head_mask(crop, params.margin), colour, params.margin)
+        if head is not None:
+            crop = on_backdrop(crop, head, colour, params.margin)
         save_image(out / folder / f"{p.name}.png", crop, png_level=1)
         counts[folder] = counts.get(folder, 0) + 1
     write_faces_json(out, params, {"domains": list(DOMAINS), "source": "Face Research Lab London Set (CC BY 4.0)",

@@ -24,7 +24,7 @@ from cyclekit.faces.blend import paste_back, rim_change
 from cyclekit.faces.detect import Face, FaceDetector
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams, is_rgb, is_tone_table
-from cyclekit.faces.segment import backdrop_guard, head_mask, on_backdrop, temporal_blend
+from cyclekit.faces.segment import backdrop_guard, on_backdrop, photo_head_mask, temporal_blend
 from cyclekit.faces.tone import ToneMove, keep_brightness
 from cyclekit.io.images import LUMA
 
@@ -236,7 +236,7 @@ def swap_image(
     crops = [warp_crop(src, t) for t in transforms]
     skin = recommended_tone(translator) if tone else None
     if mask == "head" and subjects is None:
-        subjects = [head_mask(c, params.margin) for c in crops]
+        subjects = [photo_head_mask(src, t, params.margin) for t in transforms]
     # with a face_tone the model sees each face at its training faces' skin colour (faces/tone.py)
     moves = [ToneMove(c, params.margin, skin) for c in crops] if skin is not None else []
     seen = [m.apply(c) for m, c in zip(moves, crops)] if moves else crops

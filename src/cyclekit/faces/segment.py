@@ -25,19 +25,20 @@ WORK_SIZE = 64  # GrabCut runs on a copy this big (its cost grows with the pixel
 ITERATIONS = 4
 
 
-def head_mask(crop: np.ndarray, margin: float, soft: float = 0.02) -> np.ndarray:
+def head_mask(crop: np.ndarray, margin: float, soft: float = 0.02, work: int = WORK_SIZE) -> np.ndarray:
     """Float32 ``size x size`` mask of the head in a face crop (1 head, 0 background).
 
     ``crop``: ``size x size x 3`` RGB, uint8 or float in [0, 1], made with ``margin`` (FaceParams).
     ``soft``: width of the edge ramp as a fraction of the crop side (a Gaussian blur), so the
     change fades over a few pixels where hair meets background instead of stopping at a hard line.
+    ``work``: the side GrabCut runs at. In a photo, :func:`photo_head_mask` is the better choice.
     """
     from cyclekit.faces.detect import as_uint8_rgb
 
     cv2 = require("cv2", "faces", "the head mask")
     img = as_uint8_rgb(crop)  # grey, RGBA or float crops alike
     size = img.shape[0]
-    n = min(size, WORK_SIZE)
+    n = min(size, work)
     small = cv2.resize(img, (n, n), interpolation=cv2.INTER_AREA) if n != size else img
     seeds = _seeds(n, margin)
     prior = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
@@ -62,6 +63,35 @@ def head_mask(crop: np.ndarray, margin: float, soft: float = 0.02) -> np.ndarray
         head = cv2.resize(head, (size, size), interpolation=cv2.INTER_LINEAR)
     sigma = max(soft * size, 0.5)
     return np.clip(cv2.GaussianBlur(head, (0, 0), sigma), 0.0, 1.0).astype(np.float32)
+
+
+WIDE_MARGIN = 0.8  # photo_head_mask's crop: the detector box widened by this much per side
+
+
+def photo_head_mask(image: np.ndarray, t, margin: float, soft: float = 0.02) -> np.ndarray:
+    """:func:`head_mask` of the face crop ``t`` (a :class:`~cyclekit.faces.align.CropTransform`
+    made with ``margin``) of ``image``, found on a wider crop of the same face.
+
+    :func:`head_mask` takes the crop's outer ring for sure background. With a margin of 0.4 a
+    full head of hair, a raised or tilted head reaches that ring in many photos, and GrabCut then
+    learns the hair's colour as background and cuts the hair off (the model saw a bald head on its
+    backdrop and painted pale blotches into the face). The ring of a crop widened to
+    :data:`WIDE_MARGIN` per side is background in nearly every photo; the mask found there, at
+    the head's resolution GrabCut works at in the narrow crop, is mapped back into ``t``.
+    """
+    from cyclekit.faces.align import CropTransform, warp_crop
+
+    cv2 = require("cv2", "faces", "the head mask")
+    wide_margin = max(WIDE_MARGIN, margin)
+    n = int(round(min(t.size, WORK_SIZE) * (1.0 + 2.0 * wide_margin) / (1.0 + 2.0 * margin)))
+    box = t.box or t.side / (1.0 + 2.0 * margin)
+    wide = CropTransform(center=t.center, side=box * (1.0 + 2.0 * wide_margin), angle=t.angle, size=n, box=box)
+    mask = head_mask(warp_crop(image, wide), wide_margin, soft=0.0, work=n)
+    # wide crop pixel -> photo -> crop pixel
+    a, b = t.matrix[:, :2] @ wide.inverse[:, :2], t.matrix[:, :2] @ wide.inverse[:, 2] + t.matrix[:, 2]
+    out = cv2.warpAffine(mask, np.hstack([a, b[:, None]]), (t.size, t.size), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    return np.clip(cv2.GaussianBlur(out, (0, 0), max(soft * t.size, 0.5)), 0.0, 1.0).astype(np.float32)
 
 
 def backdrop_colour(crops) -> list[int]:
@@ -101,27 +131,29 @@ def on_backdrop(crop: np.ndarray, head: np.ndarray, colour, margin: float) -> np
 
 
 def backdrop_guard(given: np.ndarray, new: np.ndarray, colour) -> np.ndarray:
-    """Float32 ``size x size`` weight in [0, 1]: 0 where the model painted the backdrop over skin.
+    """Float32 ``size x size`` weight in [0, 1]: 0 where the model painted the backdrop over the person.
 
-    A model trained on heads on a flat backdrop narrows a jaw, a cheek or a neck by painting that
-    backdrop colour over its edge; pasted into a photo, where the neck and its shadows stand behind
-    the jaw and not the studio grey, that paint shows as a pale band along the face. Skin-coloured
-    pixels of ``given`` (the crop the model saw, float RGB in [0, 1]; YCrCb: Y >= 80, Cr 135-180,
-    Cb 85-135; dark hair has skin's chroma but not its light) at least 48 grey levels from
-    ``colour`` (0-255 RGB) that came out of the model (``new``) within 20 levels of it get weight
-    0, with linear ramps in between (12-48 levels from the backdrop in ``given``, 20-56 in
-    ``new``), slightly blurred: the paste keeps the photo's own pixels there. Hair painted over with the backdrop (long hair made short) is left to the model:
-    in a photo the background stands behind it. The background itself (already the backdrop in
+    A model trained on heads on a flat backdrop narrows a jaw, a cheek or a neck, and shortens long
+    hair, by painting that backdrop colour over them; pasted into a photo, where the neck, the
+    shoulders or another background stand behind them and not the studio grey, that paint shows as
+    a pale band along the face or pale, pink-white strands through the hair. Pixels of ``given``
+    (the crop the model saw, float RGB in [0, 1]) at least 48 grey levels from ``colour`` (0-255
+    RGB) that came out of the model (``new``) within 20 levels of it get weight 0, with linear
+    ramps in between (12-48 levels from the backdrop in ``given``, 20-56 in ``new``) and only as far
+    as the model moved the pixel towards the backdrop (full from 24 levels closer, none under 8: a
+    pale shirt or blond hair the model left alone is not paint), slightly
+    blurred: the paste keeps the photo's own pixels there (a woman made a man keeps her long hair
+    rather than getting grey streaks in it). The background itself (already the backdrop in
     ``given``) keeps weight 1."""
     cv2 = require("cv2", "faces", "the backdrop guard")
     given = np.ascontiguousarray(given, np.float32)
     flat = np.asarray(colour, np.float32).reshape(1, 1, 3) / 255.0
-    was = np.clip((np.abs(given - flat).max(axis=2) * 255.0 - 12.0) / 36.0, 0.0, 1.0)
-    now = np.clip((np.abs(np.asarray(new, np.float32) - flat).max(axis=2) * 255.0 - 20.0) / 36.0, 0.0, 1.0)
-    ycc = cv2.cvtColor(given, cv2.COLOR_RGB2YCrCb) * 255.0
-    y, cr, cb = ycc[:, :, 0], ycc[:, :, 1], ycc[:, :, 2]
-    skin = ((y >= 80) & (cr >= 135) & (cr <= 180) & (cb >= 85) & (cb <= 135)).astype(np.float32)
-    guard = 1.0 - was * (1.0 - now) * skin
+    was_d = np.abs(given - flat).max(axis=2) * 255.0
+    now_d = np.abs(np.asarray(new, np.float32) - flat).max(axis=2) * 255.0
+    was = np.clip((was_d - 12.0) / 36.0, 0.0, 1.0)
+    now = np.clip((now_d - 20.0) / 36.0, 0.0, 1.0)
+    moved = np.clip((was_d - now_d - 8.0) / 16.0, 0.0, 1.0)
+    guard = 1.0 - was * (1.0 - now) * moved
     sigma = max(0.7, 0.01 * guard.shape[0])
     return np.clip(cv2.GaussianBlur(guard, (0, 0), sigma), 0.0, 1.0)
 

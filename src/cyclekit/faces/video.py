@@ -30,7 +30,7 @@ from cyclekit.faces.detect import Face, FaceDetector
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import FaceParams
 from cyclekit.faces.pipeline import side_by_side, swap_image
-from cyclekit.faces.segment import head_mask, temporal_blend
+from cyclekit.faces.segment import photo_head_mask, temporal_blend
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +277,7 @@ def swap_video(
                 if crops:
                     memory: list = [guards.get(t.track) for t in crops]  # updated by swap_image
                     if swap_kwargs.get("mask", "head") == "head":
-                        fresh = [head_mask(warp_crop(frame, t), params.margin) for t in crops]
+                        fresh = [photo_head_mask(frame, t, params.margin) for t in crops]
                         swap_kwargs["subjects"] = temporal_blend([heads.get(t.track) for t in crops], fresh)
                         swap_kwargs["guard_memory"] = memory
                         heads = {t.track: m for t, m in zip(crops, swap_kwargs["subjects"])}
