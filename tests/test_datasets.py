@@ -237,3 +237,15 @@ def test_augment_is_one_of_the_listed_values():
     cfg.data.augment = "heavy"
     with pytest.raises(Exception, match="augment"):
         validate_config(cfg)
+
+
+def test_augment_rotation_keeps_shapes_on_non_square_images():
+    """A rotation is a rotation in pixels on a 40 x 80 image too: a 30 px horizontal bar turned by 90
+    degrees stands 30 px tall and a few px wide (not squeezed by the aspect ratio)."""
+    from cyclekit.data.transforms import _affine
+
+    img = np.zeros((40, 80, 1), np.float32)
+    img[19:21, 25:55] = 1.0
+    turned = _affine(img, np.pi / 2, 1.0, np.zeros(2))[..., 0] > 0.5
+    rows, cols = np.nonzero(turned)
+    assert 27 <= rows.max() - rows.min() + 1 <= 32 and cols.max() - cols.min() + 1 <= 4

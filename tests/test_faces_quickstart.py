@@ -187,3 +187,11 @@ def test_even_tone_crops_share_one_skin_colour_recorded_for_both_directions(tmp_
             assert np.abs(skins[False]["A"].mean(axis=0) - tone["AtoB"]).max() <= 1.5
     # the men's and women's crops differed in tone before, and the move changed them
     assert np.abs(skins[False]["A"].mean(axis=0) - skins[False]["B"].mean(axis=0)).max() > 3
+
+
+def test_faces_only_flags_without_faces_are_refused(capsys):
+    from cyclekit.cli import main
+
+    assert main(["quickstart", "--even-tone", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert "--even-tone" in err and "--faces" in err and "Traceback" not in err

@@ -58,14 +58,14 @@ def _out_path(args, release, direction: str) -> "Path":
 
 
 def run(args: argparse.Namespace) -> int:
-    from cyclekit.release import load_generator, release_info, resolve_release
+    from cyclekit.release import load_generator, resolve_release
     from cyclekit.errors import ConfigError
-    from cyclekit.export.onnx_export import export_generator
+    from cyclekit.export.onnx_export import export_generator, export_info
 
     if args.calib_images < 1 or args.eval_images < 0:
         raise ConfigError("--calib-images must be at least 1 and --eval-images not negative")
     release = resolve_release(args.model)
-    info = release_info(release)  # domains, attribution, a face model's swap settings: into every file
+    info = export_info(release)  # domains, attribution, a face model's swap settings: into every file
     directions = ["AtoB", "BtoA"] if args.direction == "both" else [args.direction]
     for direction in directions:
         net, cfg = load_generator(release, direction, device="cpu")

@@ -60,8 +60,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--held-out", type=int, default=16, help="--faces: people held out for the test (default 16)")
     p.add_argument("--threads", type=int, default=0, help="--faces: torch CPU threads (0 = PyTorch's default)")
     p.add_argument("--even-tone", action="store_true",
-                   help="--faces: move every training crop to the same skin colour (men's and women's mean), so "
-                        "the model does not learn skin brightness as a mark of gender")
+                   help="--faces: move every training crop to one skin colour (the mean over all training crops), "
+                        "so the model does not learn skin brightness as a mark of gender")
     # The synthetic quickstart's defaults, to tell "not given" from "given" for the shared flags.
     p.set_defaults(_synthetic_defaults={k: p.get_default(k) for k in ("out", "size", "steps", "max_minutes")})
 

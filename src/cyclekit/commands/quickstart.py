@@ -28,6 +28,13 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.faces:
         return faces_quickstart.run(args)
+    faces_only = [flag for flag, given in (("--london", args.london), ("--held-out", args.held_out != 16),
+                                          ("--even-tone", args.even_tone), ("--threads", args.threads)) if given]
+    if faces_only:
+        from cyclekit.errors import ConfigError
+
+        raise ConfigError(f"{', '.join(faces_only)} only apply with --faces (the gender-swap quickstart); "
+                          "add --faces or leave them out")
     from cyclekit.commands.synthetic_quickstart import QuickstartOptions, format_report, run_quickstart
 
     opts = QuickstartOptions(

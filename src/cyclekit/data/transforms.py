@@ -154,8 +154,11 @@ def _affine(img: np.ndarray, angle: float, zoom: float, shift: np.ndarray) -> np
     import torch
     import torch.nn.functional as F
 
+    h, w = img.shape[:2]
     cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom  # output -> input, in [-1, 1] coordinates
-    theta = torch.tensor([[[cos, -sin, -2 * shift[0]], [sin, cos, -2 * shift[1]]]], dtype=torch.float32)
+    # a rotation in pixels, written in coordinates normalised per side (a non-square image stays unsheared)
+    theta = torch.tensor([[[cos, -sin * h / w, -2 * shift[0]], [sin * w / h, cos, -2 * shift[1]]]],
+                         dtype=torch.float32)
     x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)

@@ -52,13 +52,31 @@ def export_generator(net: nn.Module, cfg: ModelConfig, path: Union[str, Path], d
     return save_onnx(model, path)
 
 
+# What an exported file carries of its release's cyclekit block: names, licence and attribution, and
+# what a face swap reads. Not the rest (steps, local paths such as a distilled model's teacher).
+EXPORTED_INFO = ("cyclekit_version", "domains", "data", "licence", "attribution", "face_backdrop", "face_tone",
+                 "face_detector", "swap_strength", "swap_strength_chosen")
+
+
+def export_info(release: Union[str, Path]) -> dict:
+    """The part of ``release``'s ``cyclekit`` block an ONNX file carries (:data:`EXPORTED_INFO`), with
+    the domain names an older release kept only in its training config."""
+    from cyclekit.release import release_domains, release_info
+
+    info = {k: v for k, v in release_info(release).items() if k in EXPORTED_INFO}
+    names = release_domains(release)
+    if "domains" not in info and names != ("A", "B"):
+        info["domains"] = list(names)
+    return info
+
+
 def export_release(model_path: Union[str, Path], out: Union[str, Path], direction: str = "AtoB",
                    precision: str = "fp32", opset: int = DEFAULT_OPSET) -> Path:
     """Load a release's generator and export it (``precision`` fp32 or fp16)."""
-    from cyclekit.release import load_generator, release_info
+    from cyclekit.release import load_generator
 
     net, gcfg = load_generator(model_path, direction, device="cpu")
-    return export_generator(net, gcfg, out, direction, precision, opset, info=release_info(model_path))
+    return export_generator(net, gcfg, out, direction, precision, opset, info=export_info(model_path))
 
 
 def onnx_parity(net: nn.Module, onnx_path: Union[str, Path, bytes],

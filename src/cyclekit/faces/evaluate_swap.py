@@ -205,10 +205,17 @@ def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, pa
     def direction(p: Photo) -> str:
         return "AtoB" if p.gender == DOMAINS[0] else "BtoA"
 
-    colour = backdrop_colour(c for _, c, _ in crops()) if backdrop and found else None
     skins: dict[str, list] = {"AtoB": [], "BtoA": []}
-    for p, crop, _ in crops():
-        skins[direction(p)].append(skin_colour(crop, params.margin))
+
+    def measured():  # the first pass: each crop's skin colour, and the crops for the backdrop colour
+        for p, crop, _ in crops():
+            skins[direction(p)].append(skin_colour(crop, params.margin))
+            yield crop
+
+    colour = backdrop_colour(measured()) if backdrop and found else None
+    if colour is None:
+        for _ in measured():
+            pass
     tone = {d: training_tone(c) for d, c in skins.items() if c}
     even = training_tone(skins["AtoB"] + skins["BtoA"]) if even_tone else None
     if even is not None:

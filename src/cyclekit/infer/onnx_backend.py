@@ -152,8 +152,9 @@ def info_from_metadata(meta: dict[str, str], source: str) -> dict:
         info = json.loads(text)
         if not isinstance(info, dict):
             raise ValueError("not a JSON object")
-    except ValueError as exc:
-        raise CheckpointError(f"{source}: unreadable cyclekit.release_info metadata ({exc}); re-export the "
+    except (ValueError, RecursionError) as exc:  # RecursionError: JSON nested deeper than Python's stack
+        why = exc if isinstance(exc, ValueError) else "nested too deeply"
+        raise CheckpointError(f"{source}: unreadable cyclekit.release_info metadata ({why}); re-export the "
                               "model with `cyclekit export`") from None
     return info
 
