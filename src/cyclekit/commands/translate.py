@@ -52,5 +52,6 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet, on_bad_file="skip" if args.skip_bad else "error",
     )
     skipped = f", skipped {len(done.skipped)} unreadable" if done.skipped else ""
-    print(f"translated {len(done)} image(s) {direction_label(args.model, translator.direction, translator.info)} into {args.out}{skipped}")
+    label = direction_label(args.model, translator.direction, translator.info)
+    print(f"translated {len(done)} image(s) {label} into {args.out}{skipped}")
     return 0

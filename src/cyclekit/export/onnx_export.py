@@ -40,8 +40,8 @@ def save_onnx(model, path: Union[str, Path]) -> Path:
 def export_generator(net: nn.Module, cfg: ModelConfig, path: Union[str, Path], direction: str = "AtoB",
                      precision: str = "fp32", opset: int = DEFAULT_OPSET, sample_size: int = 64,
                      info: Optional[dict] = None) -> Path:
-    """Export one generator to ``path`` (fp32 or fp16) with metadata (``info``: the release's
-    ``cyclekit`` block, :func:`~cyclekit.infer.onnx_graph.generator_metadata`); returns the path."""
+    """Export one generator to ``path`` (fp32 or fp16) with metadata (``info``: what the file keeps of
+    its release's ``cyclekit`` block, :func:`export_info`); returns the path."""
 
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"precision must be fp32 or fp16 here (int8 goes through quantize), got {precision!r}")

@@ -222,7 +222,7 @@ def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, pa
         tone = {d: even for d in tone}
     counts: dict[str, int] = {}
     for p, crop, (img, t) in crops():
-        folder = f"{split}{direction(p)[0]}"
+        folder = split + ("A" if direction(p) == "AtoB" else "B")
         head = photo_head_mask(img, t, params.margin) if colour is not None else None  # as a swap finds it
         if even is not None:  # as a swap does: the tone first, then the backdrop
             crop = to_tone(crop, params.margin, even)

@@ -147,10 +147,10 @@ def read_metadata(model) -> dict[str, str]:
 
 def generator_metadata(cfg: ModelConfig, direction: str, precision: str, multiple: int,
                        info: Optional[dict] = None) -> dict:
-    """The ``cyclekit.*`` metadata of an exported generator. ``info`` is the release's ``cyclekit``
-    block (domain names, attribution, a face model's swap settings: ``face_tone``,
-    ``face_backdrop``, ``swap_strength`` ...), kept as JSON in ``cyclekit.release_info`` so an
-    ``.onnx`` file swaps faces the way its release does."""
+    """The ``cyclekit.*`` metadata of an exported generator. ``info`` is what the file keeps of its
+    release's ``cyclekit`` block (:func:`cyclekit.export.onnx_export.export_info`: domain names,
+    attribution, a face model's ``face_tone``, ``face_backdrop``, ``swap_strength`` ...), as JSON in
+    ``cyclekit.release_info``, so an ``.onnx`` file swaps faces the way its release does."""
     meta = {"model_config": json.dumps(dataclasses.asdict(cfg)), "direction": direction,
             "precision": precision, "size_multiple": str(multiple)}
     if info:
