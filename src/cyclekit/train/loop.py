@@ -113,6 +113,10 @@ class Trainer:
             if t.sample_every_epochs:
                 self._samples = sample_tensors(cfg, n=4)
         self.objective = objective(cfg, self.device, self.dist, self.steps_per_epoch)
+        if t.init_from and not resume:  # a resume restores the generators from its own checkpoint
+            if not hasattr(self.objective, "start_from"):
+                raise ConfigError(f"--init-from is not supported by {self.objective.name}; leave it empty")
+            self.objective.start_from(t.init_from)  # every rank reads the same file
         self.epoch = 0  # current epoch (0-based)
         self.step_in_epoch = 0  # iterations done in the current epoch
         self.global_step = 0  # iterations done in total

@@ -112,6 +112,16 @@ class CycleGAN:
         # --ema-decay: averaged generators for samples, validation and the release (not trained)
         self.ema = GeneratorEMA(unwrap(self.nets), t.ema_decay) if t.ema_decay > 0 else None
 
+    def start_from(self, release: str) -> None:
+        """``--init-from``: a new run's generators, and their average, start from ``release``."""
+        from cyclekit.train.init_from import load_pretrained_generators
+
+        nets = unwrap(self.nets)
+        load_pretrained_generators(nets, self.cfg.model, release)  # in place: compiled views see it
+        if self.ema is not None:
+            for name in self.ema.names:
+                self.ema.shadow[name].load_state_dict(getattr(nets, name).state_dict())
+
     @property
     def generators(self) -> tuple[torch.nn.Module, torch.nn.Module]:
         if self.ema is not None:

@@ -1,0 +1,63 @@
+"""``--init-from RELEASE``: start a new run from a release's generators (fine-tuning).
+
+A release holds only the two generators (``model.safetensors``), so the discriminators, the
+optimizers and the history pools start fresh; the generators, and so their weight average, start
+from the release. The run's generator options must describe the same networks as the release's:
+a mismatch is refused with the options to change, before any training.
+
+Only a new run reads the release: ``--resume`` restores everything from the run's checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from torch import nn
+
+from cyclekit.config import ModelConfig
+from cyclekit.errors import CheckpointError, ConfigError
+from cyclekit.release import load_generator, load_release_config, release_info, resolve_release
+
+log = logging.getLogger(__name__)
+
+# ModelConfig fields that do not shape the generators: the discriminators start fresh, the
+# initialisation is replaced by the release's weights, and the crop size / face margin describe
+# the training images.
+NOT_GENERATOR = frozenset({"discriminator", "ndf", "d_layers", "d_scales", "d_norm", "d_spectral_norm",
+                           "d_padding", "init", "init_gain", "image_size", "face_margin"})
+
+
+def generator_mismatch(ours: ModelConfig, theirs: ModelConfig) -> list[str]:
+    """``["n_blocks: 9 here, 6 in the release", ...]``: the generator options that differ."""
+    return [f"{f.name}: {getattr(ours, f.name)!r} here, {getattr(theirs, f.name)!r} in the release"
+            for f in dataclasses.fields(ModelConfig)
+            if f.name not in NOT_GENERATOR and getattr(ours, f.name) != getattr(theirs, f.name)]
+
+
+def check_release(model: ModelConfig, path: str) -> Path:
+    """The release folder ``path`` names, if its generators are the networks ``model`` describes;
+    reads only its ``config.json``, so a wrong ``--init-from`` fails before the data is read."""
+    try:
+        release = resolve_release(path)
+        theirs = load_release_config(release).model
+    except CheckpointError as exc:
+        raise ConfigError(f"--init-from: {exc}") from None
+    diff = generator_mismatch(model, theirs)
+    if diff:
+        flags = " ".join(f"--{d.split(':')[0].replace('_', '-')} {getattr(theirs, d.split(':')[0])}" for d in diff)
+        raise ConfigError(f"--init-from {path}: the generator options differ from the release's "
+                          f"({'; '.join(diff)}); train with the release's: {flags}")
+    return release
+
+
+def load_pretrained_generators(nets: nn.Module, model: ModelConfig, path: str) -> Path:
+    """Copy the release's G_AB and G_BA into ``nets`` (a CycleGANNets); returns the release folder."""
+    release = check_release(model, path)
+    for name, direction in (("G_AB", "AtoB"), ("G_BA", "BtoA")):
+        net, _ = load_generator(release, direction)  # checks the weights against the release's config
+        getattr(nets, name).load_state_dict(net.state_dict(), strict=True)
+    step = release_info(release).get("global_step")
+    log.info("generators start from %s%s; discriminators, optimizers and pools start fresh",
+             release, f" (trained {step:,} steps)" if isinstance(step, int) else "")
+    return release

@@ -1,0 +1,85 @@
+"""--init-from: a new run's generators start from a release; everything else starts fresh."""
+import shutil
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from cyclekit.errors import ConfigError
+from cyclekit.release import load_generator
+
+
+def _generators_equal(trainer, release) -> None:
+    objective = trainer.objective
+    for name, direction in (("G_AB", "AtoB"), ("G_BA", "BtoA")):
+        want, _ = load_generator(release, direction)
+        live = getattr(objective.nets, name).state_dict()
+        shadow = objective.ema.module(name).state_dict()
+        for k, v in want.state_dict().items():
+            assert torch.equal(live[k], v), f"{name}.{k} not loaded"
+            assert torch.equal(shadow[k], v), f"the average of {name}.{k} not loaded"
+
+
+def test_generators_and_their_average_start_from_the_release(tiny_world, tiny_release, tmp_path):
+    from cyclekit.train.loop import Trainer
+
+    fresh = Trainer(tiny_config(tiny_world, tmp_path / "fresh", max_steps=2, ema_decay=0.9))
+    tuned = Trainer(tiny_config(tiny_world, tmp_path / "tuned", max_steps=2, ema_decay=0.9,
+                                init_from=str(tiny_release), seed=11))
+    _generators_equal(tuned, tiny_release)
+    # A run without --init-from starts elsewhere (the check above could not pass by chance).
+    g_fresh = fresh.objective.nets.G_AB.state_dict()
+    assert any(not torch.equal(v, tuned.objective.nets.G_AB.state_dict()[k]) for k, v in g_fresh.items())
+    before = {k: v.clone() for k, v in tuned.objective.nets.G_AB.state_dict().items()}
+    tuned.fit()  # and it trains from there
+    after = tuned.objective.nets.G_AB.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert (tmp_path / "tuned" / "model" / "model.safetensors").is_file()
+
+
+def test_a_generator_mismatch_is_refused_with_the_flags_to_use(tiny_world, tiny_release, tmp_path):
+    from cyclekit.train.loop import Trainer
+
+    with pytest.raises(ConfigError, match=r"ngf: 8 here, 4 in the release.*--ngf 4"):
+        Trainer(tiny_config(tiny_world, tmp_path / "r", max_steps=1, ngf=8, init_from=str(tiny_release)))
+    # The discriminators and the crop size are the new run's own choice.
+    Trainer(tiny_config(tiny_world, tmp_path / "ok", max_steps=1, ndf=8, crop_size=24, image_size=24,
+                        load_size=28, init_from=str(tiny_release)))
+    with pytest.raises(ConfigError, match=r"--init-from: model not found: .*nowhere"):
+        Trainer(tiny_config(tiny_world, tmp_path / "x", max_steps=1, init_from=str(tmp_path / "nowhere")))
+
+
+def test_resume_reads_its_checkpoint_not_the_release(tiny_world, tiny_release, tmp_path):
+    from cyclekit.train.loop import Trainer
+
+    release = tmp_path / "copy"
+    shutil.copytree(tiny_release / "model", release)
+    kw = dict(max_steps=2, init_from=str(release))
+    Trainer(tiny_config(tiny_world, tmp_path / "run", **kw)).fit()
+    shutil.rmtree(release)  # gone: a resume must not need it
+    kw["max_steps"] = 4
+    again = Trainer(tiny_config(tiny_world, tmp_path / "run", **kw), resume=True)
+    again.fit()
+    assert again.global_step == 4
+
+
+def test_builtin_names_the_shipped_gender_swap_model(tiny_world, tmp_path):
+    """``--init-from builtin`` with the built-in model's generator options (its recipe: the fast
+    preset with 6 residual blocks) loads it; the CLI prints the options to use otherwise."""
+    from cyclekit.commands.train import build_trainer
+    from cyclekit.commands._config_args import load_preset
+    from cyclekit.config import set_field
+    from cyclekit.faces.evaluate_swap import builtin_model
+
+    cfg = load_preset("fast")
+    for k, v in dict(dataroot=str(tiny_world), run_dir=str(tmp_path / "ft"), n_blocks=6, max_steps=1,
+                     init_from="builtin", progress=False, crop_size=32, load_size=36, image_size=32,
+                     batch_size=2, half_res_warmup="0").items():
+        set_field(cfg, k, v)
+    trainer = build_trainer(cfg)
+    assert trainer.cfg.train.init_from == str(builtin_model())
+    _generators_equal(trainer, builtin_model())
+    set_field(cfg, "n_blocks", 2)
+    set_field(cfg, "init_from", "builtin")
+    with pytest.raises(ConfigError, match="--n-blocks 6"):
+        build_trainer(cfg)
