@@ -258,6 +258,34 @@ def test_too_small_face_passes_through(photo, detector):
     assert "too small" in info.message
 
 
+def test_turn_measures_the_nose_off_the_eye_line():
+    from cyclekit.faces.detect import turn
+
+    eyes = np.array([[40.0, 50.0], [60.0, 50.0]])
+    assert turn(Face(box=(30, 30, 40, 40), eyes=eyes, landmarks={"nose": [50.0, 62.0]})) == pytest.approx(0.0)
+    assert turn(Face(box=(30, 30, 40, 40), eyes=eyes, landmarks={"nose": [45.0, 62.0]})) == pytest.approx(0.25)
+    # a tilted head turned the same way measures the same: the offset is along the eye line
+    c, s_ = np.cos(np.radians(20)), np.sin(np.radians(20))
+    rot = lambda p: [50 + c * (p[0] - 50) - s_ * (p[1] - 50), 50 + s_ * (p[0] - 50) + c * (p[1] - 50)]  # noqa: E731
+    tilted = Face(box=(30, 30, 40, 40), eyes=np.array([rot(e) for e in eyes]), landmarks={"nose": rot([45.0, 62.0])})
+    assert turn(tilted) == pytest.approx(0.25)
+    assert turn(Face(box=(30, 30, 40, 40), eyes=eyes)) is None  # Haar: no nose, no measure
+
+
+def test_a_face_turned_to_the_side_is_left_unchanged(photo, detector):
+    face = detector.detect(photo)[0]
+    (lx, ly), (rx, ry) = face.eyes
+    side = Face(box=face.box, eyes=face.eyes, landmarks={"nose": [(lx + rx) / 2 + 0.4 * (rx - lx), ly + 30]})
+    out, info = swap_image(photo, swap_rb(), faces=[side])
+    assert np.array_equal(out, photo)
+    assert info.faces[0].status == "turned" and "turned too far" in info.message and "--max-turn 0" in info.message
+    out, info = swap_image(photo, swap_rb(), faces=[side], max_turn=0)  # 0: no limit
+    assert info.swapped == 1 and not np.array_equal(out, photo)
+    # with all faces, a turned one is counted and the others are swapped
+    out, info = swap_image(photo, swap_rb(), faces=[face, side], all_faces=True)
+    assert info.swapped == 1 and "1 turned, left unchanged" in info.message
+
+
 def test_dominant_face_or_all_faces(photo, detector):
     small = cv2.resize(photo, (300, 300), interpolation=cv2.INTER_AREA)
     canvas = np.full((512, 830, 3), 128, dtype=np.uint8)
@@ -388,6 +416,8 @@ def test_cli_swap_one_photo_to_a_named_file(photo, tmp_path, capsys):
     rc = main(["swap", str(tmp_path / "a.png"), "--model", "identity", "-o", str(tmp_path / "o4"),
                "--detect-every", "0"])
     assert rc == 2 and "--detect-every must be at least 1" in capsys.readouterr().err and not (tmp_path / "o4").exists()
+    rc = main(["swap", str(tmp_path / "a.png"), "--model", "identity", "-o", str(tmp_path / "o5"), "--max-turn", "-1"])
+    assert rc == 2 and "--max-turn must be 0" in capsys.readouterr().err and not (tmp_path / "o5").exists()
 
 
 def test_cli_swap_keeps_a_photos_alpha(photo, tmp_path):

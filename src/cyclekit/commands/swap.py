@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from cyclekit.config import CHOICES, DIRECTIONS
+from cyclekit.faces.params import MAX_TURN
 
 
 def register(sub) -> None:
@@ -31,6 +32,11 @@ def register(sub) -> None:
     g.add_argument("--size", type=int, help="crop size in pixels (default: the model's image_size)")
     g.add_argument("--no-align", action="store_true", help="do not rotate the crop by the eye line")
     g.add_argument("--min-face", type=int, default=40, help="smaller faces (box side, pixels) are left unchanged")
+    g.add_argument("--max-turn", type=float, default=MAX_TURN, metavar="X",
+                   help="photos: faces turned further to the side (the nose's offset from the eye midpoint, in "
+                        "eye distances: about 0.25 at a quarter turn) are left unchanged, since a model trained on "
+                        "frontal faces paints blotches into them; 0 = swap every face (needs the dlib detector's "
+                        "nose; default: %(default)s)")
     g.add_argument("--detector", choices=CHOICES["detector"], default="auto",
                    help="face detector: auto = dlib's HOG detector with its 5-point landmarks when installed "
                         "(the faces extra), else haar (OpenCV's cascades); mediapipe needs its own extra")
@@ -84,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.crf < 0 or args.crf > 51:  # option errors before a model is loaded
         raise ConfigError(f"--crf must be in 0..51, got {args.crf}")
+    if not args.max_turn >= 0:
+        raise ConfigError(f"--max-turn must be 0 (no limit) or more, got {args.max_turn}")
     if args.detect_every < 1:
         raise ConfigError(f"--detect-every must be at least 1, got {args.detect_every}")
     if args.strength is not None:
@@ -111,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         video_options={"smooth": args.smooth, "detect_every": args.detect_every, "crf": args.crf},
         all_faces=args.all_faces, blend=args.blend, detail=not args.no_detail, tone=not args.no_tone,
         feather=args.feather, mask=args.mask, overlays=load_overlays(args.overlay), strength=strength,
+        max_turn=args.max_turn,
     )
     for r in records:
         if r.swapped == 0 or "left unchanged" in r.message:

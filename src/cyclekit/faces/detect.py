@@ -147,6 +147,18 @@ def implausible(face: Face) -> Optional[str]:
     return None
 
 
+def turn(face: Face) -> Optional[float]:
+    """How far the face is turned to the side: the nose's offset along the eye line from the eye
+    midpoint, in eye distances (0 facing the camera; about 0.25 at a quarter turn, 0.5 near profile),
+    or None without eyes and a nose (Haar gives no nose)."""
+    nose = face.landmarks.get("nose")
+    if face.eyes is None or nose is None:
+        return None
+    mid, dist, tilt = _face_frame(face)
+    nx, ny = np.asarray(nose, float) - mid
+    return float(abs(np.cos(tilt) * nx + np.sin(tilt) * ny) / max(dist, 1e-9))
+
+
 def consistency(face: Face) -> float:
     """1 for a textbook face, falling towards 0.5 as eyes drift from their usual place in the box."""
     if face.eyes is None:

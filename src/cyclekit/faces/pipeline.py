@@ -21,9 +21,9 @@ from cyclekit.config import CHOICES
 from cyclekit.errors import CheckpointError, ConfigError
 from cyclekit.faces.align import CropTransform, crop_transform, warp_crop
 from cyclekit.faces.blend import paste_back, rim_change
-from cyclekit.faces.detect import Face, FaceDetector
+from cyclekit.faces.detect import Face, FaceDetector, turn
 from cyclekit.faces.detectors import make_detector
-from cyclekit.faces.params import DEFAULT_MARGIN, FaceParams, is_rgb, is_tone_table
+from cyclekit.faces.params import DEFAULT_MARGIN, MAX_TURN, FaceParams, is_rgb, is_tone_table
 from cyclekit.faces.segment import backdrop_guard, on_backdrop, photo_head_mask, temporal_blend
 from cyclekit.faces.tone import ToneMove, keep_brightness
 from cyclekit.io.images import LUMA
@@ -102,7 +102,7 @@ def check_face_release(translator) -> None:
 class FaceResult:
     face: Optional[Face]
     transform: Optional[CropTransform]
-    status: str  # "swapped" | "too small"
+    status: str  # "swapped" | "too small" | "turned"
     region: Optional[tuple[int, int, int, int]] = None  # (x0, y0, x1, y1) that may have changed
 
 
@@ -181,7 +181,7 @@ def swap_image(
     detail: bool = True, feather: float = 0.15, mask: str = "head", overlays: Sequence = (), match: bool = True,
     faces: Optional[list[Face]] = None, transforms: Optional[list[CropTransform]] = None,
     subjects: Optional[Sequence[np.ndarray]] = None, strength: Optional[float] = None, guard: bool = True,
-    guard_memory: Optional[list] = None, tone: bool = True,
+    guard_memory: Optional[list] = None, tone: bool = True, max_turn: float = MAX_TURN,
 ) -> tuple[np.ndarray, SwapInfo]:
     """Swap the dominant face (or ``all_faces``) of ``image`` (HxWx3 uint8, or float in [0, 1]).
 
@@ -198,7 +198,9 @@ def swap_image(
     ``tone`` (with a model whose release records ``face_tone``) shows the model each face at its
     training faces' skin colour and pastes its change onto the person's own crop (or with
     ``detail=False`` its output moved back to the person's colour), keeping the skin's mean
-    brightness (:mod:`.tone`).
+    brightness (:mod:`.tone`). A detected face turned further to the side than ``max_turn``
+    (:func:`~cyclekit.faces.detect.turn`; 0 = no limit; detectors without a nose landmark cannot
+    tell) is left unchanged: a model trained on frontal faces paints blotches into it.
     """
     if mask not in CHOICES["mask"]:
         raise ConfigError(f"--mask: {mask!r} is not one of {', '.join(CHOICES['mask'])}")
@@ -220,11 +222,17 @@ def swap_image(
             if face.side < params.min_face:
                 info.faces.append(FaceResult(face, None, "too small"))
                 continue
+            if max_turn and (turn(face) or 0.0) > max_turn:
+                info.faces.append(FaceResult(face, None, "turned"))
+                continue
             transforms.append(crop_transform(face, params))
             info.faces.append(FaceResult(face, transforms[-1], "swapped"))
         if not transforms:
-            info.message = (f"face too small ({chosen[0].side:.0f} px < --min-face {params.min_face}); "
-                            "the image is returned unchanged")
+            first = chosen[0]
+            info.message = (f"face too small ({first.side:.0f} px < --min-face {params.min_face})"
+                            if info.faces[0].status == "too small" else
+                            f"face turned too far to the side ({turn(first):.2f} eye distances > --max-turn "
+                            f"{max_turn:g}; --max-turn 0 swaps it anyway)") + "; the image is returned unchanged"
             log.info(info.message)
             return np.array(image, copy=True), info
     else:
@@ -278,9 +286,9 @@ def swap_image(
     info.rim_change = roi_rim or 0.0
     n = len(swapped)
     info.message = f"swapped {n} face{'s' if n != 1 else ''}"
-    small = len(info.faces) - n
-    if small:
-        info.message += f" ({small} too small, left unchanged)"
+    skipped = [f"{k} {reason}" for reason in ("too small", "turned") if (k := sum(r.status == reason for r in info.faces))]
+    if skipped:
+        info.message += f" ({', '.join(skipped)}, left unchanged)"
     return _restore(out, src, image, changed, dtype), info
 
 
