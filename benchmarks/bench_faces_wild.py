@@ -6,11 +6,14 @@ mode, dlib detector as ``cyclekit swap`` uses) at each ``--strength`` and prints
 judge's P(male) before and after, with SSIM inside the face. The judge reads a 32 px chip cut from
 the eyes, and on a borderline swap a few pixels of eye position flip its verdict, so each P(male)
 is given twice: on the chip from the detector's eyes and on the one from Haar's (``-`` where Haar
-finds no face). The last column is the skin's brightness (luma of cheeks, nose and mouth) and its
+finds no face). The column before last is the skin's brightness (luma of cheeks, nose and mouth) and its
 change at strength 1. With no ``--photo`` it uses the one such face this repository can reach without a download:
 scikit-image's ``astronaut`` (Eileen Collins, NASA, public domain). Writes ``strip.png``
 (original, then one swap per strength) per photo to ``--out``. ``--no-tone`` swaps without the
-tone shift (:mod:`cyclekit.faces.tone`). ``--box-scale 0.95,1,1.05`` adds a row per photo at
+tone shift (:mod:`cyclekit.faces.tone`). The last column is the face's turn to the side
+(:func:`cyclekit.faces.detect.turn`); a face turned further than ``--max-turn`` is left unchanged,
+as ``cyclekit swap`` leaves it (``--max-turn 0`` judges the model on every face).
+``--box-scale 0.95,1,1.05`` adds a row per photo at
 strength 1 with the detector's box scaled by each factor about its centre: how much the swap
 hangs on the crop.
 
@@ -51,6 +54,14 @@ def labelled_photos(specs: list[str]) -> list[tuple[str, np.ndarray, str]]:
     return out
 
 
+def fmt_turn(face) -> str:
+    """The face's turn to the side (:func:`cyclekit.faces.detect.turn`), or ``-`` without a nose point."""
+    from cyclekit.faces.detect import turn
+
+    value = turn(face)
+    return "-" if value is None else f"{value:.2f}"
+
+
 def skin_luma(image: np.ndarray, eyes) -> float:
     """Mean brightness (0-255 luma) of cheeks, nose and mouth: a box from the eyes down."""
     from cyclekit.io.images import LUMA
@@ -76,10 +87,14 @@ def main() -> None:
     ap.add_argument("--strength", default="1,1.15,1.3,1.6", help="comma-separated paste strengths")
     ap.add_argument("--detector", default="auto")
     ap.add_argument("--no-tone", action="store_true", help="swap without the tone shift")
+    ap.add_argument("--max-turn", type=float, default=None,
+                    help="faces turned further are left unchanged, as cyclekit swap does (default: its 0.25; "
+                         "0 = swap every face, to judge the model itself)")
     ap.add_argument("--box-scale", default="", help="comma-separated factors for the detector's box (strength 1)")
     ap.add_argument("--out", default="runs/bench_faces_wild")
     args = ap.parse_args()
     strengths = [float(s) for s in args.strength.split(",")]
+    turn = {} if args.max_turn is None else {"max_turn": args.max_turn}
     translators = swap_translators(args.model or None)
     detector, second, judge = make_detector(args.detector), make_detector("haar"), GenderJudge()
     out = Path(args.out)
@@ -87,8 +102,8 @@ def main() -> None:
     print(f"Tone shift {'off' if args.no_tone else 'on'}; P(male) on the chip from the {detector.name} detector's "
           "eyes / Haar's eyes\n")
     print("| photo | direction | P(male) untouched | " + " | ".join(f"P(male) at {s:g}" for s in strengths)
-          + " | SSIM in face at " + ", ".join(f"{s:g}" for s in strengths) + " | skin luma, change at 1 |")
-    print("|---|---|---:|" + "---:|" * len(strengths) + "---|---:|")
+          + " | SSIM in face at " + ", ".join(f"{s:g}" for s in strengths) + " | skin luma, change at 1 | turn |")
+    print("|---|---|---:|" + "---:|" * len(strengths) + "---|---:|---:|")
     for name, img, gender in labelled_photos(args.photo):
         faces = detector.detect(img)
         if not faces:
@@ -103,14 +118,14 @@ def main() -> None:
                 + ("" if others else " / -")
 
         target = "female" if gender == "male" else "male"
-        swaps = [swap_image(img, translators[gender], faces=faces[:1], strength=s, tone=not args.no_tone)[0]
+        swaps = [swap_image(img, translators[gender], faces=faces[:1], strength=s, tone=not args.no_tone, **turn)[0]
                  for s in strengths]
         ssim = [pixel_identity(img, s, eyes)["ssim"] for s in swaps]
         at_1 = swaps[strengths.index(1.0)] if 1.0 in strengths else \
-            swap_image(img, translators[gender], faces=faces[:1], strength=1.0, tone=not args.no_tone)[0]
+            swap_image(img, translators[gender], faces=faces[:1], strength=1.0, tone=not args.no_tone, **turn)[0]
         print(f"| {name} | {gender}->{target} | {p_male(img)} | " + " | ".join(p_male(s) for s in swaps)
               + " | " + ", ".join(f"{v:.3f}" for v in ssim)
-              + f" | {skin_luma(img, eyes):.0f}, {skin_luma(at_1, eyes) - skin_luma(img, eyes):+.1f} |")
+              + f" | {skin_luma(img, eyes):.0f}, {skin_luma(at_1, eyes) - skin_luma(img, eyes):+.1f} | {fmt_turn(faces[0])} |")
         strip = img
         for s in swaps:
             strip = side_by_side(strip, s)
@@ -118,7 +133,7 @@ def main() -> None:
         for k in [float(v) for v in args.box_scale.split(",") if v]:
             x, y, w, h = faces[0].box
             face = dataclasses.replace(faces[0], box=(x + w / 2 - k * w / 2, y + h / 2 - k * h / 2, k * w, k * h))
-            swapped = swap_image(img, translators[gender], faces=[face], strength=1.0, tone=not args.no_tone)[0]
+            swapped = swap_image(img, translators[gender], faces=[face], strength=1.0, tone=not args.no_tone, **turn)[0]
             print(f"| {name}, box x{k:g} | {gender}->{target} | {p_male(img)} | {p_male(swapped)} |")
     print(f"\nstrips: {out}/*_strip.png; swap success needs P(male) < 0.5 for female targets, > 0.5 for male ones")
 

@@ -42,6 +42,8 @@ def test_a_generator_mismatch_is_refused_with_the_flags_to_use(tiny_world, tiny_
 
     with pytest.raises(ConfigError, match=r"ngf: 8 here, 4 in the release.*--ngf 4"):
         Trainer(tiny_config(tiny_world, tmp_path / "r", max_steps=1, ngf=8, init_from=str(tiny_release)))
+    with pytest.raises(ConfigError, match=r"train with the release's: --ngf 4 --residual false$"):
+        Trainer(tiny_config(tiny_world, tmp_path / "r", max_steps=1, ngf=8, residual=True, init_from=str(tiny_release)))
     # The discriminators and the crop size are the new run's own choice.
     Trainer(tiny_config(tiny_world, tmp_path / "ok", max_steps=1, ndf=8, crop_size=24, image_size=24,
                         load_size=28, init_from=str(tiny_release)))

@@ -29,10 +29,14 @@ NOT_GENERATOR = frozenset({"discriminator", "ndf", "d_layers", "d_scales", "d_no
 
 
 def generator_mismatch(ours: ModelConfig, theirs: ModelConfig) -> list[str]:
-    """``["n_blocks: 9 here, 6 in the release", ...]``: the generator options that differ."""
-    return [f"{f.name}: {getattr(ours, f.name)!r} here, {getattr(theirs, f.name)!r} in the release"
-            for f in dataclasses.fields(ModelConfig)
+    """The names of the generator options that differ between two model configs."""
+    return [f.name for f in dataclasses.fields(ModelConfig)
             if f.name not in NOT_GENERATOR and getattr(ours, f.name) != getattr(theirs, f.name)]
+
+
+def _flag(name: str, value) -> str:
+    value = str(value).lower() if isinstance(value, bool) else value
+    return f"--{name.replace('_', '-')} {value}"
 
 
 def check_release(model: ModelConfig, path: str) -> Path:
@@ -43,11 +47,12 @@ def check_release(model: ModelConfig, path: str) -> Path:
         theirs = load_release_config(release).model
     except CheckpointError as exc:
         raise ConfigError(f"--init-from: {exc}") from None
-    diff = generator_mismatch(model, theirs)
-    if diff:
-        flags = " ".join(f"--{d.split(':')[0].replace('_', '-')} {getattr(theirs, d.split(':')[0])}" for d in diff)
-        raise ConfigError(f"--init-from {path}: the generator options differ from the release's "
-                          f"({'; '.join(diff)}); train with the release's: {flags}")
+    names = generator_mismatch(model, theirs)
+    if names:
+        said = "; ".join(f"{n}: {getattr(model, n)!r} here, {getattr(theirs, n)!r} in the release" for n in names)
+        flags = " ".join(_flag(n, getattr(theirs, n)) for n in names)
+        raise ConfigError(f"--init-from {path}: the generator options differ from the release's ({said}); "
+                          f"train with the release's: {flags}")
     return release
 
 
