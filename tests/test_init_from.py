@@ -85,3 +85,22 @@ def test_builtin_names_the_shipped_gender_swap_model(tiny_world, tmp_path):
     set_field(cfg, "init_from", "builtin")
     with pytest.raises(ConfigError, match="--n-blocks 6"):
         build_trainer(cfg)
+
+
+def test_a_fine_tuned_release_carries_the_licence_of_its_source(tiny_world, tiny_release, tmp_path):
+    from cyclekit.release import release_info, update_release_info
+    from cyclekit.train.loop import Trainer
+
+    source = tmp_path / "source"
+    shutil.copytree(tiny_release / "model", source)
+    update_release_info(source, licence="CC BY 4.0: attribution required", attribution="Someone (2017)",
+                        data="a studio set")
+    run = tmp_path / "run"
+    Trainer(tiny_config(tiny_world, run, max_steps=2, init_from=str(source))).fit()
+    info = release_info(run)
+    assert info["licence"] == "CC BY 4.0: attribution required" and info["attribution"] == "Someone (2017)"
+    assert info["fine_tuned_from"] == {"data": "a studio set", "global_step": 4}
+    # resumed after the source is gone: still carried, from the run's own release
+    shutil.rmtree(source)
+    Trainer(tiny_config(tiny_world, run, max_steps=4, init_from=str(source)), resume=True).fit()
+    assert release_info(run)["attribution"] == "Someone (2017)" and release_info(run)["global_step"] == 4

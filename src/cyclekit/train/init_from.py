@@ -66,3 +66,29 @@ def load_pretrained_generators(nets: nn.Module, model: ModelConfig, path: str) -
     log.info("generators start from %s%s; discriminators, optimizers and pools start fresh",
              release, f" (trained {step:,} steps)" if isinstance(step, int) else "")
     return release
+
+
+# What a fine-tuned model keeps from the release it started from: weights made from licensed data
+# stay bound by that licence (the built-in model's photos are CC BY 4.0: attribution required).
+INHERITED = ("licence", "attribution")
+
+
+def inherited_info(source: str, run_dir: str) -> dict:
+    """The ``licence`` and ``attribution`` of the release a run is fine-tuned from, and what that
+    release was (``fine_tuned_from``: its data and steps), for the run's own releases. Read from
+    the source release or, on a resume after it was removed, from the run's last release."""
+    try:
+        src = release_info(source)
+    except CheckpointError:
+        try:
+            own = release_info(run_dir)
+        except CheckpointError:
+            log.warning("--init-from %s is gone and %s has no release yet: its licence and attribution "
+                        "are not carried into this run's release", source, run_dir)
+            return {}
+        return {k: own[k] for k in (*INHERITED, "fine_tuned_from") if k in own}
+    out = {k: src[k] for k in INHERITED if k in src}
+    base = {k: src[k] for k in ("data", "global_step") if k in src}
+    if base:
+        out["fine_tuned_from"] = base
+    return out

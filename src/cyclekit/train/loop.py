@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -30,6 +28,8 @@ from cyclekit.errors import ConfigError, DataError, OutputError
 from cyclekit.io.files import remove_stale_temps
 from cyclekit.release import RELEASE_DIR
 from cyclekit.train.hooks import StepHook, StepView
+from cyclekit.train.init_from import inherited_info
+from cyclekit.train.signals import StopSignals, TrainingInterrupted  # noqa: F401 (commands import it from here)
 from cyclekit.train.objective import CycleGAN
 from cyclekit.train.parallel import ddp
 from cyclekit.train.rundir import RunLog, check_test_headers, sample_tensors, write_samples
@@ -38,40 +38,8 @@ from cyclekit.train.state import FORMAT, STATE_FILE, load_training_state, rng_st
 log = logging.getLogger(__name__)
 
 
-class TrainingInterrupted(Exception):
-    """Raised after a clean stop on SIGINT/SIGTERM; the checkpoint is saved."""
-
-    def __init__(self, run_dir: Path, step: int, command: Optional[str] = None) -> None:
-        command = command or f"cyclekit train --resume {run_dir}"
-        super().__init__(f"training stopped at step {step}; checkpoint saved. Continue with: {command}")
-
-
-class StopSignals:
-    """SIGINT/SIGTERM ask the loop to stop after the current step and save a checkpoint."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    @contextmanager
-    def installed(self):
-        old = {}
-
-        def handler(signum, frame):
-            if self.requested:  # second signal: give up immediately
-                raise KeyboardInterrupt
-            self.requested = True
-            log.warning("stop requested: finishing this step and saving a checkpoint")
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                old[sig] = signal.signal(sig, handler)
-            except ValueError:  # not in the main thread
-                pass
-        try:
-            yield self
-        finally:
-            for sig, h in old.items():
-                signal.signal(sig, h)
+def _no_init_from(_release: str) -> None:
+    raise ConfigError("--init-from is only for cyclekit train (CycleGAN); leave it empty")
 
 
 class Trainer:
@@ -88,6 +56,8 @@ class Trainer:
         t = cfg.train
         self.cfg, self.run_dir, self.resume, self.hooks = cfg, Path(t.run_dir), resume, list(hooks)
         self.release_info = dict(release_info or {})  # written into every release's metadata
+        if t.init_from:  # a fine-tuned model keeps its source's licence and attribution
+            self.release_info = {**inherited_info(t.init_from, t.run_dir), **self.release_info}
         runtime.set_threads(t.threads)
         self.dist = ddp.setup(t.device, t.dist_timeout)  # world size 1 outside torchrun
         self.is_main = self.dist.is_main  # only rank 0 writes files, logs metrics, shows progress
@@ -113,10 +83,8 @@ class Trainer:
             if t.sample_every_epochs:
                 self._samples = sample_tensors(cfg, n=4)
         self.objective = objective(cfg, self.device, self.dist, self.steps_per_epoch)
-        if t.init_from and not resume:  # a resume restores the generators from its own checkpoint
-            if not hasattr(self.objective, "start_from"):
-                raise ConfigError(f"--init-from is not supported by {self.objective.name}; leave it empty")
-            self.objective.start_from(t.init_from)  # every rank reads the same file
+        if t.init_from and not resume:  # every rank reads the same file; a resume reads its checkpoint
+            getattr(self.objective, "start_from", _no_init_from)(t.init_from)
         self.epoch = 0  # current epoch (0-based)
         self.step_in_epoch = 0  # iterations done in the current epoch
         self.global_step = 0  # iterations done in total

@@ -1,0 +1,46 @@
+"""Stopping a run cleanly: SIGINT/SIGTERM finish the current step, save, and say how to resume."""
+from __future__ import annotations
+
+import logging
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+log = logging.getLogger("cyclekit.train.loop")
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a clean stop on SIGINT/SIGTERM; the checkpoint is saved."""
+
+    def __init__(self, run_dir: Path, step: int, command: Optional[str] = None) -> None:
+        command = command or f"cyclekit train --resume {run_dir}"
+        super().__init__(f"training stopped at step {step}; checkpoint saved. Continue with: {command}")
+
+
+class StopSignals:
+    """SIGINT/SIGTERM ask the loop to stop after the current step and save a checkpoint."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    @contextmanager
+    def installed(self):
+        old = {}
+
+        def handler(signum, frame):
+            if self.requested:  # second signal: give up immediately
+                raise KeyboardInterrupt
+            self.requested = True
+            log.warning("stop requested: finishing this step and saving a checkpoint")
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                old[sig] = signal.signal(sig, handler)
+            except ValueError:  # not in the main thread
+                pass
+        try:
+            yield self
+        finally:
+            for sig, h in old.items():
+                signal.signal(sig, h)
