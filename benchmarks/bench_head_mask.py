@@ -1,6 +1,8 @@
 """What the head mask costs per face: GrabCut on the face crop itself (``head_mask``, the code before
 session 25) against GrabCut on a wider crop of the photo mapped back (``photo_head_mask``, what
-``swap``, the video path and the training crops use now), on the London photos in one run.
+``swap``, the video path and the training crops use now), on the London photos in one run, and
+a swap's pair since session 26: the mask it pastes through and the one (``skull=True``) it shows
+the model the head through.
 
 The narrow side includes the crop's warp (the swap had it anyway); the wide side warps its own
 wider crop. Median of ``--rounds`` passes over ``--limit`` photos, each mask once per pass.
@@ -45,7 +47,9 @@ def main() -> None:
         if faces:
             items.append((img, crop_transform(faces[0], params)))
     ways = {"crop + head_mask": lambda img, t: head_mask(warp_crop(img, t), params.margin),
-            "photo_head_mask": lambda img, t: photo_head_mask(img, t, params.margin)}
+            "photo_head_mask": lambda img, t: photo_head_mask(img, t, params.margin),
+            "pasted + seen masks": lambda img, t: (photo_head_mask(img, t, params.margin),
+                                                   photo_head_mask(img, t, params.margin, skull=True))}
     times: dict = {k: [] for k in ways}
     for r in range(args.rounds + 1):  # the first pass warms up
         for name, fn in ways.items():
@@ -54,10 +58,12 @@ def main() -> None:
                 fn(img, t)
             if r:
                 times[name].append((time.perf_counter() - t0) / len(items) * 1000.0)
-    narrow, wide = (float(np.median(times[k])) for k in ways)
+    narrow, wide, both = (float(np.median(times[k])) for k in ways)
     print(f"Machine: {machine()}")
     print(f"{len(items)} London faces (512 px photos), {args.size} px crops, median of {args.rounds} passes")
     print(f"crop + head_mask {narrow:.1f} ms per face, photo_head_mask {wide:.1f} ms per face: {wide / narrow:.2f}x")
+    print(f"a swap's two masks (pasted, and seen with skull=True) {both:.1f} ms per face: {both / narrow:.2f}x "
+          "the crop's own mask")
 
 
 if __name__ == "__main__":

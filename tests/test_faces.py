@@ -579,3 +579,35 @@ def test_photo_head_mask_keeps_hair_that_reaches_the_crops_edge():
     wall = warp_crop(np.repeat(~(hair | face)[..., None], 3, 2).astype(np.float32), t)[..., 0] > 0.99
     wall[100:] = False  # above the shirt
     assert (wide[wall] < 0.5).mean() > 0.9  # the wall stays background
+
+
+def test_the_mask_a_model_sees_through_keeps_hair_as_dark_as_the_room():
+    """Dark hair in front of a dark bookcase: GrabCut gives the hair to the background, and a model
+    shown that head on its backdrop sees it bald. The mask it is shown through (skull=True) keeps
+    the top of the head; the mask the swap pastes through does not (the model's change to hair it
+    cannot tell from the room is not pasted), and both keep a pale wall as background."""
+    from cyclekit.faces.detect import Face
+    from cyclekit.faces.params import FaceParams
+    from cyclekit.faces.segment import photo_head_mask
+
+    yy, xx = np.mgrid[:400, :400].astype(np.float32)
+    rng = np.random.default_rng(0)
+    img = np.empty((400, 400, 3), np.float32)
+    img[:] = [0.62, 0.70, 0.80]  # a pale wall on the left and right
+    room = np.abs(xx - 200) < 76  # a dark bookcase behind the head, a wall at the sides
+    img[room] = [0.20, 0.14, 0.10]
+    img += rng.normal(0.0, 0.03, img.shape).astype(np.float32)
+    hair = ((xx - 200) / 70) ** 2 + ((yy - 190) / 70) ** 2 < 1.0
+    img[hair] = [0.22, 0.15, 0.10]  # as dark as the bookcase
+    face = ((xx - 200) / 45) ** 2 + ((yy - 228) / 58) ** 2 < 1.0
+    img[face] = [0.85, 0.65, 0.55]
+    params = FaceParams(size=128)
+    t = crop_transform(Face(box=(150.0, 170.0, 100.0, 100.0)), params)
+    in_crop = lambda m: warp_crop(np.repeat(m[..., None], 3, 2).astype(np.float32), t)[..., 0] > 0.99  # noqa: E731
+    top = in_crop(hair & ~face & (yy > 145) & (yy < 175) & (np.abs(xx - 200) < 35))  # hair just above the brows
+    pasted = photo_head_mask(img, t, params.margin)
+    seen = photo_head_mask(img, t, params.margin, skull=True)
+    assert (seen[top] > 0.5).mean() > 0.9
+    assert (seen[top] > 0.5).mean() > (pasted[top] > 0.5).mean() + 0.3
+    wall = in_crop(~room)
+    assert wall.any() and (seen[wall] < 0.5).mean() > 0.9 and (pasted[wall] < 0.5).mean() > 0.9

@@ -180,7 +180,8 @@ def swap_image(
     detector: Optional[FaceDetector] = None, all_faces: bool = False, blend: str = "feather",
     detail: bool = True, feather: float = 0.15, mask: str = "head", overlays: Sequence = (), match: bool = True,
     faces: Optional[list[Face]] = None, transforms: Optional[list[CropTransform]] = None,
-    subjects: Optional[Sequence[np.ndarray]] = None, strength: Optional[float] = None, guard: bool = True,
+    subjects: Optional[Sequence[np.ndarray]] = None, views: Optional[Sequence[np.ndarray]] = None,
+    strength: Optional[float] = None, guard: bool = True,
     guard_memory: Optional[list] = None, tone: bool = True, max_turn: float = MAX_TURN,
 ) -> tuple[np.ndarray, SwapInfo]:
     """Swap the dominant face (or ``all_faces``) of ``image`` (HxWx3 uint8, or float in [0, 1]).
@@ -188,7 +189,9 @@ def swap_image(
     Returns ``(result, info)``; ``result`` has the input's dtype and shape, and equals the input
     exactly wherever ``info.mask`` is False. ``faces`` (detections) or ``transforms`` (crops, as
     the video path gives after temporal smoothing) skip the detector; ``subjects`` (one head mask
-    per transform, the video path's smoothed ones) replace the head masks of ``mask="head"``.
+    per transform, the video path's smoothed ones) replace the head masks of ``mask="head"``, and
+    ``views`` the masks the model is shown each head through on its backdrop (which take the top of
+    the head for head whatever its colours; :func:`~cyclekit.faces.segment.head_mask`'s ``skull``).
     ``strength`` scales the pasted change: 1 is the model's swap, 0.5 half of it, 1.5 more; by
     default the strength the model's release recommends (:func:`recommended_strength`), else 1.
     ``guard`` (with the head mask and a model trained on a backdrop) keeps the photo's own pixels
@@ -250,8 +253,10 @@ def swap_image(
     seen = [m.apply(c) for m, c in zip(moves, crops)] if moves else crops
     backdrop = recommended_backdrop(translator) if mask == "head" else None
     if backdrop is not None:  # the model sees the head on its training backdrop; only the head is pasted
-        crops = [on_backdrop(c, s, backdrop, params.margin) for c, s in zip(crops, subjects)]
-        seen = crops if skin is None else [on_backdrop(c, s, backdrop, params.margin) for c, s in zip(seen, subjects)]
+        if views is None:
+            views = [photo_head_mask(src, t, params.margin, skull=True) for t in transforms]
+        crops = [on_backdrop(c, v, backdrop, params.margin) for c, v in zip(crops, views)]
+        seen = crops if skin is None else [on_backdrop(c, v, backdrop, params.margin) for c, v in zip(seen, views)]
     new = translate_crops(translator, seen)
     if guard and backdrop is not None:  # no backdrop paint over the jaw (backdrop_guard)
         guards = [backdrop_guard(c, g, backdrop) for c, g in zip(seen, new)]

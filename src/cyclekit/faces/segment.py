@@ -25,13 +25,19 @@ WORK_SIZE = 64  # GrabCut runs on a copy this big (its cost grows with the pixel
 ITERATIONS = 4
 
 
-def head_mask(crop: np.ndarray, margin: float, soft: float = 0.02, work: int = WORK_SIZE) -> np.ndarray:
+def head_mask(crop: np.ndarray, margin: float, soft: float = 0.02, work: int = WORK_SIZE,
+              skull: bool = False) -> np.ndarray:
     """Float32 ``size x size`` mask of the head in a face crop (1 head, 0 background).
 
     ``crop``: ``size x size x 3`` RGB, uint8 or float in [0, 1], made with ``margin`` (FaceParams).
     ``soft``: width of the edge ramp as a fraction of the crop side (a Gaussian blur), so the
     change fades over a few pixels where hair meets background instead of stopping at a hard line.
     ``work``: the side GrabCut runs at. In a photo, :func:`photo_head_mask` is the better choice.
+    ``skull``: take the top of the head (brows to crown) for head whatever its colours: the mask a
+    model *sees* a crop through (:func:`on_backdrop`), so it is shown the hair it learnt from even
+    where the room behind is as dark as the hair. Without it, hair counts only where its colours
+    set it apart from the background: the mask a swap *pastes* through, so a model's change to
+    hair it could not tell from the room is not pasted (out of the studio it is blotchy).
     """
     from cyclekit.faces.detect import as_uint8_rgb
 
@@ -40,7 +46,7 @@ def head_mask(crop: np.ndarray, margin: float, soft: float = 0.02, work: int = W
     size = img.shape[0]
     n = min(size, work)
     small = cv2.resize(img, (n, n), interpolation=cv2.INTER_AREA) if n != size else img
-    seeds = _seeds(n, margin)
+    seeds = _seeds(n, margin, skull)
     prior = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
     sure_face = float((seeds == cv2.GC_FGD).sum())
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
@@ -53,7 +59,7 @@ def head_mask(crop: np.ndarray, margin: float, soft: float = 0.02, work: int = W
     except cv2.error:  # a degenerate crop: fall back to the seeded head ellipse
         head = prior
     head = _largest_component(head, cv2)
-    if head.sum() < 1.2 * sure_face:
+    if not skull and head.sum() < 1.2 * sure_face:
         # GrabCut kept little more than the sure face (a flat or low-contrast crop, hair the colour
         # of the backdrop): losing the hair and forehead would be worse than a little backdrop.
         # (Not sooner: a short-haired head is half the prior, and the prior's backdrop in front of
@@ -68,7 +74,7 @@ def head_mask(crop: np.ndarray, margin: float, soft: float = 0.02, work: int = W
 WIDE_MARGIN = 0.8  # photo_head_mask's crop: the detector box widened by this much per side
 
 
-def photo_head_mask(image: np.ndarray, t, margin: float, soft: float = 0.02) -> np.ndarray:
+def photo_head_mask(image: np.ndarray, t, margin: float, soft: float = 0.02, skull: bool = False) -> np.ndarray:
     """:func:`head_mask` of the face crop ``t`` (a :class:`~cyclekit.faces.align.CropTransform`
     made with ``margin``) of ``image``, found on a wider crop of the same face.
 
@@ -86,7 +92,7 @@ def photo_head_mask(image: np.ndarray, t, margin: float, soft: float = 0.02) -> 
     n = int(round(min(t.size, WORK_SIZE) * (1.0 + 2.0 * wide_margin) / (1.0 + 2.0 * margin)))
     box = t.box or t.side / (1.0 + 2.0 * margin)
     wide = CropTransform(center=t.center, side=box * (1.0 + 2.0 * wide_margin), angle=t.angle, size=n, box=box)
-    mask = head_mask(warp_crop(image, wide), wide_margin, soft=0.0, work=n)
+    mask = head_mask(warp_crop(image, wide), wide_margin, soft=0.0, work=n, skull=skull)
     # wide crop pixel -> photo -> crop pixel
     a, b = t.matrix[:, :2] @ wide.inverse[:, :2], t.matrix[:, :2] @ wide.inverse[:, 2] + t.matrix[:, 2]
     out = cv2.warpAffine(mask, np.hstack([a, b[:, None]]), (t.size, t.size), flags=cv2.INTER_LINEAR,
@@ -173,8 +179,9 @@ def temporal_blend(previous: list, fresh: list) -> list:
             for p, f in zip(previous, fresh)]
 
 
-def _seeds(n: int, margin: float) -> np.ndarray:
-    """GrabCut's initial labels: background ring, probable background, probable head, sure face."""
+def _seeds(n: int, margin: float, skull: bool = False) -> np.ndarray:
+    """GrabCut's initial labels: background ring, probable background, probable head (face and
+    hair), sure face (and with ``skull`` the sure top of the head)."""
     cv2 = require("cv2", "faces", "the head mask")
     box = n / (1.0 + 2.0 * margin)  # the detector box side in crop pixels
     c = (n - 1) / 2.0
@@ -183,7 +190,10 @@ def _seeds(n: int, margin: float) -> np.ndarray:
     head = ((xx - c) / (0.75 * box)) ** 2 + ((yy - (c - 0.1 * box)) / (0.85 * box)) ** 2 < 1.0  # face + hair
     seeds[head] = cv2.GC_PR_FGD
     face = ((xx - c) / (0.38 * box)) ** 2 + ((yy - (c + 0.05 * box)) / (0.5 * box)) ** 2 < 1.0  # eyes to mouth
-    seeds[face] = cv2.GC_FGD
+    # with skull: the top of the head too, brows to crown (hair or scalp in any head the eye line
+    # aligns), which GrabCut otherwise gives to a background as dark as the hair
+    top = ((xx - c) / (0.45 * box)) ** 2 + ((yy - (c - 0.2 * box)) / (0.6 * box)) ** 2 < 1.0
+    seeds[face | top if skull else face] = cv2.GC_FGD
     ring = max(1, round(0.03 * n))
     seeds[:ring, :] = seeds[-ring:, :] = cv2.GC_BGD
     seeds[:, :ring] = seeds[:, -ring:] = cv2.GC_BGD

@@ -268,7 +268,7 @@ def swap_video(
         writer = VideoWriter(tmp_video, (w, h), fps, crf)
         cmp_writer = VideoWriter(tmp_cmp, (2 * w + 4, h), fps, crf) if compare else None
         _, frames = read_frames(src)
-        heads: dict = {}  # face track -> its head mask in the last frame, smoothed over time
+        heads: dict = {}  # face track -> its head masks (pasted, seen) in the last frame, smoothed over time
         guards: dict = {}  # face track -> its backdrop guard there (swap_image blends them)
         try:
             for i, frame in enumerate(tqdm(frames, total=len(plan), disable=not progress, unit="frame", desc="swap")):
@@ -277,10 +277,12 @@ def swap_video(
                 if crops:
                     memory: list = [guards.get(t.track) for t in crops]  # updated by swap_image
                     if swap_kwargs.get("mask", "head") == "head":
-                        fresh = [photo_head_mask(frame, t, params.margin) for t in crops]
-                        swap_kwargs["subjects"] = temporal_blend([heads.get(t.track) for t in crops], fresh)
+                        for k, (key, skull) in enumerate((("subjects", False), ("views", True))):
+                            fresh = [photo_head_mask(frame, t, params.margin, skull=skull) for t in crops]
+                            swap_kwargs[key] = temporal_blend([heads.get((t.track, k)) for t in crops], fresh)
                         swap_kwargs["guard_memory"] = memory
-                        heads = {t.track: m for t, m in zip(crops, swap_kwargs["subjects"])}
+                        heads = {(t.track, k): m for k, key in enumerate(("subjects", "views"))
+                                 for t, m in zip(crops, swap_kwargs[key])}
                     out, _ = swap_image(frame, translator, params=params, transforms=crops, **swap_kwargs)
                     # a face absent from this frame starts afresh when it comes back
                     guards = {t.track: g for t, g in zip(crops, memory) if g is not None}
