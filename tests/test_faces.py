@@ -262,28 +262,38 @@ def test_turn_measures_the_nose_off_the_eye_line():
     from cyclekit.faces.detect import turn
 
     eyes = np.array([[40.0, 50.0], [60.0, 50.0]])
-    assert turn(Face(box=(30, 30, 40, 40), eyes=eyes, landmarks={"nose": [50.0, 62.0]})) == pytest.approx(0.0)
-    assert turn(Face(box=(30, 30, 40, 40), eyes=eyes, landmarks={"nose": [45.0, 62.0]})) == pytest.approx(0.25)
+    dlib = dict(box=(30, 30, 40, 40), source="dlib")
+    assert turn(Face(eyes=eyes, landmarks={"nose": [50.0, 62.0]}, **dlib)) == pytest.approx(0.0)
+    assert turn(Face(eyes=eyes, landmarks={"nose": [45.0, 62.0]}, **dlib)) == pytest.approx(0.25)
     # a tilted head turned the same way measures the same: the offset is along the eye line
     c, s_ = np.cos(np.radians(20)), np.sin(np.radians(20))
     rot = lambda p: [50 + c * (p[0] - 50) - s_ * (p[1] - 50), 50 + s_ * (p[0] - 50) + c * (p[1] - 50)]  # noqa: E731
-    tilted = Face(box=(30, 30, 40, 40), eyes=np.array([rot(e) for e in eyes]), landmarks={"nose": rot([45.0, 62.0])})
+    tilted = Face(eyes=np.array([rot(e) for e in eyes]), landmarks={"nose": rot([45.0, 62.0])}, **dlib)
     assert turn(tilted) == pytest.approx(0.25)
-    assert turn(Face(box=(30, 30, 40, 40), eyes=eyes)) is None  # Haar: no nose, no measure
+    assert turn(Face(box=(30, 30, 40, 40), eyes=eyes, source="dlib")) is None  # no nose, no measure
+    # MediaPipe's nose is the tip, not dlib's base: another scale, not measured
+    assert turn(Face(box=(30, 30, 40, 40), eyes=eyes, landmarks={"nose": [45.0, 62.0]}, source="mediapipe")) is None
 
 
 def test_a_face_turned_to_the_side_is_left_unchanged(photo, detector):
     face = detector.detect(photo)[0]
     (lx, ly), (rx, ry) = face.eyes
-    side = Face(box=face.box, eyes=face.eyes, landmarks={"nose": [(lx + rx) / 2 + 0.4 * (rx - lx), ly + 30]})
+    side = Face(box=face.box, eyes=face.eyes, landmarks={"nose": [(lx + rx) / 2 + 0.4 * (rx - lx), ly + 30]},
+                source="dlib")
     out, info = swap_image(photo, swap_rb(), faces=[side])
     assert np.array_equal(out, photo)
     assert info.faces[0].status == "turned" and "turned too far" in info.message and "--max-turn 0" in info.message
     out, info = swap_image(photo, swap_rb(), faces=[side], max_turn=0)  # 0: no limit
     assert info.swapped == 1 and not np.array_equal(out, photo)
-    # with all faces, a turned one is counted and the others are swapped
+    # with all faces, a turned one is named and the others are swapped
     out, info = swap_image(photo, swap_rb(), faces=[face, side], all_faces=True)
-    assert info.swapped == 1 and "1 turned, left unchanged" in info.message
+    assert info.swapped == 1 and "face turned too far" in info.message and "left unchanged" in info.message
+    # every face skipped, for different reasons: both named
+    small = Face(box=(0.0, 0.0, 20.0, 20.0), eyes=None)
+    out, info = swap_image(photo, swap_rb(), faces=[side, small], all_faces=True)
+    assert np.array_equal(out, photo) and "too small" in info.message and "turned too far" in info.message
+    with pytest.raises(ConfigError, match="--max-turn must be 0"):
+        swap_image(photo, swap_rb(), faces=[face], max_turn=-1)
 
 
 def test_dominant_face_or_all_faces(photo, detector):

@@ -71,7 +71,7 @@ def test_builtin_names_the_shipped_gender_swap_model(tiny_world, tmp_path):
     from cyclekit.commands.train import build_trainer
     from cyclekit.commands._config_args import load_preset
     from cyclekit.config import set_field
-    from cyclekit.faces.evaluate_swap import builtin_model
+    from cyclekit.release import builtin_model
 
     cfg = load_preset("fast")
     for k, v in dict(dataroot=str(tiny_world), run_dir=str(tmp_path / "ft"), n_blocks=6, max_steps=1,
@@ -79,8 +79,9 @@ def test_builtin_names_the_shipped_gender_swap_model(tiny_world, tmp_path):
                      batch_size=2, half_res_warmup="0").items():
         set_field(cfg, k, v)
     trainer = build_trainer(cfg)
-    assert trainer.cfg.train.init_from == str(builtin_model())
+    assert trainer.cfg.train.init_from == "builtin"  # the word stays in the run's config: portable
     _generators_equal(trainer, builtin_model())
+    assert trainer.release_info["attribution"].startswith("DeBruine")  # CC BY 4.0 photos: carried
     set_field(cfg, "n_blocks", 2)
     set_field(cfg, "init_from", "builtin")
     with pytest.raises(ConfigError, match="--n-blocks 6"):

@@ -152,7 +152,7 @@ class TrainConfig:
     cycle_noise: float = 0.0  # std of Gaussian noise added to a translation before its cycle back (0 = off, the paper)
     diff_augment: str = "none"  # differentiable augmentation of every discriminator input: none (paper) | translation | cutout | translation_cutout
     lambda_nce: float = 0.0  # weight of CUT's patchwise contrastive loss per direction (0 = off, the paper), see train/nce.py
-    init_from: str = ""  # a release (or run dir) whose two generators a new run starts from, to fine-tune; the discriminators start fresh ("" = random weights; cyclekit train also takes "builtin": the gender-swap model), see train/init_from.py
+    init_from: str = ""  # a release (or run dir) whose two generators a new run starts from, to fine-tune; the discriminators start fresh ("" = random weights; "builtin" = the gender-swap model the package ships), see train/init_from.py
     half_res_warmup: str = "0"  # share of a --lr-step-unit time budget trained on half-size images (2x2 means) before the full size: a number in [0, 1) (0 = off) or auto (0.25 where training runs in fp32, 0 under bf16/fp16 autocast), see train/schedule.py
 
 

@@ -96,6 +96,19 @@ def info_domains(info: dict) -> Optional[tuple[str, str]]:
     return None
 
 
+# The gender-swap model the package ships (domain A male, B female): `cyclekit swap`'s default
+# model and what `cyclekit train --init-from builtin` fine-tunes.
+BUILTIN_MODEL = Path(__file__).resolve().parent / "faces" / "models" / "genderswap"
+
+
+def builtin_model() -> Path:
+    """The release folder of the built-in gender-swap model (domain A male, B female)."""
+    if not (BUILTIN_MODEL / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"the built-in gender-swap model is missing from {BUILTIN_MODEL}; reinstall cyclekit "
+                              "or pass --model RUN_DIR")
+    return BUILTIN_MODEL
+
+
 def resolve_release(path: Union[str, Path]) -> Path:
     """Find the release folder from a run dir, a release dir, or a ``model.safetensors`` path."""
     path = Path(path)

@@ -84,8 +84,7 @@ def refuse_existing_run(run_dir) -> None:
 
 
 def build_trainer(cfg, resume: bool = False, main_rank: bool = True):
-    """The Trainer ``cyclekit train`` runs: ``--init-from builtin`` resolved to the shipped
-    gender-swap model and checked, the margin of ``data faces`` crops copied into the model config
+    """The Trainer ``cyclekit train`` runs: ``--init-from`` checked, the margin of ``data faces`` crops copied into the model config
     (so it travels with the release), what else their ``faces.json`` records for ``swap``
     (tone, backdrop, detector) in the release's metadata and, with ``--val-every``, the validator
     as an after-step hook on rank 0. Training itself knows nothing of faces or metrics."""
@@ -94,10 +93,6 @@ def build_trainer(cfg, resume: bool = False, main_rank: bool = True):
     from cyclekit.train.loop import Trainer
 
     cfg.validate()
-    if cfg.train.init_from == "builtin":  # fine-tune the gender-swap model the package ships
-        from cyclekit.faces.evaluate_swap import builtin_model
-
-        cfg.train.init_from = str(builtin_model())
     apply_dataset_face_params(cfg)
     if cfg.train.init_from and not resume:  # refused before the data is read, not after
         from cyclekit.train.init_from import check_release

@@ -148,11 +148,12 @@ def implausible(face: Face) -> Optional[str]:
 
 
 def turn(face: Face) -> Optional[float]:
-    """How far the face is turned to the side: the nose's offset along the eye line from the eye
-    midpoint, in eye distances (0 facing the camera; about 0.25 at a quarter turn, 0.5 near profile),
-    or None without eyes and a nose (Haar gives no nose)."""
+    """How far the face is turned to the side: the base of the nose's offset along the eye line
+    from the eye midpoint, in eye distances (0 facing the camera, growing as the head turns: the
+    London photos reach 0.11, a near profile 0.5). None without dlib's five points: Haar gives no
+    nose, and MediaPipe's is the tip, which stands further out and would read larger."""
     nose = face.landmarks.get("nose")
-    if face.eyes is None or nose is None:
+    if face.eyes is None or nose is None or face.source != "dlib":
         return None
     mid, dist, tilt = _face_frame(face)
     nx, ny = np.asarray(nose, float) - mid

@@ -28,6 +28,7 @@ import numpy as np
 
 from cyclekit.errors import DataError
 from cyclekit.faces.params import FaceParams, write_faces_json
+from cyclekit.release import BUILTIN_MODEL, builtin_model  # noqa: F401 (the swap's default model, re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +37,6 @@ PathLike = Union[str, Path]
 DOMAINS = ("male", "female")
 LONDON_ATTRIBUTION = ("DeBruine, L., & Jones, B. (2017). Face Research Lab London Set (Version 5). figshare. "
                       "https://doi.org/10.6084/m9.figshare.5047666.v5 - licensed under CC BY 4.0.")
-
-
-BUILTIN_MODEL = Path(__file__).resolve().parent / "models" / "genderswap"
-
-
-def builtin_model() -> Path:
-    """The release folder of the built-in gender-swap model (domain A male, B female)."""
-    from cyclekit.errors import CheckpointError
-
-    if not (BUILTIN_MODEL / "model.safetensors").is_file():
-        raise CheckpointError(f"the built-in gender-swap model is missing from {BUILTIN_MODEL}; reinstall cyclekit "
-                              "or pass --model RUN_DIR")
-    return BUILTIN_MODEL
 
 
 @dataclass

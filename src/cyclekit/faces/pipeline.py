@@ -208,6 +208,8 @@ def swap_image(
     if mask not in CHOICES["mask"]:
         raise ConfigError(f"--mask: {mask!r} is not one of {', '.join(CHOICES['mask'])}")
     strength = check_strength(recommended_strength(translator) if strength is None else strength)
+    if not max_turn >= 0:
+        raise ConfigError(f"--max-turn must be 0 (no limit) or more, got {max_turn}")
     src, dtype = _as_float(image)
     params = params or face_params_for(translator)
     info = SwapInfo()
@@ -225,17 +227,13 @@ def swap_image(
             if face.side < params.min_face:
                 info.faces.append(FaceResult(face, None, "too small"))
                 continue
-            if max_turn and (turn(face) or 0.0) > max_turn:
+            if max_turn and (sideways := turn(face)) is not None and sideways > max_turn:
                 info.faces.append(FaceResult(face, None, "turned"))
                 continue
             transforms.append(crop_transform(face, params))
             info.faces.append(FaceResult(face, transforms[-1], "swapped"))
         if not transforms:
-            first = chosen[0]
-            info.message = (f"face too small ({first.side:.0f} px < --min-face {params.min_face})"
-                            if info.faces[0].status == "too small" else
-                            f"face turned too far to the side ({turn(first):.2f} eye distances > --max-turn "
-                            f"{max_turn:g}; --max-turn 0 swaps it anyway)") + "; the image is returned unchanged"
+            info.message = f"{_skipped(info, params, max_turn)}; the image is returned unchanged"
             log.info(info.message)
             return np.array(image, copy=True), info
     else:
@@ -255,6 +253,7 @@ def swap_image(
     if backdrop is not None:  # the model sees the head on its training backdrop; only the head is pasted
         if views is None:
             views = [photo_head_mask(src, t, params.margin, skull=True) for t in transforms]
+        views = [np.maximum(v, h) for v, h in zip(views, subjects)]  # the model sees all it pastes
         crops = [on_backdrop(c, v, backdrop, params.margin) for c, v in zip(crops, views)]
         seen = crops if skin is None else [on_backdrop(c, v, backdrop, params.margin) for c, v in zip(seen, views)]
     new = translate_crops(translator, seen)
@@ -291,10 +290,26 @@ def swap_image(
     info.rim_change = roi_rim or 0.0
     n = len(swapped)
     info.message = f"swapped {n} face{'s' if n != 1 else ''}"
-    skipped = [f"{k} {reason}" for reason in ("too small", "turned") if (k := sum(r.status == reason for r in info.faces))]
-    if skipped:
-        info.message += f" ({', '.join(skipped)}, left unchanged)"
+    if len(info.faces) > n:
+        info.message += f"; {_skipped(info, params, max_turn)}, left unchanged"
     return _restore(out, src, image, changed, dtype), info
+
+
+def _skipped(info: SwapInfo, params: FaceParams, max_turn: float) -> str:
+    """Why faces were left unchanged, one clause: "face too small (31 px < --min-face 40)", or
+    counted when there are several ("2 faces too small, 1 turned too far to the side ...")."""
+    small = [r.face for r in info.faces if r.status == "too small"]
+    turned = [r.face for r in info.faces if r.status == "turned"]
+    parts = []
+    if small:
+        parts.append(f"face too small ({small[0].side:.0f} px < --min-face {params.min_face})" if len(small) == 1
+                     else f"{len(small)} faces smaller than --min-face {params.min_face} px")
+    if turned:
+        hint = "cyclekit swap --max-turn 0 swaps it anyway" if len(turned) == 1 else "--max-turn 0 swaps them anyway"
+        parts.append(f"face turned too far to the side ({turn(turned[0]):.2f} eye distances > --max-turn "
+                     f"{max_turn:g}; {hint})" if len(turned) == 1
+                     else f"{len(turned)} faces turned further than --max-turn {max_turn:g} ({hint})")
+    return ", ".join(parts)
 
 
 # A photo whose channels differ by at most this much everywhere is black and white (JPEG's chroma noise included).

@@ -29,7 +29,7 @@ from cyclekit.faces.align import CropTransform, warp_crop
 from cyclekit.faces.detect import Face, FaceDetector
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import FaceParams
-from cyclekit.faces.pipeline import side_by_side, swap_image
+from cyclekit.faces.pipeline import recommended_backdrop, side_by_side, swap_image
 from cyclekit.faces.segment import photo_head_mask, temporal_blend
 
 log = logging.getLogger(__name__)
@@ -268,7 +268,8 @@ def swap_video(
         writer = VideoWriter(tmp_video, (w, h), fps, crf)
         cmp_writer = VideoWriter(tmp_cmp, (2 * w + 4, h), fps, crf) if compare else None
         _, frames = read_frames(src)
-        heads: dict = {}  # face track -> its head masks (pasted, seen) in the last frame, smoothed over time
+        heads: dict = {}  # (face track, kind) -> its head masks (pasted, seen) in the last frame, smoothed over time
+        seen_masks = recommended_backdrop(translator) is not None  # the model sees heads on its backdrop
         guards: dict = {}  # face track -> its backdrop guard there (swap_image blends them)
         try:
             for i, frame in enumerate(tqdm(frames, total=len(plan), disable=not progress, unit="frame", desc="swap")):
@@ -277,11 +278,12 @@ def swap_video(
                 if crops:
                     memory: list = [guards.get(t.track) for t in crops]  # updated by swap_image
                     if swap_kwargs.get("mask", "head") == "head":
-                        for k, (key, skull) in enumerate((("subjects", False), ("views", True))):
+                        kinds = (("subjects", False), ("views", True)) if seen_masks else (("subjects", False),)
+                        for k, (key, skull) in enumerate(kinds):
                             fresh = [photo_head_mask(frame, t, params.margin, skull=skull) for t in crops]
                             swap_kwargs[key] = temporal_blend([heads.get((t.track, k)) for t in crops], fresh)
                         swap_kwargs["guard_memory"] = memory
-                        heads = {(t.track, k): m for k, key in enumerate(("subjects", "views"))
+                        heads = {(t.track, k): m for k, (key, _) in enumerate(kinds)
                                  for t, m in zip(crops, swap_kwargs[key])}
                     out, _ = swap_image(frame, translator, params=params, transforms=crops, **swap_kwargs)
                     # a face absent from this frame starts afresh when it comes back

@@ -129,6 +129,7 @@ def student_config(teacher_cfg: Config, dc: DistillConfig) -> Config:
         n_epochs=dc.steps, n_epochs_decay=0,  # the run ends at --steps (an epoch has at least one step)
         sample_every_epochs=0, val_every=0, compile=False, cuda_graphs=False, channels_last=False,
         half_res_warmup="0",  # a step schedule: the teacher's time-budget warm-up does not apply
+        init_from="",  # the student starts from its own weights, not the teacher's starting point
     )
     return cfg.validate()
 
@@ -298,7 +299,7 @@ class Distillation:
         save_release(out_dir, self.cfg, *self.generators, meta=meta)
 
 
-CARRIED_TO_STUDENT = ("face_backdrop", "face_tone", "face_detector")
+CARRIED_TO_STUDENT = ("face_backdrop", "face_tone", "face_detector", "licence", "attribution")
 
 
 def distill(dc: DistillConfig) -> Path:

@@ -17,7 +17,7 @@ from torch import nn
 
 from cyclekit.config import ModelConfig
 from cyclekit.errors import CheckpointError, ConfigError
-from cyclekit.release import load_generator, load_release_config, release_info, resolve_release
+from cyclekit.release import builtin_model, load_generator, load_release_config, release_info, resolve_release
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,17 @@ def _flag(name: str, value) -> str:
     return f"--{name.replace('_', '-')} {value}"
 
 
+def source_release(path: str) -> Path:
+    """The release ``--init-from`` names: ``builtin`` is the gender-swap model the package ships
+    (kept as the word in the run's config, so the config works on any machine)."""
+    return resolve_release(builtin_model() if path == "builtin" else path)
+
+
 def check_release(model: ModelConfig, path: str) -> Path:
     """The release folder ``path`` names, if its generators are the networks ``model`` describes;
     reads only its ``config.json``, so a wrong ``--init-from`` fails before the data is read."""
     try:
-        release = resolve_release(path)
+        release = source_release(path)
         theirs = load_release_config(release).model
     except CheckpointError as exc:
         raise ConfigError(f"--init-from: {exc}") from None
@@ -75,18 +81,21 @@ INHERITED = ("licence", "attribution")
 
 def inherited_info(source: str, run_dir: str) -> dict:
     """The ``licence`` and ``attribution`` of the release a run is fine-tuned from, and what that
-    release was (``fine_tuned_from``: its data and steps), for the run's own releases. Read from
-    the source release or, on a resume after it was removed, from the run's last release."""
+    release was (``fine_tuned_from``: its data and steps), for the run's own releases. A run that
+    already wrote a release keeps what that one recorded (the source may have changed or gone);
+    a new run reads the source."""
     try:
-        src = release_info(source)
+        own = release_info(run_dir)
     except CheckpointError:
-        try:
-            own = release_info(run_dir)
-        except CheckpointError:
-            log.warning("--init-from %s is gone and %s has no release yet: its licence and attribution "
-                        "are not carried into this run's release", source, run_dir)
-            return {}
+        own = {}
+    if "fine_tuned_from" in own or any(k in own for k in INHERITED):
         return {k: own[k] for k in (*INHERITED, "fine_tuned_from") if k in own}
+    try:
+        src = release_info(source_release(source))
+    except CheckpointError:
+        log.warning("--init-from %s is gone and %s has no release yet: its licence and attribution "
+                    "are not carried into this run's release", source, run_dir)
+        return {}
     out = {k: src[k] for k in INHERITED if k in src}
     base = {k: src[k] for k in ("data", "global_step") if k in src}
     if base:
