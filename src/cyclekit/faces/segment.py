@@ -13,7 +13,9 @@ No model file, no download; about 10-40 ms per face at the working size of 64 px
 :func:`on_backdrop` uses the mask the other way round: it puts a crop's head (and the neck and
 shoulders below it) on the flat backdrop colour a model was trained on (:func:`backdrop_colour`
 of its training crops), so a model trained in one studio sees the same kind of crop whatever
-stands behind the person in the photo.
+stands behind the person in the photo. It is given a second mask (``skull=True``) that takes the
+top of the head for head whatever its colours, so dark hair in front of a dark room is shown to
+the model; the swap still pastes only through the first.
 """
 from __future__ import annotations
 
