@@ -105,3 +105,16 @@ def test_a_fine_tuned_release_carries_the_licence_of_its_source(tiny_world, tiny
     shutil.rmtree(source)
     Trainer(tiny_config(tiny_world, run, max_steps=4, init_from=str(source)), resume=True).fit()
     assert release_info(run)["attribution"] == "Someone (2017)" and release_info(run)["global_step"] == 4
+
+
+def test_the_half_size_warm_up_is_off_for_a_fine_tune(tiny_world, tiny_release, tmp_path):
+    """``--half-res-warmup auto`` (the fast preset, in fp32) trains a new model's layout at half size
+    first; a fine-tune starts from a trained layout, so auto turns it off (a number still applies)."""
+    from cyclekit.train.schedule import half_res_share
+
+    kw = dict(max_minutes=1.0, lr_step_unit="time", half_res_warmup="auto", d_layers=1)  # 16 px halves fit
+    assert half_res_share(tiny_config(tiny_world, tmp_path / "a", **kw), fp32=True) > 0
+    tuned = tiny_config(tiny_world, tmp_path / "b", init_from=str(tiny_release), **kw)
+    assert half_res_share(tuned, fp32=True) == 0.0
+    tuned.train.half_res_warmup = "0.25"
+    assert half_res_share(tuned, fp32=True) == 0.25

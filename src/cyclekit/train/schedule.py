@@ -82,6 +82,9 @@ def half_res_share(cfg: Config, fp32: bool) -> float:
     share = (AUTO_HALF_RES if fp32 else 0.0) if auto else share
     if not share:
         return 0.0
+    if auto and t.init_from:  # the warm-up is where a new model learns its layout; a fine-tune has one
+        log.info("--half-res-warmup auto: off for a fine-tune (--init-from)")
+        return 0.0
     half = d.crop_size // 2
     # the PatchGAN (at its coarsest scale with --d-scales) needs 2^(d_layers + 2) px
     need_d = 2 ** (m.d_layers + 2) * 2 ** (m.d_scales - 1) if m.discriminator == "patchgan" else 1
