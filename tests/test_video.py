@@ -117,6 +117,22 @@ def test_smoothing_removes_jitter_and_outliers():
     assert np.allclose([p[0].side for p in plan], 120, atol=4)
 
 
+def test_a_face_track_turned_to_the_side_is_left_unchanged_whole():
+    """Two faces through a clip, one turned well to the side in most frames (dlib's nose point off
+    the eye midpoint): --max-turn leaves that whole track out, not the frames where it happens to
+    read less, so it does not flicker; 0 swaps both."""
+    def face(cx, nose_dx):
+        eyes = np.array([[cx - 10.0, 80.0], [cx + 10.0, 80.0]])
+        return Face(box=(cx - 30, 60, 60, 60), eyes=eyes, landmarks={"nose": [cx + nose_dx, 92.0]}, source="dlib")
+
+    detections = [[face(100.0, 0.0), face(300.0, 8.0 if i % 4 else 2.0)] for i in range(20)]  # turn 0.4 (0.1)
+    kw = dict(fps=10.0, all_faces=True, smooth=0.15, max_gap=0.5)
+    plan = plan_crops(detections, FaceParams(size=64, margin=0.5), **kw)
+    assert all(len(p) == 1 and abs(p[0].center[0] - 100) < 1 for p in plan)
+    plan = plan_crops(detections, FaceParams(size=64, margin=0.5), max_turn=0, **kw)
+    assert all(len(p) == 2 for p in plan)
+
+
 def test_cli_swap_video(clip, tmp_path, capsys):
     from cyclekit.cli import main
 

@@ -33,7 +33,8 @@ def register(sub) -> None:
     g.add_argument("--no-align", action="store_true", help="do not rotate the crop by the eye line")
     g.add_argument("--min-face", type=int, default=40, help="smaller faces (box side, pixels) are left unchanged")
     g.add_argument("--max-turn", type=float, default=MAX_TURN, metavar="X",
-                   help="photos: faces turned further to the side than this are left unchanged, since a model "
+                   help="faces turned further to the side than this are left unchanged (in a video, a face's whole "
+                        "track, by its median), since a model "
                         "trained on frontal faces paints blotches into them (the base of the nose's offset from the "
                         "eye midpoint, in eye distances, from dlib's points; the London photos reach 0.11; Haar and "
                         "MediaPipe faces are not measured); 0 = swap every face (default: %(default)s)")

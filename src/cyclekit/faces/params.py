@@ -26,7 +26,7 @@ FACES_JSON = "faces.json"
 # Each side of the detected box is pushed out by margin x box size: the crop side is
 # box * (1 + 2 * margin). 0.4 keeps the hair and chin, which carry much of the gender signal.
 DEFAULT_MARGIN = 0.4
-# --max-turn (photos): faces turned further to the side than this (faces.detect.turn, in eye
+# --max-turn: faces (in a video, face tracks) turned further to the side than this (faces.detect.turn, in eye
 # distances, from dlib's points) are left unchanged. The London photos the built-in model learnt
 # from reach 0.11; at 0.37 and 0.51 (a head turned well to the side, a near profile; BENCHMARKS.md,
 # session 26) it painted grey blotches and stripes into the face.

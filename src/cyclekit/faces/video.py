@@ -26,9 +26,9 @@ import numpy as np
 from cyclekit.errors import DataError, UserError, require
 from cyclekit.io.files import temp_path_for
 from cyclekit.faces.align import CropTransform, warp_crop
-from cyclekit.faces.detect import Face, FaceDetector
+from cyclekit.faces.detect import Face, FaceDetector, turn
 from cyclekit.faces.detectors import make_detector
-from cyclekit.faces.params import FaceParams
+from cyclekit.faces.params import MAX_TURN, FaceParams
 from cyclekit.faces.pipeline import recommended_backdrop, side_by_side, swap_image
 from cyclekit.faces.segment import photo_head_mask, temporal_blend
 
@@ -133,6 +133,7 @@ def mux_audio(video_only: Path, source: Path, out: Path) -> bool:
 class Track:
     frames: list[int] = field(default_factory=list)
     values: list[tuple[float, float, float, float]] = field(default_factory=list)  # cx, cy, box, angle|nan
+    turns: list[float] = field(default_factory=list)  # detect.turn per detection (nan: not measured)
 
     @property
     def weight(self) -> float:
@@ -165,6 +166,8 @@ def link_tracks(detections: list[Optional[list[Face]]], max_gap: int) -> list[Tr
             taken.add(best)
             tracks[best].frames.append(f)
             tracks[best].values.append((cx, cy, box, np.nan if angle is None else angle))
+            sideways = turn(face)
+            tracks[best].turns.append(np.nan if sideways is None else sideways)
     return tracks
 
 
@@ -207,8 +210,10 @@ class VideoInfo:
 
 
 def plan_crops(detections: list[Optional[list[Face]]], params: FaceParams, fps: float, all_faces: bool,
-               smooth: float, max_gap: float) -> list[list[CropTransform]]:
-    """Per-frame crop transforms from raw detections: link, rank, smooth."""
+               smooth: float, max_gap: float, max_turn: float = MAX_TURN) -> list[list[CropTransform]]:
+    """Per-frame crop transforms from raw detections: link, rank, smooth. A track is left out,
+    whole, when it is smaller than ``--min-face`` or turned further than ``max_turn`` (median over
+    its detections; 0 = no limit), so no face flickers between swapped and not."""
     n = len(detections)
     tracks = link_tracks(detections, max_gap=max(1, int(round(max_gap * fps))))
     tracks.sort(key=lambda t: t.weight, reverse=True)  # the dominant face carries the most area
@@ -220,6 +225,11 @@ def plan_crops(detections: list[Optional[list[Face]]], params: FaceParams, fps: 
         if np.median(vals[:, 2]) < params.min_face:
             log.info("a face track of %d frames is smaller than --min-face %d px; left unchanged",
                      len(frames), params.min_face)
+            continue
+        turns = np.asarray(tr.turns, dtype=float)
+        if max_turn and np.isfinite(turns).any() and np.nanmedian(turns) > max_turn:
+            log.info("a face track of %d frames is turned %.2f eye distances to the side (> --max-turn %g); "
+                     "left unchanged", len(frames), float(np.nanmedian(turns)), max_turn)
             continue
         for f, (cx, cy, box, angle) in zip(frames, vals):
             if not all_faces and covered[f]:
@@ -258,7 +268,7 @@ def swap_video(
     info = VideoInfo(path=dst, frames=len(detections), fps=fps, size=(w, h))
     if not detections:
         raise DataError(f"{src}: the video has no frames")
-    plan = plan_crops(detections, params, fps, all_faces, smooth, max_gap)
+    plan = plan_crops(detections, params, fps, all_faces, smooth, max_gap, swap_kwargs.pop("max_turn", MAX_TURN))
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     cmp_path = dst.with_name(dst.stem + "_compare.mp4")
