@@ -25,6 +25,7 @@ from benchmarks.bench_detect import machine  # noqa: E402
 def main() -> None:
     from cyclekit.faces.detect import turn
     from cyclekit.faces.detectors import make_detector
+    from cyclekit.faces.evaluate_swap import london_photos
     from cyclekit.faces.params import MAX_TURN
     from cyclekit.io.images import load_image
 
@@ -40,7 +41,7 @@ def main() -> None:
         return turn(faces[0]) if faces else None
 
     print(f"Machine: {machine()}\n")
-    london = sorted(Path(args.london).glob("neutral/*.jpg")) + sorted(Path(args.london).glob("smiling/*.jpg"))
+    london = [photo.path for photo in london_photos(args.london)]  # neutral and smiling
     values = [v for v in (measure(p) for p in london) if v is not None]
     if values:
         v = np.array(values)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from cyclekit.config import CHOICES, DIRECTIONS
-from cyclekit.faces.params import MAX_TURN
+from cyclekit.faces.params import MAX_TURN, check_max_turn
 
 
 def register(sub) -> None:
@@ -33,11 +33,11 @@ def register(sub) -> None:
     g.add_argument("--no-align", action="store_true", help="do not rotate the crop by the eye line")
     g.add_argument("--min-face", type=int, default=40, help="smaller faces (box side, pixels) are left unchanged")
     g.add_argument("--max-turn", type=float, default=MAX_TURN, metavar="X",
-                   help="faces turned further to the side than this are left unchanged (in a video, a face's whole "
-                        "track, by its median), since a model "
-                        "trained on frontal faces paints blotches into them (the base of the nose's offset from the "
-                        "eye midpoint, in eye distances, from dlib's points; the London photos reach 0.11; Haar and "
-                        "MediaPipe faces are not measured); 0 = swap every face (default: %(default)s)")
+                   help="faces turned further to the side than this are left unchanged (in a video, a face's "
+                        "whole track, by its median), since a model trained on frontal faces paints blotches into "
+                        "them (the base of the nose's offset from the eye midpoint, in eye distances, from dlib's "
+                        "points; the London photos reach 0.11; Haar and MediaPipe faces are not measured); "
+                        "0 = swap every face (default: %(default)s)")
     g.add_argument("--detector", choices=CHOICES["detector"], default="auto",
                    help="face detector: auto = dlib's HOG detector with its 5-point landmarks when installed "
                         "(the faces extra), else haar (OpenCV's cascades); mediapipe needs its own extra")
@@ -91,8 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.crf < 0 or args.crf > 51:  # option errors before a model is loaded
         raise ConfigError(f"--crf must be in 0..51, got {args.crf}")
-    if not args.max_turn >= 0:
-        raise ConfigError(f"--max-turn must be 0 (no limit) or more, got {args.max_turn}")
+    check_max_turn(args.max_turn)
     if args.detect_every < 1:
         raise ConfigError(f"--detect-every must be at least 1, got {args.detect_every}")
     if args.strength is not None:

@@ -84,8 +84,8 @@ def refuse_existing_run(run_dir) -> None:
 
 
 def build_trainer(cfg, resume: bool = False, main_rank: bool = True):
-    """The Trainer ``cyclekit train`` runs: ``--init-from`` checked, the margin of ``data faces`` crops copied into the model config
-    (so it travels with the release), what else their ``faces.json`` records for ``swap``
+    """The Trainer ``cyclekit train`` runs: ``--init-from`` checked, the margin of ``data faces``
+    crops copied into the model config (so it travels with the release), what else their ``faces.json`` records for ``swap``
     (tone, backdrop, detector) in the release's metadata and, with ``--val-every``, the validator
     as an after-step hook on rank 0. Training itself knows nothing of faces or metrics."""
     from cyclekit.faces.params import apply_dataset_face_params, dataset_release_info

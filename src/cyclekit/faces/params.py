@@ -33,6 +33,13 @@ DEFAULT_MARGIN = 0.4
 MAX_TURN = 0.25
 
 
+def check_max_turn(value: float) -> float:
+    """``value`` if it is a usable ``--max-turn`` (0 = no limit, or more), else a ConfigError."""
+    if not value >= 0:  # also refuses NaN
+        raise ConfigError(f"--max-turn must be 0 (no limit) or more, got {value}")
+    return value
+
+
 @dataclass
 class FaceParams:
     """How a face crop is made from a detection. Same values for data preparation and swap.

@@ -23,7 +23,7 @@ from cyclekit.faces.align import CropTransform, crop_transform, warp_crop
 from cyclekit.faces.blend import paste_back, rim_change
 from cyclekit.faces.detect import Face, FaceDetector, turn
 from cyclekit.faces.detectors import make_detector
-from cyclekit.faces.params import DEFAULT_MARGIN, MAX_TURN, FaceParams, is_rgb, is_tone_table
+from cyclekit.faces.params import DEFAULT_MARGIN, MAX_TURN, FaceParams, check_max_turn, is_rgb, is_tone_table
 from cyclekit.faces.segment import backdrop_guard, on_backdrop, photo_head_mask, temporal_blend
 from cyclekit.faces.tone import ToneMove, keep_brightness
 from cyclekit.io.images import LUMA
@@ -202,14 +202,13 @@ def swap_image(
     training faces' skin colour and pastes its change onto the person's own crop (or with
     ``detail=False`` its output moved back to the person's colour), keeping the skin's mean
     brightness (:mod:`.tone`). A detected face turned further to the side than ``max_turn``
-    (:func:`~cyclekit.faces.detect.turn`; 0 = no limit; detectors without a nose landmark cannot
-    tell) is left unchanged: a model trained on frontal faces paints blotches into it.
+    (:func:`~cyclekit.faces.detect.turn`; 0 = no limit; faces without dlib's nose point are not
+    measured) is left unchanged: a model trained on frontal faces paints blotches into it.
     """
     if mask not in CHOICES["mask"]:
         raise ConfigError(f"--mask: {mask!r} is not one of {', '.join(CHOICES['mask'])}")
     strength = check_strength(recommended_strength(translator) if strength is None else strength)
-    if not max_turn >= 0:
-        raise ConfigError(f"--max-turn must be 0 (no limit) or more, got {max_turn}")
+    check_max_turn(max_turn)
     src, dtype = _as_float(image)
     params = params or face_params_for(translator)
     info = SwapInfo()
@@ -305,10 +304,10 @@ def _skipped(info: SwapInfo, params: FaceParams, max_turn: float) -> str:
         parts.append(f"face too small ({small[0].side:.0f} px < --min-face {params.min_face})" if len(small) == 1
                      else f"{len(small)} faces smaller than --min-face {params.min_face} px")
     if turned:
-        hint = "cyclekit swap --max-turn 0 swaps it anyway" if len(turned) == 1 else "--max-turn 0 swaps them anyway"
         parts.append(f"face turned too far to the side ({turn(turned[0]):.2f} eye distances > --max-turn "
-                     f"{max_turn:g}; {hint})" if len(turned) == 1
-                     else f"{len(turned)} faces turned further than --max-turn {max_turn:g} ({hint})")
+                     f"{max_turn:g}; cyclekit swap --max-turn 0 swaps it anyway)" if len(turned) == 1
+                     else f"{len(turned)} faces turned further than --max-turn {max_turn:g} "
+                          "(cyclekit swap --max-turn 0 swaps them anyway)")
     return ", ".join(parts)
 
 

@@ -195,7 +195,7 @@ def _seeds(n: int, margin: float, skull: bool = False) -> np.ndarray:
     # with skull: the top of the head too, brows to crown (hair or scalp in any head the eye line
     # aligns), which GrabCut otherwise gives to a background as dark as the hair
     top = ((xx - c) / (0.45 * box)) ** 2 + ((yy - (c - 0.2 * box)) / (0.6 * box)) ** 2 < 1.0
-    seeds[face | top if skull else face] = cv2.GC_FGD
+    seeds[(face | top) if skull else face] = cv2.GC_FGD
     ring = max(1, round(0.03 * n))
     seeds[:ring, :] = seeds[-ring:, :] = cv2.GC_BGD
     seeds[:, :ring] = seeds[:, -ring:] = cv2.GC_BGD

@@ -29,7 +29,7 @@ from cyclekit.io.files import remove_stale_temps
 from cyclekit.release import RELEASE_DIR
 from cyclekit.train.hooks import StepHook, StepView
 from cyclekit.train.init_from import inherited_info
-from cyclekit.train.signals import StopSignals, TrainingInterrupted  # noqa: F401 (commands import it from here)
+from cyclekit.train.signals import StopSignals, TrainingInterrupted
 from cyclekit.train.objective import CycleGAN
 from cyclekit.train.parallel import ddp
 from cyclekit.train.rundir import RunLog, check_test_headers, sample_tensors, write_samples

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-log = logging.getLogger("cyclekit.train.loop")
+log = logging.getLogger("cyclekit.train.loop")  # the loop's messages, under its name as before
 
 
 class TrainingInterrupted(Exception):
