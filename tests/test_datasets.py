@@ -211,7 +211,7 @@ def test_augment_changes_training_images_reproducibly_and_never_test_images():
 
     yy, xx = np.mgrid[:32, :32] / 31.0
     img = np.stack([xx, yy, 0.5 * (xx + yy)], axis=2).astype(np.float32) * 0.8 + 0.1
-    for mode in ("colour", "full"):
+    for mode in ("colour", "geometry", "full"):
         cfg = DataConfig(preprocess="none", flip=False, augment=mode)
         a = preprocess(img, cfg, np.random.default_rng(7), train=True)
         b = preprocess(img, cfg, np.random.default_rng(7), train=True)
@@ -221,6 +221,14 @@ def test_augment_changes_training_images_reproducibly_and_never_test_images():
         assert np.array_equal(preprocess(img, cfg, np.random.default_rng(7), train=False), img)
     none = DataConfig(preprocess="none", flip=False)
     assert np.array_equal(preprocess(img, none, np.random.default_rng(7), train=True), img)
+    # --augment geometry moves pixels but never changes a flat image's colour (no jitter); colour does
+    flat = np.full((32, 32, 3), [0.6, 0.4, 0.3], np.float32)
+    for seed in range(4):
+        moved = preprocess(flat, DataConfig(preprocess="none", flip=False, augment="geometry"),
+                           np.random.default_rng(seed), train=True)
+        assert np.allclose(moved, flat, atol=1e-5)
+    tinted = preprocess(flat, DataConfig(preprocess="none", flip=False, augment="colour"), np.random.default_rng(0), train=True)
+    assert np.abs(tinted - flat).max() > 0.01
     # one channel works; the geometry is the identity at no rotation, zoom or shift, and it repeats
     # the edge (never mirrors it) where it reaches past the image
     grey = augment(img[..., :1], np.random.default_rng(0), geometry=True)

@@ -31,7 +31,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "init": ("normal", "xavier", "kaiming", "orthogonal"),
     "preprocess": ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none"),
     "on_bad_file": ("error", "skip"),
-    "augment": ("none", "colour", "full"),  # training images' augmentation (cyclekit.data.transforms.augment)
+    "augment": ("none", "colour", "geometry", "full"),  # training images' augmentation (cyclekit.data.transforms.augment)
     "gan_loss": ("lsgan", "vanilla", "wgangp"),
     "lr_policy": ("linear", "cosine", "step", "constant"),
     "lr_step_unit": ("epoch", "step", "time"),

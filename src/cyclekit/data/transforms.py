@@ -103,7 +103,7 @@ def preprocess(
     if cfg.flip and train and rng.random() < 0.5:
         img = img[:, ::-1]
     if train and cfg.augment != "none":
-        img = augment(img, rng, geometry=cfg.augment == "full")
+        img = augment(img, rng, colour=cfg.augment != "geometry", geometry=cfg.augment != "colour")
     return np.ascontiguousarray(img, dtype=np.float32)
 
 
@@ -114,29 +114,33 @@ ROTATE_DEG, ZOOM, SHIFT = 10.0, 1.1, 0.05  # SHIFT: a fraction of the side
 LOW_RES_P, LOW_RES_MIN = 0.3, 0.4  # share of images shrunk and enlarged again, and the smallest factor
 
 
-def augment(img: np.ndarray, rng: np.random.Generator, geometry: bool = False) -> np.ndarray:
+def augment(img: np.ndarray, rng: np.random.Generator, geometry: bool = False, colour: bool = True) -> np.ndarray:
     """``img`` (float ``HxWxC`` in [0, 1]) as another camera, light or framing could have shown it.
 
-    Colour (1 or 3 channels): gamma, brightness, contrast about the mean, saturation about each
-    pixel's grey and, for RGB, a white-balance gain per channel. With ``geometry``: a rotation of up
-    to :data:`ROTATE_DEG` degrees, a zoom of up to :data:`ZOOM` and a shift of up to :data:`SHIFT`
-    of the side (edges repeated, never mirrored: a mirrored border would show the model a second
-    chin or ear), and for :data:`LOW_RES_P` of the images a lower resolution (shrunk to 40-80%
-    and enlarged back). A model trained on one studio's photos then does not take that studio's
-    light, camera or framing for part of what a domain looks like.
+    With ``colour`` (1 or 3 channels): gamma, brightness, contrast about the mean, saturation about
+    each pixel's grey and, for RGB, a white-balance gain per channel. With ``geometry``: a rotation
+    of up to :data:`ROTATE_DEG` degrees, a zoom of up to :data:`ZOOM` and a shift of up to
+    :data:`SHIFT` of the side (edges repeated, never mirrored: a mirrored border would show the
+    model a second chin or ear), and for :data:`LOW_RES_P` of the images a lower resolution (shrunk
+    to 40-80% and enlarged back). A model trained on one studio's photos then does not take that
+    studio's light, camera or framing for part of what a domain looks like. ``--augment geometry``
+    leaves the colours alone: for a model whose users' photos are colour-matched to its training
+    faces anyway (the face swap's tone shift, :mod:`cyclekit.faces.tone`).
     """
     def factor(limit: float) -> float:
         return float(np.exp(rng.uniform(-np.log(limit), np.log(limit))))
 
-    r = COLOUR_RANGE
-    out = np.clip(img, 0.0, 1.0) ** factor(r["gamma"])
-    out = out * factor(r["brightness"])
-    if out.shape[2] == 3:
-        out = out * np.array([factor(r["white_balance"]) for _ in range(3)], np.float32)
-        grey = out.mean(axis=2, keepdims=True)
-        out = grey + (out - grey) * factor(r["saturation"])
-    out = out.mean() + (out - out.mean()) * factor(r["contrast"])
-    out = np.clip(out, 0.0, 1.0).astype(np.float32)
+    out = np.clip(img, 0.0, 1.0).astype(np.float32)
+    if colour:
+        r = COLOUR_RANGE
+        out = out ** factor(r["gamma"])
+        out = out * factor(r["brightness"])
+        if out.shape[2] == 3:
+            out = out * np.array([factor(r["white_balance"]) for _ in range(3)], np.float32)
+            grey = out.mean(axis=2, keepdims=True)
+            out = grey + (out - grey) * factor(r["saturation"])
+        out = out.mean() + (out - out.mean()) * factor(r["contrast"])
+        out = np.clip(out, 0.0, 1.0).astype(np.float32)
     if not geometry:
         return out
     out = _affine(out, np.deg2rad(rng.uniform(-ROTATE_DEG, ROTATE_DEG)), factor(ZOOM),
