@@ -118,3 +118,29 @@ def test_the_half_size_warm_up_is_off_for_a_fine_tune(tiny_world, tiny_release, 
     assert half_res_share(tuned, fp32=True) == 0.0
     tuned.train.half_res_warmup = "0.25"
     assert half_res_share(tuned, fp32=True) == 0.25
+
+
+def test_options_without_weights_may_differ(tiny_world, tiny_release, tmp_path):
+    """Dropout has no weights, and a ResNet release ignores the U-Net's levels: a fine-tune may set
+    either (the check compares only what shapes the release's generator)."""
+    from cyclekit.train.loop import Trainer
+
+    tuned = Trainer(tiny_config(tiny_world, tmp_path / "r", max_steps=1, dropout=0.5, unet_levels=3, ema_decay=0.9,
+                                init_from=str(tiny_release)))
+    _generators_equal(tuned, tiny_release)
+
+
+def test_a_resume_refuses_a_new_init_from(tiny_world, tiny_release, tmp_path, capsys):
+    """``--resume RUN --init-from OTHER`` would be silently ignored (a resume reads its checkpoint):
+    it is refused in one line that says so."""
+    from cyclekit.cli import main
+
+    run = tmp_path / "run"
+    argv = ["train", "--dataroot", str(tiny_world), "--run-dir", str(run), "--n-blocks", "1", "--ngf", "4",
+            "--ndf", "4", "--load-size", "36", "--crop-size", "32", "--max-steps", "2", "--progress", "false"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--init-from", str(tiny_release)]) == 2
+    err = capsys.readouterr().err
+    assert "applies only to a new run" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["train", "--resume", str(run), "--max-steps", "3", "--progress", "false"]) == 0

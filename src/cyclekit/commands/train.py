@@ -37,7 +37,13 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         if not (run_dir / "config.json").is_file():
             raise ConfigError(f"{run_dir} is not a run directory (no config.json); give the folder a run wrote")
-        cfg = resolve_config(args, base=load_config(run_dir / "config.json"))
+        base = load_config(run_dir / "config.json")
+        started_from = base.train.init_from
+        cfg = resolve_config(args, base=base)
+        if cfg.train.init_from != started_from:  # the weights come from the checkpoint, never the release
+            raise ConfigError(f"--init-from {cfg.train.init_from or '(none)'}: a resumed run continues from its own "
+                              f"checkpoint in {run_dir}; --init-from applies only to a new run (drop it, or start "
+                              "a new --run-dir)")
         cfg.train.run_dir = str(run_dir)
     else:
         cfg = resolve_config(args)

@@ -22,16 +22,22 @@ from cyclekit.release import builtin_model, load_generator, load_release_config,
 log = logging.getLogger(__name__)
 
 # ModelConfig fields that do not shape the generators: the discriminators start fresh, the
-# initialisation is replaced by the release's weights, and the crop size / face margin describe
-# the training images.
+# initialisation is replaced by the release's weights, dropout has no weights (a fine-tune may add
+# or drop it), and the crop size / face margin describe the training images.
 NOT_GENERATOR = frozenset({"discriminator", "ndf", "d_layers", "d_scales", "d_norm", "d_spectral_norm",
-                           "d_padding", "init", "init_gain", "image_size", "face_margin"})
+                           "d_padding", "init", "init_gain", "image_size", "face_margin", "dropout"})
+# Options only some generators read (cyclekit.nn.generators.build_generator): the others ignore them.
+ONLY_FOR = {"unet_levels": {"unet"}, "n_blocks": {"resnet", "mobile_resnet"}, "block": {"resnet"},
+            "input_skip": {"resnet"}, "colour_gain": {"resnet"}, "colour_gain_mode": {"resnet"},
+            "colour_gain_luma": {"resnet"}, "pixel_shuffle": {"resnet"}, "upsample": {"resnet", "unet", "mobile_resnet"}}
 
 
 def generator_mismatch(ours: ModelConfig, theirs: ModelConfig) -> list[str]:
-    """The names of the generator options that differ between two model configs."""
+    """The names of the generator options that differ between two model configs (of those the
+    release's generator reads)."""
     return [f.name for f in dataclasses.fields(ModelConfig)
-            if f.name not in NOT_GENERATOR and getattr(ours, f.name) != getattr(theirs, f.name)]
+            if f.name not in NOT_GENERATOR and theirs.generator in ONLY_FOR.get(f.name, {theirs.generator})
+            and getattr(ours, f.name) != getattr(theirs, f.name)]
 
 
 def _flag(name: str, value) -> str:
