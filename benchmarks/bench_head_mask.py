@@ -1,13 +1,13 @@
-"""What the head mask costs per face: GrabCut on the face crop itself (``head_mask``, the code before
-session 25) against GrabCut on a wider crop of the photo mapped back (``photo_head_mask``, what
-``swap``, the video path and the training crops use now), on the London photos in one run, and
-a swap's pair since session 26: the mask it pastes through and the one (``skull=True``) it shows
-the model the head through.
+"""What a swap's head masks cost per face, against what the model itself costs, in one run.
 
-The narrow side includes the crop's warp (the swap had it anyway); the wide side warps its own
-wider crop. Median of ``--rounds`` passes over ``--limit`` photos, each mask once per pass.
+Since session 27 both masks of a face (the one a swap pastes through and the one the model is shown
+the person through) come from one run of the person segmenter (:mod:`cyclekit.faces.person`,
+MediaPipe's selfie segmentation at 256 px on a crop widened to 0.8 per side), mapped back into the
+face crop (``cyclekit.faces.segment.photo_head_masks``). The baseline is the built-in gender-swap
+model run on the same face's crop (``translate_crops``, one face at a time, as ``swap`` does).
+Median of ``--rounds`` passes over ``--limit`` London photos.
 
-    OMP_NUM_THREADS=1 python benchmarks/bench_head_mask.py [--limit 20] [--size 128]
+    OMP_NUM_THREADS=1 python benchmarks/bench_head_mask.py [--limit 20]
 """
 from __future__ import annotations
 
@@ -28,17 +28,18 @@ from benchmarks.bench_detect import machine  # noqa: E402
 def main() -> None:
     from cyclekit.faces.align import crop_transform, warp_crop
     from cyclekit.faces.detectors import make_detector
-    from cyclekit.faces.params import FaceParams
-    from cyclekit.faces.segment import head_mask, photo_head_mask
+    from cyclekit.faces.evaluate_swap import swap_translators
+    from cyclekit.faces.pipeline import face_params_for, translate_crops
+    from cyclekit.faces.segment import photo_head_masks
     from cyclekit.io.images import load_image
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--london", default=str(ROOT / "datasets" / "london"))
     ap.add_argument("--limit", type=int, default=20)
-    ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    params = FaceParams(size=args.size)
+    model = swap_translators(None)["male"]
+    params = face_params_for(model)
     detector = make_detector("haar")
     items = []
     for f in sorted(Path(args.london, "neutral").glob("*.jpg"))[: args.limit]:
@@ -46,10 +47,8 @@ def main() -> None:
         faces = detector.detect(img)
         if faces:
             items.append((img, crop_transform(faces[0], params)))
-    ways = {"crop + head_mask": lambda img, t: head_mask(warp_crop(img, t), params.margin),
-            "photo_head_mask": lambda img, t: photo_head_mask(img, t, params.margin),
-            "pasted + seen masks": lambda img, t: (photo_head_mask(img, t, params.margin),
-                                                   photo_head_mask(img, t, params.margin, skull=True))}
+    ways = {"masks": lambda img, t: photo_head_masks(img, t, params.margin),
+            "model": lambda img, t: translate_crops(model, [warp_crop(img, t)])}
     times: dict = {k: [] for k in ways}
     for r in range(args.rounds + 1):  # the first pass warms up
         for name, fn in ways.items():
@@ -58,12 +57,11 @@ def main() -> None:
                 fn(img, t)
             if r:
                 times[name].append((time.perf_counter() - t0) / len(items) * 1000.0)
-    narrow, wide, both = (float(np.median(times[k])) for k in ways)
+    masks, net = (float(np.median(times[k])) for k in ways)
     print(f"Machine: {machine()}")
-    print(f"{len(items)} London faces (512 px photos), {args.size} px crops, median of {args.rounds} passes")
-    print(f"crop + head_mask {narrow:.1f} ms per face, photo_head_mask {wide:.1f} ms per face: {wide / narrow:.2f}x")
-    print(f"a swap's two masks (pasted, and seen with skull=True) {both:.1f} ms per face: {both / narrow:.2f}x "
-          "the crop's own mask")
+    print(f"{len(items)} London faces (512 px photos), {params.size} px crops, median of {args.rounds} passes")
+    print(f"a swap's two head masks {masks:.1f} ms per face; the built-in model on the crop {net:.1f} ms: "
+          f"{masks / net:.2f}x the model")
 
 
 if __name__ == "__main__":

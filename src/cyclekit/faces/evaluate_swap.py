@@ -215,7 +215,7 @@ def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, pa
         if even is not None:  # as a swap does: the tone first, then the backdrop
             crop = to_tone(crop, params.margin, even)
         if head is not None:
-            crop = on_backdrop(crop, head, colour, params.margin)
+            crop = on_backdrop(crop, head, colour)
         save_image(out / folder / f"{p.name}.png", crop, png_level=1)
         counts[folder] = counts.get(folder, 0) + 1
     write_faces_json(out, params, {"domains": list(DOMAINS), "source": "Face Research Lab London Set (CC BY 4.0)",

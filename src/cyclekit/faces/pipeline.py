@@ -24,7 +24,7 @@ from cyclekit.faces.blend import paste_back, rim_change
 from cyclekit.faces.detect import Face, FaceDetector, turn
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, MAX_TURN, FaceParams, check_max_turn, is_rgb, is_tone_table
-from cyclekit.faces.segment import backdrop_guard, on_backdrop, photo_head_mask, temporal_blend
+from cyclekit.faces.segment import backdrop_guard, on_backdrop, photo_head_masks, temporal_blend
 from cyclekit.faces.tone import ToneMove, keep_brightness
 from cyclekit.io.images import LUMA
 
@@ -190,8 +190,8 @@ def swap_image(
     exactly wherever ``info.mask`` is False. ``faces`` (detections) or ``transforms`` (crops, as
     the video path gives after temporal smoothing) skip the detector; ``subjects`` (one head mask
     per transform, the video path's smoothed ones) replace the head masks of ``mask="head"``, and
-    ``views`` the masks the model is shown each head through on its backdrop (which take the top of
-    the head for head whatever its colours; :func:`~cyclekit.faces.segment.head_mask`'s ``skull``).
+    ``views`` the masks the model is shown each person through on its backdrop (head, neck and
+    shoulders; :func:`~cyclekit.faces.segment.photo_head_masks`).
     ``strength`` scales the pasted change: 1 is the model's swap, 0.5 half of it, 1.5 more; by
     default the strength the model's release recommends (:func:`recommended_strength`), else 1.
     ``guard`` (with the head mask and a model trained on a backdrop) keeps the photo's own pixels
@@ -243,18 +243,18 @@ def swap_image(
 
     crops = [warp_crop(src, t) for t in transforms]
     skin = recommended_tone(translator) if tone else None
-    if mask == "head" and subjects is None:
-        subjects = [photo_head_mask(src, t, params.margin) for t in transforms]
+    backdrop = recommended_backdrop(translator) if mask == "head" else None
+    if mask == "head" and (subjects is None or (backdrop is not None and views is None)):
+        both = [photo_head_masks(src, t, params.margin) for t in transforms]  # one segmenter run per face
+        subjects = [b[0] for b in both] if subjects is None else subjects
+        views = [b[1] for b in both] if views is None else views
     # with a face_tone the model sees each face at its training faces' skin colour (faces/tone.py)
     moves = [ToneMove(c, params.margin, skin) for c in crops] if skin is not None else []
     seen = [m.apply(c) for m, c in zip(moves, crops)] if moves else crops
-    backdrop = recommended_backdrop(translator) if mask == "head" else None
-    if backdrop is not None:  # the model sees the head on its training backdrop; only the head is pasted
-        if views is None:
-            views = [photo_head_mask(src, t, params.margin, skull=True) for t in transforms]
+    if backdrop is not None:  # the model sees the person on its training backdrop; only the head is pasted
         views = [np.maximum(v, h) for v, h in zip(views, subjects)]  # the model sees all it pastes
-        crops = [on_backdrop(c, v, backdrop, params.margin) for c, v in zip(crops, views)]
-        seen = crops if skin is None else [on_backdrop(c, v, backdrop, params.margin) for c, v in zip(seen, views)]
+        crops = [on_backdrop(c, v, backdrop) for c, v in zip(crops, views)]
+        seen = crops if skin is None else [on_backdrop(c, v, backdrop) for c, v in zip(seen, views)]
     new = translate_crops(translator, seen)
     if guard and backdrop is not None:  # no backdrop paint over the jaw (backdrop_guard)
         guards = [backdrop_guard(c, g, backdrop) for c, g in zip(seen, new)]

@@ -2,20 +2,21 @@
 
 A model trained on face crops changes the background inside the crop too (it brightens it, or
 draws a pale fringe along the hair), and a paste-back mask that covers the whole crop blends that
-over the photo as a halo around the head. :func:`head_mask` separates the head from its
-surroundings with OpenCV's GrabCut (Rother et al., 2004: colour models of foreground and
-background refined by graph cuts), seeded from the crop geometry every crop shares: the detector
-box sits in the middle of the crop (``1 / (1 + 2 margin)`` of its side), the face is surely inside
-it, the hair probably in an ellipse around it, and the outer ring of the crop is background.
+over the photo as a halo around the head. :func:`photo_head_masks` finds the person in the photo
+with a learned segmenter (:mod:`cyclekit.faces.person`, MediaPipe's selfie segmentation, run on a
+crop of the face widened to :data:`WIDE_MARGIN` per side) and gives two masks of the crop:
 
-No model file, no download; about 10-40 ms per face at the working size of 64 px.
+* the mask a swap *pastes* through: the person within the head's ellipse (face, hair and the top
+  of the neck), the same ellipse in every crop, since every crop puts the detector box in its middle
+  (``1 / (1 + 2 margin)`` of its side);
+* the mask a model *sees* a crop through (:func:`on_backdrop`): the whole person, head, hair, neck
+  and shoulders, on the flat backdrop colour a model was trained on (:func:`backdrop_colour` of its
+  training crops), so a model trained in one studio sees the same kind of crop whatever stands
+  behind the person in the photo.
 
-:func:`on_backdrop` uses the mask the other way round: it puts a crop's head (and the neck and
-shoulders below it) on the flat backdrop colour a model was trained on (:func:`backdrop_colour`
-of its training crops), so a model trained in one studio sees the same kind of crop whatever
-stands behind the person in the photo. It is given a second mask (``skull=True``) that takes the
-top of the head for head whatever its colours, so dark hair in front of a dark room is shown to
-the model; the swap still pastes only through the first.
+Until session 27 GrabCut (colour models seeded from that geometry) made both: it gave dark hair in
+front of a dark room to the background, kept strips of bookcase and curtain beside the head and
+found no shoulders, and its blurred 64 px edge showed the model a dark aura around the head.
 """
 from __future__ import annotations
 
@@ -23,83 +24,69 @@ import numpy as np
 
 from cyclekit.errors import require
 
-WORK_SIZE = 64  # GrabCut runs on a copy this big (its cost grows with the pixels)
-ITERATIONS = 4
+WIDE_MARGIN = 0.8  # the segmenter's crop: the detector box widened by this much per side
+HEAD = (0.75, 0.85, -0.1)  # the head's ellipse: half-width, half-height, centre offset down (box sides)
 
 
-def head_mask(crop: np.ndarray, margin: float, soft: float = 0.02, work: int = WORK_SIZE,
-              skull: bool = False) -> np.ndarray:
-    """Float32 ``size x size`` mask of the head in a face crop (1 head, 0 background).
+def person_in_crop(image: np.ndarray, t, margin: float) -> np.ndarray:
+    """Float32 ``t.size x t.size`` probability that each pixel of the face crop ``t`` (a
+    :class:`~cyclekit.faces.align.CropTransform` made with ``margin``) of ``image`` (RGB, uint8 or
+    float in [0, 1]) shows the person.
 
-    ``crop``: ``size x size x 3`` RGB, uint8 or float in [0, 1], made with ``margin`` (FaceParams).
-    ``soft``: width of the edge ramp as a fraction of the crop side (a Gaussian blur), so the
-    change fades over a few pixels where hair meets background instead of stopping at a hard line.
-    ``work``: the side GrabCut runs at. In a photo, :func:`photo_head_mask` is the better choice.
-    ``skull``: take the top of the head (brows to crown) for head whatever its colours: the mask a
-    model *sees* a crop through (:func:`on_backdrop`), so it is shown the hair it learnt from even
-    where the room behind is as dark as the hair. Without it, hair counts only where its colours
-    set it apart from the background: the mask a swap *pastes* through, so a model's change to
-    hair it could not tell from the room is not pasted (out of the studio it is blotchy).
+    The segmenter runs on a crop of the same face widened to :data:`WIDE_MARGIN` per side at its
+    256 px (a head-and-shoulders framing like the selfies it learnt from, the face box about 100 px
+    wide); the result is mapped back into ``t``.
     """
-    from cyclekit.faces.detect import as_uint8_rgb
+    from cyclekit.faces.align import CropTransform, warp_crop
+    from cyclekit.faces.person import SIDE, person_segmenter
 
     cv2 = require("cv2", "faces", "the head mask")
-    img = as_uint8_rgb(crop)  # grey, RGBA or float crops alike
-    size = img.shape[0]
-    n = min(size, work)
-    small = cv2.resize(img, (n, n), interpolation=cv2.INTER_AREA) if n != size else img
-    seeds = _seeds(n, margin, skull)
-    prior = np.isin(seeds, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.float32)
-    sure_face = float((seeds == cv2.GC_FGD).sum())
-    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    try:
-        # GrabCut seeds its colour models with k-means on OpenCV's per-thread RNG: without a fixed
-        # seed the same photo gets a different mask depending on what ran before in the thread
-        cv2.setRNGSeed(0)
-        cv2.grabCut(np.ascontiguousarray(small[:, :, ::-1]), seeds, None, bgd, fgd, ITERATIONS, cv2.GC_INIT_WITH_MASK)
-        head = ((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)).astype(np.float32)
-    except cv2.error:  # a degenerate crop: fall back to the seeded head ellipse
-        head = prior
-    head = _largest_component(head, cv2)
-    if not skull and head.sum() < 1.2 * sure_face:
-        # GrabCut kept little more than the sure face (a flat or low-contrast crop, hair the colour
-        # of the backdrop): losing the hair and forehead would be worse than a little backdrop.
-        # (Not sooner: a short-haired head is half the prior, and the prior's backdrop in front of
-        # a busy background is what a studio-trained model paints garbage into.)
-        head = prior
-    if n != size:
-        head = cv2.resize(head, (size, size), interpolation=cv2.INTER_LINEAR)
-    sigma = max(soft * size, 0.5)
-    return np.clip(cv2.GaussianBlur(head, (0, 0), sigma), 0.0, 1.0).astype(np.float32)
+    img = np.asarray(image)
+    img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else np.asarray(img, np.float32)
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    box = t.box or t.side / (1.0 + 2.0 * margin)
+    wide = CropTransform(center=t.center, side=box * (1.0 + 2.0 * max(WIDE_MARGIN, margin)), angle=t.angle,
+                         size=SIDE, box=box)
+    person = person_segmenter()(np.clip(warp_crop(img[:, :, :3], wide), 0.0, 1.0))
+    # wide crop pixel -> photo -> crop pixel
+    a, b = t.matrix[:, :2] @ wide.inverse[:, :2], t.matrix[:, :2] @ wide.inverse[:, 2] + t.matrix[:, 2]
+    return cv2.warpAffine(person, np.hstack([a, b[:, None]]), (t.size, t.size), flags=cv2.INTER_AREA
+                          if t.size < SIDE else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
 
 
-WIDE_MARGIN = 0.8  # photo_head_mask's crop: the detector box widened by this much per side
+def head_zone(n: int, margin: float) -> np.ndarray:
+    """Float32 ``n x n`` weight of the head's ellipse (:data:`HEAD`) in a face crop, its edge a ramp
+    of 0.1 box sides: what of the person a swap pastes (no shoulders, no long hair below the jaw)."""
+    box, c = n / (1.0 + 2.0 * margin), (n - 1) / 2.0
+    yy, xx = np.mgrid[:n, :n].astype(np.float32)
+    w, h, dy = HEAD
+    r = np.sqrt(((xx - c) / (w * box)) ** 2 + ((yy - (c + dy * box)) / (h * box)) ** 2)
+    return np.clip((1.0 - r) / 0.12 + 0.5, 0.0, 1.0).astype(np.float32)
+
+
+def photo_head_masks(image: np.ndarray, t, margin: float, soft: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
+    """``(pasted, seen)``: the two float32 masks of the face crop ``t`` of ``image`` (module
+    docstring), from one run of the segmenter; ``soft`` is the width of their edge ramp as a
+    fraction of the crop side (a Gaussian blur)."""
+    cv2 = require("cv2", "faces", "the head mask")
+    person = person_in_crop(image, t, margin)
+    sigma = max(soft * t.size, 0.5)
+
+    def smooth(m: np.ndarray) -> np.ndarray:
+        return np.clip(cv2.GaussianBlur(m, (0, 0), sigma), 0.0, 1.0).astype(np.float32)
+
+    # the seen mask a pixel inside the person's edge and sharper: a blurred edge mixes the room into
+    # the backdrop, a dark aura around the head that no training crop had
+    inner = cv2.erode(person, np.ones((3, 3), np.uint8))
+    seen = np.clip(cv2.GaussianBlur(inner, (0, 0), max(0.5 * soft * t.size, 0.5)), 0.0, 1.0).astype(np.float32)
+    return smooth(person * head_zone(t.size, margin)), seen
 
 
 def photo_head_mask(image: np.ndarray, t, margin: float, soft: float = 0.02, skull: bool = False) -> np.ndarray:
-    """:func:`head_mask` of the face crop ``t`` (a :class:`~cyclekit.faces.align.CropTransform`
-    made with ``margin``) of ``image``, found on a wider crop of the same face.
-
-    :func:`head_mask` takes the crop's outer ring for sure background. With a margin of 0.4 a
-    full head of hair, a raised or tilted head reaches that ring in many photos, and GrabCut then
-    learns the hair's colour as background and cuts the hair off (the model saw a bald head on its
-    backdrop and painted pale blotches into the face). The ring of a crop widened to
-    :data:`WIDE_MARGIN` per side is background in nearly every photo; the mask found there, at
-    the head's resolution GrabCut works at in the narrow crop, is mapped back into ``t``.
-    """
-    from cyclekit.faces.align import CropTransform, warp_crop
-
-    cv2 = require("cv2", "faces", "the head mask")
-    wide_margin = max(WIDE_MARGIN, margin)
-    n = int(round(min(t.size, WORK_SIZE) * (1.0 + 2.0 * wide_margin) / (1.0 + 2.0 * margin)))
-    box = t.box or t.side / (1.0 + 2.0 * margin)
-    wide = CropTransform(center=t.center, side=box * (1.0 + 2.0 * wide_margin), angle=t.angle, size=n, box=box)
-    mask = head_mask(warp_crop(image, wide), wide_margin, soft=0.0, work=n, skull=skull)
-    # wide crop pixel -> photo -> crop pixel
-    a, b = t.matrix[:, :2] @ wide.inverse[:, :2], t.matrix[:, :2] @ wide.inverse[:, 2] + t.matrix[:, 2]
-    out = cv2.warpAffine(mask, np.hstack([a, b[:, None]]), (t.size, t.size), flags=cv2.INTER_LINEAR,
-                         borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-    return np.clip(cv2.GaussianBlur(out, (0, 0), max(soft * t.size, 0.5)), 0.0, 1.0).astype(np.float32)
+    """One of :func:`photo_head_masks`: the mask a swap pastes through, or with ``skull`` the one a
+    model sees the crop through (the whole person)."""
+    return photo_head_masks(image, t, margin, soft)[1 if skull else 0]
 
 
 def backdrop_colour(crops) -> list[int]:
@@ -117,17 +104,12 @@ def backdrop_colour(crops) -> list[int]:
     return [int(round(v)) for v in np.median(np.stack(rings), axis=0)]
 
 
-def on_backdrop(crop: np.ndarray, head: np.ndarray, colour, margin: float) -> np.ndarray:
+def on_backdrop(crop: np.ndarray, head: np.ndarray, colour) -> np.ndarray:
     """``crop`` (float RGB in [0, 1]) with its background replaced by the flat ``colour`` (0-255 RGB):
-    the model sees the head on the backdrop it was trained on. Kept: the ``head`` (its
-    :func:`head_mask`) and the neck and shoulders below the chin (in a portrait they are the person,
-    and the model saw them in training)."""
+    the model sees the person (``head``: the seen mask of :func:`photo_head_masks`, head, neck and
+    shoulders) on the backdrop it was trained on."""
     n = crop.shape[0]
-    box, c = n / (1.0 + 2.0 * margin), (n - 1) / 2.0
-    yy, xx = np.mgrid[:n, :n].astype(np.float32)
-    chin = c + 0.45 * box
-    body = (yy > chin) & (np.abs(xx - c) < 0.4 * box + 1.2 * (yy - chin))
-    keep = np.maximum(np.asarray(head, np.float32), body.astype(np.float32))
+    keep = np.asarray(head, np.float32)
     flat = np.asarray(colour, np.float32).reshape(1, 1, 3) / 255.0
     # Background that already looks like the training backdrop stays as it is (the studio's own
     # gradient and shadows): replaced fully from 48 grey levels away from it, not at all within 12.
@@ -179,34 +161,3 @@ def temporal_blend(previous: list, fresh: list) -> list:
         return list(fresh)
     return [f if p is None or p.shape != f.shape else MASK_MEMORY * p + (1.0 - MASK_MEMORY) * f
             for p, f in zip(previous, fresh)]
-
-
-def _seeds(n: int, margin: float, skull: bool = False) -> np.ndarray:
-    """GrabCut's initial labels: background ring, probable background, probable head (face and
-    hair), sure face (and with ``skull`` the sure top of the head)."""
-    cv2 = require("cv2", "faces", "the head mask")
-    box = n / (1.0 + 2.0 * margin)  # the detector box side in crop pixels
-    c = (n - 1) / 2.0
-    yy, xx = np.mgrid[:n, :n].astype(np.float32)
-    seeds = np.full((n, n), cv2.GC_PR_BGD, np.uint8)
-    head = ((xx - c) / (0.75 * box)) ** 2 + ((yy - (c - 0.1 * box)) / (0.85 * box)) ** 2 < 1.0  # face + hair
-    seeds[head] = cv2.GC_PR_FGD
-    face = ((xx - c) / (0.38 * box)) ** 2 + ((yy - (c + 0.05 * box)) / (0.5 * box)) ** 2 < 1.0  # eyes to mouth
-    # with skull: the top of the head too, brows to crown (hair or scalp in any head the eye line
-    # aligns), which GrabCut otherwise gives to a background as dark as the hair
-    top = ((xx - c) / (0.45 * box)) ** 2 + ((yy - (c - 0.2 * box)) / (0.6 * box)) ** 2 < 1.0
-    seeds[(face | top) if skull else face] = cv2.GC_FGD
-    ring = max(1, round(0.03 * n))
-    seeds[:ring, :] = seeds[-ring:, :] = cv2.GC_BGD
-    seeds[:, :ring] = seeds[:, -ring:] = cv2.GC_BGD
-    return seeds
-
-
-def _largest_component(mask: np.ndarray, cv2) -> np.ndarray:
-    """Keep the connected region that holds the crop centre (stray background specks go)."""
-    n, labels = cv2.connectedComponents((mask > 0.5).astype(np.uint8), connectivity=8)
-    if n <= 2:
-        return mask
-    c = mask.shape[0] // 2
-    keep = labels[c, c] if labels[c, c] else np.argmax(np.bincount(labels.ravel())[1:]) + 1
-    return (labels == keep).astype(np.float32)

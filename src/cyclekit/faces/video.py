@@ -30,7 +30,7 @@ from cyclekit.faces.detect import Face, FaceDetector, turn
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import MAX_TURN, FaceParams
 from cyclekit.faces.pipeline import recommended_backdrop, side_by_side, swap_image
-from cyclekit.faces.segment import photo_head_mask, temporal_blend
+from cyclekit.faces.segment import photo_head_masks, temporal_blend
 
 log = logging.getLogger(__name__)
 
@@ -289,8 +289,9 @@ def swap_video(
                     memory: list = [guards.get(t.track) for t in crops]  # updated by swap_image
                     if swap_kwargs.get("mask", "head") == "head":
                         kinds = (("subjects", False), ("views", True)) if seen_masks else (("subjects", False),)
+                        both = [photo_head_masks(frame, t, params.margin) for t in crops]  # (pasted, seen)
                         for k, (key, skull) in enumerate(kinds):
-                            fresh = [photo_head_mask(frame, t, params.margin, skull=skull) for t in crops]
+                            fresh = [b[1 if skull else 0] for b in both]
                             swap_kwargs[key] = temporal_blend([heads.get((t.track, k)) for t in crops], fresh)
                         swap_kwargs["guard_memory"] = memory
                         heads = {(t.track, k): m for k, (key, _) in enumerate(kinds)
