@@ -190,7 +190,7 @@ def test_strength_scales_the_pasted_change_and_nothing_else(photo, detector):
     img = photo.astype(np.float32) / 255.0 * 0.5 + 0.2  # no clipping even at 1.5 x 0.15 above the brightest
     brighten = Translator(lambda x: x + 0.3, ModelConfig(image_size=128, face_margin=0.4))  # +0.15 in [0, 1]
     faces = detector.detect(img)
-    full, info = swap_image(img, brighten, faces=faces, match=False, mask="round")  # (GrabCut varies run to run)
+    full, info = swap_image(img, brighten, faces=faces, match=False, mask="round")  # the round crop: no head mask involved
     for strength in (0.5, 1.5):
         out, info_s = swap_image(img, brighten, faces=faces, match=False, mask="round", strength=strength)
         assert np.array_equal(info_s.mask, info.mask)

@@ -144,3 +144,16 @@ def test_a_resume_refuses_a_new_init_from(tiny_world, tiny_release, tmp_path, ca
     err = capsys.readouterr().err
     assert "applies only to a new run" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert main(["train", "--resume", str(run), "--max-steps", "3", "--progress", "false"]) == 0
+
+
+def test_a_resume_may_repeat_its_init_from_by_another_path(tiny_world, tiny_release, tmp_path, monkeypatch):
+    from cyclekit.cli import main
+
+    run = tmp_path / "run"
+    argv = ["train", "--dataroot", str(tiny_world), "--run-dir", str(run), "--n-blocks", "1", "--ngf", "4",
+            "--ndf", "4", "--load-size", "36", "--crop-size", "32", "--max-steps", "2", "--progress", "false",
+            "--init-from", str(tiny_release)]
+    assert main(argv) == 0
+    monkeypatch.chdir(tiny_release.parent)
+    assert main(["train", "--resume", str(run), "--init-from", tiny_release.name, "--max-steps", "3",
+                 "--progress", "false"]) == 0

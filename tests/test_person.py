@@ -18,9 +18,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def test_the_segmenter_matches_the_tensorflow_lite_runtime():
-    """Our PyTorch run of the converted graph against the original .tflite run by ai-edge-litert 2.3.0
-    (the reference file holds its output, averaged over 4 x 4 pixels, for a studio photo and a darker,
-    shifted one): any wrong padding, layout or upsampling moves the mask by far more than 1e-3."""
+    """Our PyTorch run of the converted graph against the original .tflite run by ai-edge-litert 2.3.0:
+    the reference file holds its output for a studio photo and a darker, shifted one, rounded to 8
+    bits at full resolution (a flipped or transposed kernel in the last, 2 x 2 transposed convolution
+    moves single pixels by up to 0.9, which a pooled comparison would not see)."""
     from cyclekit.faces.person import SIDE, person_segmenter
 
     refs = np.load(FIXTURES / "selfie_segmentation_reference.npz")
@@ -29,26 +30,33 @@ def test_the_segmenter_matches_the_tensorflow_lite_runtime():
     out = person_segmenter()(np.stack([a, b]))
     assert out.shape == (2, SIDE, SIDE) and out.dtype == np.float32
     for got, name in zip(out, ("001_03", "002_03_dark_shifted")):
-        pooled = got.reshape(64, 4, 64, 4).mean(axis=(1, 3))
-        assert np.abs(pooled - refs[name]).max() < 1e-3, name
+        assert np.abs(got * 255.0 - refs[name].astype(np.float32)).max() < 1.01, name  # the rounding, and 5e-5
         assert 0.3 < (got > 0.5).mean() < 0.6  # a head and shoulders, not everything or nothing
     with pytest.raises(ValueError, match="256 x 256"):
         person_segmenter()(np.zeros((128, 128, 3), np.float32))
 
 
-def test_a_damaged_graph_is_refused_before_any_weight_is_read(tmp_path):
+def test_a_damaged_model_is_refused_in_one_line(tmp_path):
+    """graph.json is checked before any weight is read; a damaged weight file is a CheckpointError too."""
     from cyclekit.faces.person import PersonSegmenter, model_dir
 
     folder = tmp_path / "seg"
     shutil.copytree(model_dir(), folder)
-    doc = json.loads((folder / "graph.json").read_text())
-    doc["ops"][0]["op"] = "CUSTOM_EXEC"
-    (folder / "graph.json").write_text(json.dumps(doc))
-    (folder / "model.safetensors").write_bytes(b"not read")  # never reached
-    with pytest.raises(CheckpointError, match="operator 0 is not one of"):
-        PersonSegmenter(folder)
-    (folder / "graph.json").write_text("[1, 2]")
-    with pytest.raises(CheckpointError, match="not a cyclekit-op-graph"):
+    good = (folder / "graph.json").read_text()
+    weights = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(b"not read")  # never reached while the graph is wrong
+    for damage, needle in ((lambda d: d["ops"][0].update(op="CUSTOM_EXEC"), "operator 0 is not one of"),
+                           (lambda d: d["ops"][0].pop("stride"), "has no stride"),
+                           (lambda d: d["ops"][0].update(act="TANH"), "activation"),
+                           (lambda d: d.update(format="x"), "not a cyclekit-op-graph")):
+        doc = json.loads(good)
+        damage(doc)
+        (folder / "graph.json").write_text(json.dumps(doc))
+        with pytest.raises(CheckpointError, match=needle):
+            PersonSegmenter(folder)
+    (folder / "graph.json").write_text(good)
+    (folder / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(CheckpointError, match="reinstall cyclekit"):
         PersonSegmenter(folder)
 
 
@@ -84,7 +92,7 @@ def test_dark_hair_before_a_dark_room_is_the_person(name):
 
     pasted, seen = photo_head_masks(dark, t, 0.4)
     assert pasted.shape == seen.shape == (128, 128) and pasted.dtype == np.float32
-    assert np.array_equal(photo_head_mask(dark, t, 0.4, skull=True), seen)
+    assert np.array_equal(photo_head_mask(dark, t, 0.4, seen=True), seen)
     h, room = in_crop(hair), in_crop(back)
     assert h.sum() > 500 and room.sum() > 2000
     assert (seen[h] > 0.5).mean() > 0.95 and (pasted[h] > 0.5).mean() > 0.9
@@ -93,8 +101,10 @@ def test_dark_hair_before_a_dark_room_is_the_person(name):
         assert seen[-3:, :8].min() > 0.9 and pasted[-3:, :8].max() < 0.05
 
 
-def test_the_masks_are_the_same_in_a_worker_thread():
-    """The segmenter is loaded once and shared: the web server calls it from worker threads."""
+def test_the_segmenter_loads_once_and_gives_the_same_masks_in_worker_threads(monkeypatch):
+    """The segmenter is loaded once and shared: the web server calls it from worker threads, and
+    several may ask for it first at the same moment."""
+    import cyclekit.faces.person as person
     from cyclekit.faces.align import crop_transform
     from cyclekit.faces.detect_haar import HaarDetector
     from cyclekit.faces.params import FaceParams
@@ -102,9 +112,20 @@ def test_the_masks_are_the_same_in_a_worker_thread():
 
     img = load_image(FIXTURES / "london" / "004_03.jpg", 3)
     t = crop_transform(HaarDetector().detect(img)[0], FaceParams(size=128))
-    here = photo_head_masks(img, t, 0.4)
-    there: list = []
-    worker = threading.Thread(target=lambda: there.append(photo_head_masks(img, t, 0.4)))
-    worker.start()
-    worker.join()
-    assert all(np.abs(a - b).max() < 1e-5 for a, b in zip(here, there[0]))
+    monkeypatch.setattr(person, "_shared", None)
+    loads = []
+    real = person.PersonSegmenter
+    monkeypatch.setattr(person, "PersonSegmenter", lambda: loads.append(1) or real())
+    start, results = threading.Barrier(4), []
+
+    def work():
+        start.wait()
+        results.append(photo_head_masks(img, t, 0.4))
+
+    workers = [threading.Thread(target=work) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert len(loads) == 1 and len(results) == 4
+    assert all(np.abs(a - b).max() < 1e-5 for r in results[1:] for a, b in zip(results[0], r))

@@ -99,7 +99,7 @@ class DataConfig:
     load_size: int = 286  # images are first resized to this (resize_and_crop, scale_width*)
     crop_size: int = 256  # then randomly cropped to this square (centre crop at test time)
     flip: bool = True  # random horizontal flips during training
-    augment: str = "none"  # training augmentation: none (paper) | colour (light, white balance, contrast, saturation) | full (colour, plus small rotations, zooms and shifts, and lower resolution)
+    augment: str = "none"  # training augmentation: none (paper) | colour (light, white balance, contrast, saturation) | geometry (small rotations, zooms and shifts, and lower resolution) | full (both)
     on_bad_file: str = "error"  # error | skip (skip with a warning)
     max_images: int = 0  # use at most this many images per domain (0 = all)
     num_workers: int = 0  # DataLoader worker processes decoding images (0 = in the training process)

@@ -40,10 +40,11 @@ def run(args: argparse.Namespace) -> int:
         base = load_config(run_dir / "config.json")
         started_from = base.train.init_from
         cfg = resolve_config(args, base=base)
-        if cfg.train.init_from != started_from:  # the weights come from the checkpoint, never the release
+        if not _same_source(cfg.train.init_from, started_from):  # a resume reads its checkpoint, never the release
             raise ConfigError(f"--init-from {cfg.train.init_from or '(none)'}: a resumed run continues from its own "
                               f"checkpoint in {run_dir}; --init-from applies only to a new run (drop it, or start "
                               "a new --run-dir)")
+        cfg.train.init_from = started_from  # as recorded (the same release, perhaps named by another path)
         cfg.train.run_dir = str(run_dir)
     else:
         cfg = resolve_config(args)
@@ -87,6 +88,16 @@ def refuse_existing_run(run_dir) -> None:
     if held:
         raise ConfigError(f"{run_dir} already holds a run ({', '.join(held)}); continue it with "
                           f"--resume {run_dir}, start over there with --overwrite, or choose another --run-dir")
+
+
+def _same_source(given: str, recorded: str) -> bool:
+    """Whether ``--init-from`` on a resume names what the run started from (the same words, or the
+    same folder by another path)."""
+    from pathlib import Path
+
+    if given == recorded or not given or not recorded:
+        return given == recorded
+    return Path(given).expanduser().resolve() == Path(recorded).expanduser().resolve()
 
 
 def build_trainer(cfg, resume: bool = False, main_rank: bool = True):

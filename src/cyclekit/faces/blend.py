@@ -93,7 +93,7 @@ def paste_back(
     """Blend ``new_crop`` (float ``size x size x 3`` in [0, 1]) into float ``image`` in place.
 
     With ``old_crop`` (the crop the model was given) only the difference is pasted (detail mode).
-    ``subject`` (``size x size`` in [0, 1], e.g. :func:`cyclekit.faces.segment.head_mask`) limits
+    ``subject`` (``size x size`` in [0, 1], e.g. the pasted mask of :func:`cyclekit.faces.segment.photo_head_masks`) limits
     the pasted region to it: the background around the head is not touched. ``strength`` scales
     the pasted change (below 1 a gentler swap that keeps more of the person, above 1 a stronger one).
     Returns ``(image, roi, roi_mask)``: the ROI ``(x0, y0, x1, y1)`` and the float mask over it;

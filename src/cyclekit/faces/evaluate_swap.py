@@ -211,7 +211,7 @@ def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, pa
     counts: dict[str, int] = {}
     for p, crop, (img, t) in crops():
         folder = split + ("A" if direction(p) == "AtoB" else "B")
-        head = photo_head_mask(img, t, params.margin, skull=True) if colour is not None else None  # as a swap shows it
+        head = photo_head_mask(img, t, params.margin, seen=True) if colour is not None else None  # as a swap shows it
         if even is not None:  # as a swap does: the tone first, then the backdrop
             crop = to_tone(crop, params.margin, even)
         if head is not None:

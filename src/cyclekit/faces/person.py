@@ -25,6 +25,7 @@ from cyclekit.errors import CheckpointError
 
 SIDE = 256  # the network's input and output side
 MAX_OPS, MAX_CONSTANTS = 1000, 1000
+ACTIVATIONS = ("NONE", "RELU", "RELU6")  # fused activations the converter writes
 OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "RELU", "HARD_SWISH", "LOGISTIC",
                  "AVERAGE_POOL_2D", "RESIZE_BILINEAR", "Convolution2DTransposeBias"})
 
@@ -44,18 +45,30 @@ def _check_graph(doc) -> dict:
     ops = doc.get("ops")
     if not isinstance(ops, list) or not 0 < len(ops) <= MAX_OPS:
         fail("no operator list")
+    def pair(value) -> bool:
+        return isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and 0 < v <= 4 * SIDE for v in value)
+
     for k, op in enumerate(ops):
         if not isinstance(op, dict) or op.get("op") not in OPS:
             fail(f"operator {k} is not one of {', '.join(sorted(OPS))}")
+        name = op["op"]
         for key in ("inputs", "outputs"):
             if not isinstance(op.get(key), list) or not all(isinstance(i, int) and i >= 0 for i in op[key]):
                 fail(f"operator {k} has no {key}")
-        if op["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "Convolution2DTransposeBias") \
-                and op.get("padding") not in ("SAME", "VALID"):
-            fail(f"operator {k} has no padding")
-        if op["op"] == "RESIZE_BILINEAR" and not (isinstance(op.get("size"), list) and len(op["size"]) == 2
-                                                  and all(isinstance(v, int) and 0 < v <= 4 * SIDE for v in op["size"])):
-            fail(f"operator {k} has no size")
+        if op.get("act", "NONE") not in ACTIVATIONS:
+            fail(f"operator {k} has an activation this runner does not know ({op.get('act')!r})")
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "Convolution2DTransposeBias"):
+            if not pair(op.get("stride")):
+                fail(f"operator {k} ({name}) has no stride")
+            if op.get("padding") not in ("SAME", "VALID"):
+                fail(f"operator {k} ({name}) has no padding")
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D") and not pair(op.get("dilation", [1, 1])):
+            fail(f"operator {k} ({name}) has a bad dilation")
+        if name == "AVERAGE_POOL_2D" and (op["padding"] != "VALID" or not pair(op.get("kernel"))):
+            fail(f"operator {k} pools with padding or without a kernel size, which this runner does not do")
+        if name == "RESIZE_BILINEAR" and (not pair(op.get("size"))
+                                          or not (op.get("align_corners") or op.get("half_pixel_centers"))):
+            fail(f"operator {k} resizes without a size, or with TensorFlow's legacy corner rule")
     if not isinstance(doc.get("input"), int) or not isinstance(doc.get("output"), int):
         fail("no input or output tensor")
     return doc
@@ -73,7 +86,7 @@ class PersonSegmenter:
 
     def __init__(self, folder: Union[str, Path, None] = None) -> None:
         import torch
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
         folder = Path(folder) if folder else model_dir()
         try:
@@ -83,17 +96,23 @@ class PersonSegmenter:
                 if len(keys) > MAX_CONSTANTS:
                     raise CheckpointError(f"{folder}: {len(keys)} constants, more than a segmenter has")
                 consts = {int(k): f.get_tensor(k).float() for k in keys}
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, SafetensorError) as exc:
             raise CheckpointError(f"selfie segmentation model in {folder}: {exc}; reinstall cyclekit") from None
         self.ops, self.input, self.output = doc["ops"], doc["input"], doc["output"]
         # weights to PyTorch's layouts, once: TFLite keeps OHWI (conv), 1HWC (depthwise), OHWI (transposed)
         self.consts = {}
         for op in self.ops:
+            if op["op"] in ("ADD", "MUL") and any(i in consts for i in op["inputs"]):
+                raise CheckpointError("selfie segmentation graph: an elementwise operator on a constant, "
+                                      "which this runner does not lay out")
             if len(op["inputs"]) > 1 and op["inputs"][1] in consts:
                 w = consts[op["inputs"][1]]
                 if op["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D"):
                     w = w.permute(3, 0, 1, 2) if op["op"] == "DEPTHWISE_CONV_2D" else w.permute(0, 3, 1, 2)
                 elif op["op"] == "Convolution2DTransposeBias":
+                    if list(w.shape[1:3]) != op["stride"]:  # run below as non-overlapping blocks
+                        raise CheckpointError(f"selfie segmentation graph: a transposed convolution whose "
+                                              f"kernel {list(w.shape[1:3])} is not its stride {op['stride']}")
                     w = w.permute(3, 0, 1, 2)
                 self.consts[op["inputs"][1]] = w.contiguous()
         for k, v in consts.items():

@@ -25,7 +25,7 @@ import numpy as np
 from cyclekit.errors import require
 
 WIDE_MARGIN = 0.8  # the segmenter's crop: the detector box widened by this much per side
-HEAD = (0.75, 0.85, -0.1)  # the head's ellipse: half-width, half-height, centre offset down (box sides)
+HEAD = (0.75, 0.85, -0.1)  # the head's ellipse in box sides: half-width, half-height, centre offset (up)
 
 
 def person_in_crop(image: np.ndarray, t, margin: float) -> np.ndarray:
@@ -38,21 +38,25 @@ def person_in_crop(image: np.ndarray, t, margin: float) -> np.ndarray:
     wide); the result is mapped back into ``t``.
     """
     from cyclekit.faces.align import CropTransform, warp_crop
+    from cyclekit.faces.detect import as_uint8_rgb
     from cyclekit.faces.person import SIDE, person_segmenter
 
     cv2 = require("cv2", "faces", "the head mask")
-    img = np.asarray(image)
-    img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else np.asarray(img, np.float32)
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
+    kind = np.asarray(image).dtype
+    if kind != np.uint8 and not np.issubdtype(kind, np.floating):
+        raise ValueError(f"the head mask takes uint8 or float [0, 1] pixels, got {kind}")
     box = t.box or t.side / (1.0 + 2.0 * margin)
     wide = CropTransform(center=t.center, side=box * (1.0 + 2.0 * max(WIDE_MARGIN, margin)), angle=t.angle,
                          size=SIDE, box=box)
-    person = person_segmenter()(np.clip(warp_crop(img[:, :, :3], wide), 0.0, 1.0))
+    # the crop first, then one conversion of its pixels (grey, RGBA, uint8 or float alike)
+    person = person_segmenter()(as_uint8_rgb(warp_crop(image, wide)).astype(np.float32) / 255.0)
+    shrink = wide.scale / t.scale  # wide crop pixels per face crop pixel
+    if shrink > 1.0:  # averaged before it is resampled smaller, so a small crop's mask does not alias
+        person = cv2.GaussianBlur(person, (0, 0), 0.5 * shrink)
     # wide crop pixel -> photo -> crop pixel
     a, b = t.matrix[:, :2] @ wide.inverse[:, :2], t.matrix[:, :2] @ wide.inverse[:, 2] + t.matrix[:, 2]
-    return cv2.warpAffine(person, np.hstack([a, b[:, None]]), (t.size, t.size), flags=cv2.INTER_AREA
-                          if t.size < SIDE else cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    return cv2.warpAffine(person, np.hstack([a, b[:, None]]), (t.size, t.size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
 
 
 def head_zone(n: int, margin: float) -> np.ndarray:
@@ -67,26 +71,22 @@ def head_zone(n: int, margin: float) -> np.ndarray:
 
 def photo_head_masks(image: np.ndarray, t, margin: float, soft: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
     """``(pasted, seen)``: the two float32 masks of the face crop ``t`` of ``image`` (module
-    docstring), from one run of the segmenter; ``soft`` is the width of their edge ramp as a
-    fraction of the crop side (a Gaussian blur)."""
+    docstring), from one run of the segmenter. ``soft`` is the width of the pasted mask's edge ramp
+    as a fraction of the crop side (a Gaussian blur); the seen mask is eroded by a pixel and gets
+    half that ramp, so the room behind the person does not blur into the backdrop around the head
+    (a dark aura no training crop had)."""
     cv2 = require("cv2", "faces", "the head mask")
     person = person_in_crop(image, t, margin)
-    sigma = max(soft * t.size, 0.5)
-
-    def smooth(m: np.ndarray) -> np.ndarray:
-        return np.clip(cv2.GaussianBlur(m, (0, 0), sigma), 0.0, 1.0).astype(np.float32)
-
-    # the seen mask a pixel inside the person's edge and sharper: a blurred edge mixes the room into
-    # the backdrop, a dark aura around the head that no training crop had
+    pasted = cv2.GaussianBlur(person * head_zone(t.size, margin), (0, 0), max(soft * t.size, 0.5))
     inner = cv2.erode(person, np.ones((3, 3), np.uint8))
-    seen = np.clip(cv2.GaussianBlur(inner, (0, 0), max(0.5 * soft * t.size, 0.5)), 0.0, 1.0).astype(np.float32)
-    return smooth(person * head_zone(t.size, margin)), seen
+    seen = cv2.GaussianBlur(inner, (0, 0), max(0.5 * soft * t.size, 0.5))
+    return np.clip(pasted, 0.0, 1.0).astype(np.float32), np.clip(seen, 0.0, 1.0).astype(np.float32)
 
 
-def photo_head_mask(image: np.ndarray, t, margin: float, soft: float = 0.02, skull: bool = False) -> np.ndarray:
-    """One of :func:`photo_head_masks`: the mask a swap pastes through, or with ``skull`` the one a
-    model sees the crop through (the whole person)."""
-    return photo_head_masks(image, t, margin, soft)[1 if skull else 0]
+def photo_head_mask(image: np.ndarray, t, margin: float, soft: float = 0.02, seen: bool = False) -> np.ndarray:
+    """One of :func:`photo_head_masks`: the mask a swap pastes through, or with ``seen`` the one a
+    model is shown the crop through (the whole person)."""
+    return photo_head_masks(image, t, margin, soft)[1 if seen else 0]
 
 
 def backdrop_colour(crops) -> list[int]:

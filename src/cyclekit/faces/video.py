@@ -288,13 +288,13 @@ def swap_video(
                 if crops:
                     memory: list = [guards.get(t.track) for t in crops]  # updated by swap_image
                     if swap_kwargs.get("mask", "head") == "head":
-                        kinds = (("subjects", False), ("views", True)) if seen_masks else (("subjects", False),)
+                        kinds = ("subjects", "views") if seen_masks else ("subjects",)
                         both = [photo_head_masks(frame, t, params.margin) for t in crops]  # (pasted, seen)
-                        for k, (key, skull) in enumerate(kinds):
-                            fresh = [b[1 if skull else 0] for b in both]
+                        for k, key in enumerate(kinds):  # k: 0 the pasted masks, 1 the seen ones
+                            fresh = [b[k] for b in both]
                             swap_kwargs[key] = temporal_blend([heads.get((t.track, k)) for t in crops], fresh)
                         swap_kwargs["guard_memory"] = memory
-                        heads = {(t.track, k): m for k, (key, _) in enumerate(kinds)
+                        heads = {(t.track, k): m for k, key in enumerate(kinds)
                                  for t, m in zip(crops, swap_kwargs[key])}
                     out, _ = swap_image(frame, translator, params=params, transforms=crops, **swap_kwargs)
                     # a face absent from this frame starts afresh when it comes back

@@ -331,6 +331,12 @@ class ResidualGenerator(nn.Module):
         return torch.tanh(logit + self.net(x))  # (N, C, H, W) in (-1, 1)
 
 
+# ModelConfig options only some generators read (_build_generator below): the others ignore them.
+READ_BY = {"unet_levels": {"unet"}, "n_blocks": {"resnet", "mobile_resnet"}, "block": {"resnet"},
+           "input_skip": {"resnet"}, "colour_gain": {"resnet"}, "colour_gain_mode": {"resnet"},
+           "colour_gain_luma": {"resnet"}, "pixel_shuffle": {"resnet"}, "upsample": {"resnet", "unet", "mobile_resnet"}}
+
+
 def build_generator(cfg: ModelConfig) -> nn.Module:
     """The generator ``cfg`` describes (wrapped in :class:`ResidualGenerator` if ``cfg.residual``)."""
     net = _build_generator(cfg)

@@ -17,6 +17,7 @@ from torch import nn
 
 from cyclekit.config import ModelConfig
 from cyclekit.errors import CheckpointError, ConfigError
+from cyclekit.nn.generators import READ_BY
 from cyclekit.release import builtin_model, load_generator, load_release_config, release_info, resolve_release
 
 log = logging.getLogger(__name__)
@@ -26,17 +27,13 @@ log = logging.getLogger(__name__)
 # or drop it), and the crop size / face margin describe the training images.
 NOT_GENERATOR = frozenset({"discriminator", "ndf", "d_layers", "d_scales", "d_norm", "d_spectral_norm",
                            "d_padding", "init", "init_gain", "image_size", "face_margin", "dropout"})
-# Options only some generators read (cyclekit.nn.generators.build_generator): the others ignore them.
-ONLY_FOR = {"unet_levels": {"unet"}, "n_blocks": {"resnet", "mobile_resnet"}, "block": {"resnet"},
-            "input_skip": {"resnet"}, "colour_gain": {"resnet"}, "colour_gain_mode": {"resnet"},
-            "colour_gain_luma": {"resnet"}, "pixel_shuffle": {"resnet"}, "upsample": {"resnet", "unet", "mobile_resnet"}}
 
 
 def generator_mismatch(ours: ModelConfig, theirs: ModelConfig) -> list[str]:
     """The names of the generator options that differ between two model configs (of those the
     release's generator reads)."""
     return [f.name for f in dataclasses.fields(ModelConfig)
-            if f.name not in NOT_GENERATOR and theirs.generator in ONLY_FOR.get(f.name, {theirs.generator})
+            if f.name not in NOT_GENERATOR and theirs.generator in READ_BY.get(f.name, {theirs.generator})
             and getattr(ours, f.name) != getattr(theirs, f.name)]
 
 
