@@ -61,7 +61,8 @@ def person_in_crop(image: np.ndarray, t, margin: float) -> np.ndarray:
 
 def head_zone(n: int, margin: float) -> np.ndarray:
     """Float32 ``n x n`` weight of the head's ellipse (:data:`HEAD`) in a face crop, its edge a ramp
-    of 0.1 box sides: what of the person a swap pastes (no shoulders, no long hair below the jaw)."""
+    over 12% of the ellipse's radius: what of the person a swap pastes (no shoulders, no long hair
+    below the jaw)."""
     box, c = n / (1.0 + 2.0 * margin), (n - 1) / 2.0
     yy, xx = np.mgrid[:n, :n].astype(np.float32)
     w, h, dy = HEAD
