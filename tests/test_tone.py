@@ -166,3 +166,37 @@ def test_a_release_with_a_bad_tone_for_the_other_direction_is_refused_before_any
     assert main(["swap", str(tmp_path / "a.png"), "--model", str(model), "-o", str(tmp_path / "o/")]) == 2
     err = capsys.readouterr().err
     assert "face_tone" in err and "config.json" in err and not (tmp_path / "o" / "a.png").exists()
+
+
+def test_the_tone_moves_the_person_only_and_the_studio_background_stays_as_shot():
+    """A studio photo's background near the backdrop colour is shown to the model as it is: the tone
+    move (here a large one, towards a cool blue skin) tints the person only. Before, the moved
+    background reached the model tinted (a green studio behind a pink-skinned man, London 172_08)."""
+    from pathlib import Path
+
+    from cyclekit.faces.segment import on_backdrop, photo_head_masks
+    from cyclekit.io.images import load_image
+
+    photo = load_image(Path(__file__).parent / "fixtures" / "london" / "004_03.jpg", 3)  # float RGB in [0, 1]
+    backdrop = [int(round(v * 255)) for v in photo[:40, :40].reshape(-1, 3).mean(0)]
+    faces = HaarDetector().detect(photo)
+    seen = []
+
+    def spy(x):
+        seen.append(x.clone())
+        return x
+
+    cfg = ModelConfig(image_size=128, face_margin=0.4)
+    tone = [110, 130, 170]
+    tr = Translator(spy, cfg, info={"face_tone": {"AtoB": tone}, "face_backdrop": backdrop})
+    swap_image(photo, tr, faces=faces[:1])
+    fed = (seen[0][0].permute(1, 2, 0).numpy() + 1.0) / 2.0
+    t = crop_transform(faces[0], face_params_for(tr))
+    crop = warp_crop(photo, t)
+    head, view = photo_head_masks(photo, t, 0.4)
+    view = np.maximum(view, head)
+    assert np.allclose(skin_colour(fed, 0.4) * 255, tone, atol=1.5)  # the person moved to the tone
+    away = view < 0.01
+    assert away.sum() > 2000
+    studio = on_backdrop(crop, view, backdrop)  # as shot where near the backdrop, else the backdrop itself
+    assert np.abs(fed[away] - studio[away]).max() * 255 < 1.0  # untinted (before: up to 20 levels off)

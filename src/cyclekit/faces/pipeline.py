@@ -254,7 +254,9 @@ def swap_image(
     if backdrop is not None:  # the model sees the person on its training backdrop; only the head is pasted
         views = [np.maximum(v, h) for v, h in zip(views, subjects)]  # the model sees all it pastes
         crops = [on_backdrop(c, v, backdrop) for c, v in zip(crops, views)]
-        seen = crops if skin is None else [on_backdrop(c, v, backdrop) for c, v in zip(seen, views)]
+        # the tone moves the person only: the background stays as in the photo, or the backdrop
+        seen = crops if skin is None else [v[:, :, None] * s + (1.0 - v[:, :, None]) * c
+                                           for s, c, v in zip(seen, crops, views)]
     new = translate_crops(translator, seen)
     if guard and backdrop is not None:  # no backdrop paint over the jaw (backdrop_guard)
         guards = [backdrop_guard(c, g, backdrop) for c, g in zip(seen, new)]
