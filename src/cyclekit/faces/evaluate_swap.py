@@ -177,7 +177,7 @@ def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, pa
     directions: the model then cannot take skin brightness or colour for a mark of gender, so it
     neither lightens men nor darkens women, and a swap shows it every face at that colour."""
     from cyclekit.faces.align import face_crop
-    from cyclekit.faces.segment import backdrop_colour, on_backdrop, photo_head_mask
+    from cyclekit.faces.segment import backdrop_colour, photo_head_mask, toned_on_backdrop
     from cyclekit.faces.tone import skin_colour, to_tone, training_tone
     from cyclekit.io.images import save_image
 
@@ -212,10 +212,9 @@ def write_training_crops(photos: Sequence[Photo], faces: dict, out: PathLike, pa
     for p, crop, (img, t) in crops():
         folder = split + ("A" if direction(p) == "AtoB" else "B")
         head = photo_head_mask(img, t, params.margin, seen=True) if colour is not None else None  # as a swap shows it
-        if even is not None:  # as a swap does: the tone first, then the backdrop
-            crop = to_tone(crop, params.margin, even)
-        if head is not None:
-            crop = on_backdrop(crop, head, colour)
+        toned = to_tone(crop, params.margin, even) if even is not None else crop
+        # as a swap shows it: the person at the tone, on the photo's own background or the backdrop
+        crop = toned if head is None else toned_on_backdrop(crop, toned, head, colour)
         save_image(out / folder / f"{p.name}.png", crop, png_level=1)
         counts[folder] = counts.get(folder, 0) + 1
     write_faces_json(out, params, {"domains": list(DOMAINS), "source": "Face Research Lab London Set (CC BY 4.0)",

@@ -24,7 +24,7 @@ from cyclekit.faces.blend import paste_back, rim_change
 from cyclekit.faces.detect import Face, FaceDetector, turn
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, MAX_TURN, FaceParams, check_max_turn, is_rgb, is_tone_table
-from cyclekit.faces.segment import backdrop_guard, on_backdrop, photo_head_masks, temporal_blend
+from cyclekit.faces.segment import backdrop_guard, on_backdrop, photo_head_masks, temporal_blend, toned_on_backdrop
 from cyclekit.faces.tone import ToneMove, keep_brightness
 from cyclekit.io.images import LUMA
 
@@ -253,10 +253,10 @@ def swap_image(
     seen = [m.apply(c) for m, c in zip(moves, crops)] if moves else crops
     if backdrop is not None:  # the model sees the person on its training backdrop; only the head is pasted
         views = [np.maximum(v, h) for v, h in zip(views, subjects)]  # the model sees all it pastes
+        if skin is not None:  # the tone moves the person only (toned_on_backdrop)
+            seen = [toned_on_backdrop(c, s, v, backdrop) for c, s, v in zip(crops, seen, views)]
         crops = [on_backdrop(c, v, backdrop) for c, v in zip(crops, views)]
-        # the tone moves the person only: the background stays as in the photo, or the backdrop
-        seen = crops if skin is None else [v[:, :, None] * s + (1.0 - v[:, :, None]) * c
-                                           for s, c, v in zip(seen, crops, views)]
+        seen = crops if skin is None else seen
     new = translate_crops(translator, seen)
     if guard and backdrop is not None:  # no backdrop paint over the jaw (backdrop_guard)
         guards = [backdrop_guard(c, g, backdrop) for c, g in zip(seen, new)]

@@ -121,6 +121,14 @@ def on_backdrop(crop: np.ndarray, head: np.ndarray, colour) -> np.ndarray:
     return (crop * (1.0 - w) + flat * w).astype(np.float32)
 
 
+def toned_on_backdrop(crop: np.ndarray, toned: np.ndarray, head: np.ndarray, colour) -> np.ndarray:
+    """The person of ``toned`` (``crop`` moved to a skin tone, :mod:`cyclekit.faces.tone`) on
+    ``crop``'s own background as :func:`on_backdrop` leaves it: the tone moves the person only. A
+    studio background near the backdrop colour stays as shot, not tinted by the person's move."""
+    keep = np.asarray(head, np.float32)[:, :, None]
+    return (keep * toned + (1.0 - keep) * on_backdrop(crop, head, colour)).astype(np.float32)
+
+
 def backdrop_guard(given: np.ndarray, new: np.ndarray, colour) -> np.ndarray:
     """Float32 ``size x size`` weight in [0, 1]: 0 where the model painted the backdrop over the person.
 
