@@ -15,7 +15,9 @@ tone shift (:mod:`cyclekit.faces.tone`). The last column is the face's turn to t
 as ``cyclekit swap`` leaves it (``--max-turn 0`` judges the model on every face).
 ``--box-scale 0.95,1,1.05`` adds a row per photo at
 strength 1 with the detector's box scaled by each factor about its centre: how much the swap
-hangs on the crop.
+hangs on the crop. ``--raw`` adds a last column: P(male) with the model's own output pasted
+(``cyclekit swap --no-detail`` at the model's strength) instead of its change on the photo, which tells a model
+that did not change the face enough from a paste that lost its change.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/bench_faces_wild.py [--model M] [--photo PATH:female ...]
 """
@@ -92,6 +94,7 @@ def main() -> None:
                          "0 = swap every face, to judge the model itself)")
     ap.add_argument("--box-scale", default="", help="comma-separated factors for the detector's box (strength 1)")
     ap.add_argument("--out", default="runs/bench_faces_wild")
+    ap.add_argument("--raw", action="store_true", help="add P(male) with the model's own output pasted")
     args = ap.parse_args()
     strengths = [float(s) for s in args.strength.split(",")]
     turn = {} if args.max_turn is None else {"max_turn": args.max_turn}
@@ -102,8 +105,9 @@ def main() -> None:
     print(f"Tone shift {'off' if args.no_tone else 'on'}; P(male) on the chip from the {detector.name} detector's "
           "eyes / Haar's eyes\n")
     print("| photo | direction | P(male) untouched | " + " | ".join(f"P(male) at {s:g}" for s in strengths)
-          + " | SSIM in face at " + ", ".join(f"{s:g}" for s in strengths) + " | skin luma, change at 1 | turn |")
-    print("|---|---|---:|" + "---:|" * len(strengths) + "---|---:|---:|")
+          + " | SSIM in face at " + ", ".join(f"{s:g}" for s in strengths) + " | skin luma, change at 1 | turn |"
+          + (" P(male), model's output pasted |" if args.raw else ""))
+    print("|---|---|---:|" + "---:|" * len(strengths) + "---|---:|---:|" + ("---:|" if args.raw else ""))
     for name, img, gender in labelled_photos(args.photo):
         faces = detector.detect(img)
         if not faces:
@@ -123,9 +127,14 @@ def main() -> None:
         ssim = [pixel_identity(img, s, eyes)["ssim"] for s in swaps]
         at_1 = swaps[strengths.index(1.0)] if 1.0 in strengths else \
             swap_image(img, translators[gender], faces=faces[:1], strength=1.0, tone=not args.no_tone, **turn)[0]
+        raw = ""
+        if args.raw:  # the model's own output pasted: did the model change the face, or the paste lose it?
+            own = swap_image(img, translators[gender], faces=faces[:1], detail=False, tone=not args.no_tone, **turn)[0]
+            raw = f" {p_male(own)} |"
         print(f"| {name} | {gender}->{target} | {p_male(img)} | " + " | ".join(p_male(s) for s in swaps)
               + " | " + ", ".join(f"{v:.3f}" for v in ssim)
-              + f" | {skin_luma(img, eyes):.0f}, {skin_luma(at_1, eyes) - skin_luma(img, eyes):+.1f} | {fmt_turn(faces[0])} |")
+              + f" | {skin_luma(img, eyes):.0f}, {skin_luma(at_1, eyes) - skin_luma(img, eyes):+.1f} | {fmt_turn(faces[0])} |"
+              + raw)
         strip = img
         for s in swaps:
             strip = side_by_side(strip, s)
