@@ -253,10 +253,10 @@ def swap_image(
     seen = [m.apply(c) for m, c in zip(moves, crops)] if moves else crops
     if backdrop is not None:  # the model sees the person on its training backdrop; only the head is pasted
         views = [np.maximum(v, h) for v, h in zip(views, subjects)]  # the model sees all it pastes
-        if skin is not None:  # the tone moves the person only (toned_on_backdrop)
-            seen = [toned_on_backdrop(c, s, v, backdrop) for c, s, v in zip(crops, seen, views)]
-        crops = [on_backdrop(c, v, backdrop) for c, v in zip(crops, views)]
-        seen = crops if skin is None else seen
+        backed = [on_backdrop(c, v, backdrop) for c, v in zip(crops, views)]
+        # the tone moves the person only; the background stays as shot or becomes the backdrop
+        seen = backed if skin is None else [toned_on_backdrop(c, s, v, backdrop) for c, s, v in zip(crops, seen, views)]
+        crops = backed
     new = translate_crops(translator, seen)
     if guard and backdrop is not None:  # no backdrop paint over the jaw (backdrop_guard)
         guards = [backdrop_guard(c, g, backdrop) for c, g in zip(seen, new)]
