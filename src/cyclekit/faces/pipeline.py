@@ -199,8 +199,8 @@ def swap_image(
     ``guard_memory`` (the video path's list, updated in place) blends each frame's guards with the
     previous frame's (:func:`~cyclekit.faces.segment.temporal_blend`), so the kept pixels do not flicker.
     ``tone`` (with a model whose release records ``face_tone``) shows the model each face at its
-    training faces' skin colour and pastes its change onto the person's own crop (or with
-    ``detail=False`` its output moved back to the person's colour), keeping the skin's mean
+    training faces' skin colour and pastes its change, moved back to the person's colours, onto
+    the person's own crop (or with ``detail=False`` its output moved back), keeping the skin's mean
     brightness (:mod:`.tone`). A detected face turned further to the side than ``max_turn``
     (:func:`~cyclekit.faces.detect.turn`; 0 = no limit; faces without dlib's nose point are not
     measured) is left unchanged: a model trained on frontal faces paints blotches into it.
@@ -263,9 +263,10 @@ def swap_image(
         if guard_memory is not None:
             guard_memory[:] = guards = temporal_blend(guard_memory, guards)
         subjects = [s * w for s, w in zip(subjects, guards)]
-    if moves:  # the model's change on the person's own crop (or its output moved back), skin brightness kept
-        new = [keep_brightness(c, c + (g - s) if detail else m.undo(g), params.margin)
-               for c, s, g, m in zip(crops, seen, new, moves)]
+    if moves:  # the model's change moved back to the person's colours, on their own crop (or its output moved back)
+        people = views if backdrop is not None else [None] * len(moves)
+        new = [keep_brightness(c, c + m.change_back(s, g, p) if detail else m.undo(g), params.margin)
+               for c, s, g, m, p in zip(crops, seen, new, moves, people)]
     out = src.copy()
     changed = np.zeros(src.shape[:2], dtype=bool)
     swapped = [r for r in info.faces if r.status == "swapped"]

@@ -9,8 +9,9 @@ crops as the release's ``face_tone``, and a swap:
 1. measures the same region of the person's crop (:func:`skin_colour`);
 2. moves the whole crop's colours so that region has the training colour (:class:`ToneMove`), so
    the model sees a face of the colour it knows;
-3. takes the model's change on that crop and adds it to the person's own crop (detail mode), or
-   moves the model's output back (:meth:`ToneMove.undo`, when the output itself is pasted);
+3. moves the model's change on that crop back to the person's colours and adds it to the
+   person's own crop (detail mode, :meth:`ToneMove.change_back`), or moves the model's output
+   back (:meth:`ToneMove.undo`, when the output itself is pasted): both land the same change;
 4. takes out the model's mean change of brightness over that region (:func:`keep_brightness`).
    The model learned skin brightness as a mark of gender (men -> women lightened the skin by 9-18
    grey levels on London men and by up to 24 on darker skin, a pale mask against the neck and
@@ -79,6 +80,22 @@ class ToneMove:
 
     def undo(self, crop: np.ndarray) -> np.ndarray:
         return self._line(crop, self.want, self.have)
+
+    def change_back(self, given: np.ndarray, made: np.ndarray, person: Optional[np.ndarray] = None) -> np.ndarray:
+        """A model's change (``made`` less ``given``, the crop it was shown) in the person's own colours.
+
+        The model changed the face at the tone; a darkening move scaled every difference by
+        ``want / have``, so the change taken as it is would land that much too weak on the
+        person's own crop (and a lightening move likewise). Moved back through :meth:`undo`,
+        the change is the one the model's output moved back (``detail=False``) makes. ``person``
+        (``size x size`` in [0, 1]) is where the crop was moved; elsewhere (a background the model
+        saw as shot) the change is taken as it is.
+        """
+        back = self.undo(made) - self.undo(given)
+        if person is None:
+            return back
+        keep = np.asarray(person, np.float32)[:, :, None]
+        return (keep * back + (1.0 - keep) * (np.asarray(made, np.float32) - given)).astype(np.float32)
 
 
 def to_tone(crop: np.ndarray, margin: float, tone) -> np.ndarray:
