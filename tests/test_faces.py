@@ -222,6 +222,41 @@ def test_a_black_and_white_photo_stays_black_and_white(photo, detector):
     assert d[..., 0].mean() > d[..., 2].mean() + 5  # a colour photo keeps the model's tint
 
 
+def test_a_toned_black_and_white_photo_keeps_its_tone_and_a_colour_face_in_a_grey_room_its_colour(photo, detector):
+    """A sepia print through JPEG (channels a few levels off the tone): the swap's pasted pixels
+    take the photo's own colour for their brightness, not the model's tint; before session 29
+    only exactly grey photos were caught, and a faintly toned one came out with purple and green
+    patches. A colour face pasted into a grey photo is not black and white: it keeps the tint."""
+    from cyclekit.faces.pipeline import monochrome_tint
+
+    warm = Translator(lambda x: x + torch.tensor([0.4, 0.0, -0.4]).view(1, 3, 1, 1) + 0.2,
+                      ModelConfig(image_size=128, face_margin=0.4))
+    y = photo.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    sepia = np.stack([y * 0.95 + 14, y * 0.92 + 4, y * 0.80], axis=2)  # its mean colour keeps its brightness
+    sepia += np.random.default_rng(1).normal(0, 1.5, sepia.shape)
+    sepia = np.clip(np.rint(sepia), 0, 255).astype(np.uint8)
+    out, info = swap_image(sepia, warm, faces=detector.detect(sepia), match=False, mask="round")
+    assert info.mask.any()
+    tint = monochrome_tint(sepia.astype(np.float32) / 255.0, info.mask)
+    assert tint is not None and tint[128, 0] > tint[128, 2] + 0.05  # found, and red above blue
+    got = out[info.mask].astype(np.float64) / 255.0
+    want = got @ np.array([0.299, 0.587, 0.114])
+    off = np.abs(got - want[:, None] - tint[np.clip(np.rint(want * 255), 0, 255).astype(int)]).max(axis=1) * 255  # levels off the tone (rounding, clipping)
+    assert np.percentile(off, 99) <= 1.5 and off.max() <= 3.0
+    assert want.mean() * 255 > (sepia[info.mask].astype(np.float64) @ np.array([0.299, 0.587, 0.114])).mean() + 5
+    # the model's own tint would have pushed red 0.2 above the tone and blue 0.2 below it
+    assert np.abs((got[:, 0] - got[:, 2]).mean() - (tint[128, 0] - tint[128, 2])) < 0.03
+    grey = np.repeat(photo.mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
+    faces = detector.detect(grey)
+    _, where = swap_image(grey, warm, faces=faces, match=False, mask="round")
+    mixed = grey.copy()
+    mixed[where.mask] = photo[where.mask]  # a colour face in a grey room
+    assert monochrome_tint(mixed.astype(np.float32) / 255.0, where.mask) is None
+    out_m, _ = swap_image(mixed, warm, faces=faces, match=False, mask="round")
+    d = out_m[where.mask].astype(int) - mixed[where.mask].astype(int)
+    assert d[:, 0].mean() > d[:, 2].mean() + 5  # it keeps the model's tint, as a colour photo does
+
+
 def test_the_release_recommends_a_strength_per_direction(photo, detector):
     """A release's ``swap_strength`` is the default for its direction; --strength overrides it; a bad one is refused."""
     from cyclekit.errors import CheckpointError

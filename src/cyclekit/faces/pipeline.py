@@ -315,25 +315,60 @@ def _skipped(info: SwapInfo, params: FaceParams, max_turn: float) -> str:
 
 
 # A photo whose channels differ by at most this much everywhere is black and white (JPEG's chroma noise included).
-GREY_TOLERANCE = 2.5 / 255.0
+GREY_TOLERANCE = 2.5 / 255.0  # a palette this close to grey is grey
+MONO_TOLERANCE = 8.0 / 255.0  # how far a black-and-white photo's pixels stray from its palette (JPEG noise)
+SAMPLE = 16384  # pixels of the photo, and of the face, that monochrome_tint looks at
 
 
-def is_black_and_white(src: np.ndarray) -> bool:
-    """Three (nearly) equal channels, checked on every other pixel of a float ``HxWx3`` image."""
-    s = src[::2, ::2]
-    return bool(np.abs(s[..., 0] - s[..., 1]).max(initial=0.0) <= GREY_TOLERANCE
-                and np.abs(s[..., 1] - s[..., 2]).max(initial=0.0) <= GREY_TOLERANCE)
+def monochrome_tint(src: np.ndarray, region: np.ndarray) -> Optional[np.ndarray]:
+    """For a black-and-white photo (grey or toned: sepia, a cool cast), its tint: ``256 x 3``, the
+    mean colour less its own brightness at each 8-bit brightness; ``None`` for a colour photo.
+
+    Monochrome means the colour follows the brightness: the whole photo's pixels
+    and the ``region``'s own (HxW bool, the face to be pasted; up to :data:`SAMPLE` of each) lie within :data:`MONO_TOLERANCE`
+    of their brightness's mean colour, 99 in 100 of them. A colour face in a grey room fails the
+    second test and keeps its colour. A tint within :data:`GREY_TOLERANCE` of grey is grey (zeros).
+    """
+    step = max(1, int(np.sqrt(src.shape[0] * src.shape[1] / SAMPLE)))  # a 99th percentile needs no more
+    sample = src[::step, ::step].reshape(-1, 3).astype(np.float64)
+    level = _level(sample @ LUMA)
+    count = np.bincount(level, minlength=256)
+    seen = np.flatnonzero(count)
+    grid = np.arange(256)
+    tint = np.stack([np.interp(grid, seen, np.bincount(level, sample[:, c], 256)[seen] / count[seen] - seen / 255.0)
+                     for c in range(3)], axis=1)
+
+    def strays(pixels: np.ndarray) -> bool:
+        if not len(pixels):
+            return False
+        y = pixels.astype(np.float64) @ LUMA
+        return float(np.percentile(np.abs(pixels - y[:, None] - tint[_level(y)]).max(axis=1), 99)) > MONO_TOLERANCE
+
+    if strays(sample):  # a colour photo: most stop here
+        return None
+    where = np.flatnonzero(region.ravel())
+    if strays(src.reshape(-1, src.shape[-1])[where[::max(1, len(where) // SAMPLE)], :3]):
+        return None
+    return np.zeros_like(tint) if np.abs(tint).max() <= GREY_TOLERANCE else tint
+
+
+def _level(y: np.ndarray) -> np.ndarray:
+    """8-bit brightness levels of brightnesses ``y`` in [0, 1]: :func:`monochrome_tint`'s rows."""
+    return np.clip(np.rint(y * 255.0), 0, 255).astype(np.int64)
 
 
 def _restore(out: np.ndarray, src: np.ndarray, image: np.ndarray, changed: np.ndarray, dtype) -> np.ndarray:
     """Back to the input's dtype: the input with only the ``changed`` pixels replaced (alpha kept).
 
-    A black-and-white photo stays black and white: a model trained on colour faces tints the face
-    it returns, so the pasted pixels keep only their brightness.
+    A black-and-white photo stays black and white, and a toned one (sepia) keeps its tone: a
+    model trained on colour faces tints the face it returns, so the pasted pixels keep only their
+    brightness, coloured as the photo colours that brightness (:func:`monochrome_tint`).
     """
     vals = out[changed]  # (N, 3): only the pasted pixels are converted
-    if is_black_and_white(src):
-        vals = np.repeat((vals @ LUMA)[:, None], 3, axis=1)
+    tint = monochrome_tint(src, changed)
+    if tint is not None:
+        y = vals.astype(np.float64) @ LUMA
+        vals = np.clip(y[:, None] + tint[_level(y)], 0.0, 1.0).astype(vals.dtype)
     if dtype == np.uint8:
         vals = np.round(np.clip(vals, 0.0, 1.0) * 255.0).astype(np.uint8)
     final = np.array(image, copy=True)
