@@ -29,7 +29,7 @@ def main() -> None:
     from cyclekit.errors import UserError
     from cyclekit.faces.identity import FaceEmbedder
     from cyclekit.faces.judge import GenderJudge
-    from cyclekit.faces.strength import STRENGTHS, choose_strength, describe_choice, strength_table
+    from cyclekit.faces.strength import STRENGTHS, choose_strength, cycle_limits, describe_choice, strength_table
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="", help="a run folder or release (default: the built-in model)")
@@ -65,11 +65,13 @@ def main() -> None:
         print(f"| {r['strength']:g} | {r['direction']} | {pct['swap_success']} | {pct['same_person_rate']} | {psnr} |")
     chosen = choose_strength(rows)
     print(f"\nchosen (cyclekit.faces.strength.choose_strength): {chosen}\n{describe_choice(rows, chosen, len(people))}")
+    print(f"cycle-error limit (cyclekit.faces.cycle): {cycle_limits(rows)}")
     if args.write:
         from cyclekit.release import update_release_info
 
         where = update_release_info(model, swap_strength=chosen,
-                                    swap_strength_chosen=describe_choice(rows, chosen, len(people)))
+                                    swap_strength_chosen=describe_choice(rows, chosen, len(people)),
+                                    cycle_limit=cycle_limits(rows))
         print(f"recorded in {where}/config.json")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))

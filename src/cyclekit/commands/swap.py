@@ -2,9 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 from cyclekit.config import CHOICES, DIRECTIONS
+from cyclekit.errors import UserError
 from cyclekit.faces.params import MAX_TURN, check_max_turn
+
+log = logging.getLogger(__name__)
 
 
 def register(sub) -> None:
@@ -87,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from cyclekit.faces.overlays import load_overlays
     from cyclekit.faces.params import DEFAULT_MARGIN
     from cyclekit.faces.batch import plan_swap, swap_path
+    from cyclekit.faces.cycle import recorded_limit
     from cyclekit.faces.pipeline import check_face_release, check_strength, face_params_for, recommended_strength
 
     if args.crf < 0 or args.crf > 51:  # option errors before a model is loaded
@@ -109,6 +114,13 @@ def run(args: argparse.Namespace) -> int:
         translator = load_translator(args.model, args.direction, args.device, args.precision,
                                      backend=args.backend)
     check_face_release(translator)  # a release the swap could not use is refused before any photo is read
+    limit, back = recorded_limit(translator), None
+    if limit is not None and args.model != "identity" and args.backend == "torch":  # faces/cycle.py
+        try:  # the generator the other way, to tell a face unlike the training faces
+            back = load_translator(args.model, "BtoA" if translator.direction == "AtoB" else "AtoB", args.device,
+                                   args.precision, backend=args.backend)
+        except UserError as exc:
+            log.info("no cycle check (%s)", exc)
     strength = recommended_strength(translator) if args.strength is None else args.strength
     params = face_params_for(translator, margin=args.margin, align=not args.no_align, size=args.size,
                              detector=args.detector, min_face=args.min_face)
@@ -119,12 +131,15 @@ def run(args: argparse.Namespace) -> int:
         video_options={"smooth": args.smooth, "detect_every": args.detect_every, "crf": args.crf},
         all_faces=args.all_faces, blend=args.blend, detail=not args.no_detail, tone=not args.no_tone,
         feather=args.feather, mask=args.mask, overlays=load_overlays(args.overlay), strength=strength,
-        max_turn=args.max_turn,
+        max_turn=args.max_turn, back=back,
     )
     for r in records:
         if r.swapped == 0 or "left unchanged" in r.message:
             written = f" -> {r.output}" if r.output.exists() else " (nothing written)"
             print(f"{r.source}: {r.message}{written}")
+        if back is not None and r.cycle_error is not None and r.cycle_error > limit:
+            print(f"{r.source}: the face is unlike the model's training faces (cycle error {r.cycle_error:.1f} "
+                  f"grey levels, {limit:g} at most on faces like them): expect blotches and a weaker swap")
     done = sum(r.swapped > 0 for r in records)
     unreadable = sum(not r.readable for r in records)
     failed = f"; {unreadable} unreadable file(s) skipped, exit status 1" if unreadable else ""

@@ -26,6 +26,7 @@ class SwapRecord:
     message: str
     swapped: int
     readable: bool = True
+    cycle_error: Optional[float] = None  # the largest of its faces' (faces/cycle.py), when measured
 
 
 def compare_path(dst: Path) -> Path:
@@ -76,7 +77,7 @@ def plan_swap(inputs: Sequence[Union[str, Path]], out_dir: Union[str, Path], *, 
 def swap_path(
     translator, inputs: Sequence[Union[str, Path]], out_dir: Union[str, Path], *, compare: bool = False,
     progress: bool = False, params: Optional[FaceParams] = None, detector: Optional[FaceDetector] = None,
-    video_options: Optional[dict] = None, **swap_kwargs,
+    video_options: Optional[dict] = None, back=None, **swap_kwargs,
 ) -> list[SwapRecord]:
     """Swap faces in image files, folders (recursive) and video files; write PNGs / mp4s to ``out_dir``.
 
@@ -84,7 +85,8 @@ def swap_path(
     exact) and, with ``compare``, ``<name>_compare.png`` showing input and output side by side.
     Videos go through :func:`cyclekit.faces.video.swap_video`. ``out_dir`` may instead name the
     one output file of a single photo (``swapped.jpg``: its format, JPEG lossy) or video
-    (``swapped.mp4``); see :func:`plan_swap` for what is refused.
+    (``swapped.mp4``); see :func:`plan_swap` for what is refused. ``back`` (the generator the
+    other way) measures each photo's cycle error (:mod:`cyclekit.faces.cycle`; photos only).
     """
     from tqdm.auto import tqdm
 
@@ -101,12 +103,13 @@ def swap_path(
             log.warning("skipping %s", exc)
             records.append(SwapRecord(src, dst, "skipped: unreadable (see the warning above)", 0, readable=False))
             continue
-        result, info = swap_image(img, translator, params=params, detector=detector, **swap_kwargs)
+        result, info = swap_image(img, translator, params=params, detector=detector, back=back, **swap_kwargs)
         deep = dst.suffix.lower() in (".png", ".tif", ".tiff") and image_bit_depth(src) == 16
         save_image(dst, result, bit_depth=16 if deep else 8)  # a 16-bit photo keeps its depth
         if compare:
             save_image(compare_path(dst), side_by_side(img, result))
-        records.append(SwapRecord(src, dst, info.message, info.swapped))
+        errors = [r.cycle_error for r in info.faces if r.cycle_error is not None]
+        records.append(SwapRecord(src, dst, info.message, info.swapped, cycle_error=max(errors, default=None)))
     for video, dst in video_jobs:
         vinfo = swap_video(video, dst, translator, params=params, detector=detector, compare=compare,
                            progress=progress, **(video_options or {}), **swap_kwargs)

@@ -302,9 +302,11 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
     the fine texture on chin and jaw before and after (:func:`~cyclekit.faces.identity.lower_face_texture`),
     the change on the blend rim (:func:`cyclekit.faces.blend.rim_change`, grey levels; the rim is the
     hair's edge with the head mask, the crop's edge with a round one, so compare it within a mask),
-    the change of the studio backdrop inside the crop (:func:`backdrop_change`, the halo) and, with
-    ``embedder``, the same-person rate and rank-1 identification.
+    the change of the studio backdrop inside the crop (:func:`backdrop_change`, the halo), the
+    cycle error with the other generator (:mod:`cyclekit.faces.cycle`: mean, and the limit these
+    faces would set) and, with ``embedder``, the same-person rate and rank-1 identification.
     """
+    from cyclekit.faces.cycle import cycle_limit_from
     from cyclekit.faces.identity import lower_face_texture, own_original_rank1, pixel_identity, same_person_rate
     from cyclekit.faces.judge import GenderJudge, face_chip
     from cyclekit.faces.pipeline import face_params_for, recommended_backdrop, swap_image
@@ -320,8 +322,9 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
         img = p.load()
         tr = translators[p.gender]
         fp = params or face_params_for(tr)
+        back = translators.get(DOMAINS[1 - DOMAINS.index(p.gender)])  # the generator back: the cycle error
         out, info = swap_image(img, tr, params=fp, faces=[face], detail=detail, match=match, mask=mask,
-                               strength=strength, guard=guard, tone=tone)
+                               strength=strength, guard=guard, tone=tone, back=back)
         swapped[str(p.path)] = out
         before, after = judge.predict([face_chip(img, eyes), face_chip(out, eyes)])
         ident = pixel_identity(img, out, eyes)
@@ -333,6 +336,7 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
                      "chin_texture_before": round(lower_face_texture(img, eyes), 3),
                      "chin_texture": round(lower_face_texture(out, eyes), 3),
                      "rim_change": round(255.0 * info.rim_change, 3), "backdrop_change": _backdrop(img, out, info),
+                     "cycle_error": info.faces[0].cycle_error if info.faces else None,
                      "backdrop_paint": backdrop_paint(img, out, info.mask, recommended_backdrop(tr))})
         if embedder is not None:
             emb["orig"][p.name] = embedder.embed(img, eyes)
@@ -353,7 +357,10 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
              # the halo: mean change (grey levels, 0-255) where the pasted face blends into the photo
              "rim_change": _mean([r["rim_change"] for r in rs]),
              "backdrop_change": _mean([r["backdrop_change"] for r in rs]),
-             "backdrop_paint": _mean([r["backdrop_paint"] for r in rs])}
+             "backdrop_paint": _mean([r["backdrop_paint"] for r in rs]),
+             # how far the faces are from the model's training faces (faces/cycle.py), grey levels
+             "cycle_error": _mean([r["cycle_error"] for r in rs]),
+             "cycle_limit": cycle_limit_from([r["cycle_error"] for r in rs])}
         if embedder is not None and rs:
             o = np.stack([emb["orig"][r["photo"]] for r in rs])
             s = np.stack([emb["swap"][r["photo"]] for r in rs])

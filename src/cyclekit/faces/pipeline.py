@@ -21,6 +21,7 @@ from cyclekit.config import CHOICES
 from cyclekit.errors import CheckpointError, ConfigError
 from cyclekit.faces.align import CropTransform, crop_transform, warp_crop
 from cyclekit.faces.blend import paste_back, rim_change
+from cyclekit.faces.cycle import cycle_error, recorded_limit
 from cyclekit.faces.detect import Face, FaceDetector, turn
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, MAX_TURN, FaceParams, check_max_turn, is_rgb, is_tone_table
@@ -92,10 +93,11 @@ def recommended_tone(translator) -> Optional[list[float]]:
 
 def check_face_release(translator) -> None:
     """Refuse, before any photo is read, a release whose face recommendations (``swap_strength``,
-    ``face_backdrop``, ``face_tone``, for both directions) ``swap_image`` could not use."""
+    ``face_backdrop``, ``face_tone``, ``cycle_limit``, for both directions) ``swap_image`` could not use."""
     recommended_strength(translator)
     recommended_backdrop(translator)
     recommended_tone(translator)
+    recorded_limit(translator)
 
 
 @dataclass
@@ -104,6 +106,7 @@ class FaceResult:
     transform: Optional[CropTransform]
     status: str  # "swapped" | "too small" | "turned"
     region: Optional[tuple[int, int, int, int]] = None  # (x0, y0, x1, y1) that may have changed
+    cycle_error: Optional[float] = None  # grey levels the generator back misses by (faces.cycle); with ``back``
 
 
 @dataclass
@@ -182,7 +185,7 @@ def swap_image(
     faces: Optional[list[Face]] = None, transforms: Optional[list[CropTransform]] = None,
     subjects: Optional[Sequence[np.ndarray]] = None, views: Optional[Sequence[np.ndarray]] = None,
     strength: Optional[float] = None, guard: bool = True,
-    guard_memory: Optional[list] = None, tone: bool = True, max_turn: float = MAX_TURN,
+    guard_memory: Optional[list] = None, tone: bool = True, max_turn: float = MAX_TURN, back=None,
 ) -> tuple[np.ndarray, SwapInfo]:
     """Swap the dominant face (or ``all_faces``) of ``image`` (HxWx3 uint8, or float in [0, 1]).
 
@@ -204,6 +207,9 @@ def swap_image(
     brightness (:mod:`.tone`). A detected face turned further to the side than ``max_turn``
     (:func:`~cyclekit.faces.detect.turn`; 0 = no limit; faces without dlib's nose point are not
     measured) is left unchanged: a model trained on frontal faces paints blotches into it.
+    ``back`` (the release's generator the other way) measures each swapped face's
+    :func:`~cyclekit.faces.cycle.cycle_error` into its ``FaceResult``: how far the face is from
+    what the model knows. It costs one more generator run per face and changes no pixel.
     """
     if mask not in CHOICES["mask"]:
         raise ConfigError(f"--mask: {mask!r} is not one of {', '.join(CHOICES['mask'])}")
@@ -258,6 +264,10 @@ def swap_image(
         seen = backed if skin is None else [toned_on_backdrop(c, s, v, backdrop) for c, s, v in zip(crops, seen, views)]
         crops = backed
     new = translate_crops(translator, seen)
+    if back is not None:  # how far each face is from the model's training faces (faces/cycle.py)
+        done = [r for r in info.faces if r.status == "swapped"]  # one per transform, in order
+        for r, shown, again in zip(done, seen, translate_crops(back, new)):
+            r.cycle_error = round(cycle_error(shown, again, params.margin), 2)
     if guard and backdrop is not None:  # no backdrop paint over the jaw (backdrop_guard)
         guards = [backdrop_guard(c, g, backdrop) for c, g in zip(seen, new)]
         if guard_memory is not None:

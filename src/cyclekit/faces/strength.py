@@ -36,8 +36,15 @@ def strength_table(photos: Sequence[Photo], faces: dict, translators: dict, stre
         for name, d in res["directions"].items():
             rows.append({"strength": float(s), "direction": name, "photos": d["photos"],
                          "swap_success": d["swap_success"], "same_person_rate": d.get("same_person_rate"),
-                         "psnr_face": d["psnr_face"]})
+                         "psnr_face": d["psnr_face"], "cycle_limit": d.get("cycle_limit")})
     return rows
+
+
+def cycle_limits(rows: Sequence[dict]) -> dict[str, float]:
+    """Per release direction, the cycle-error limit its training people set (:mod:`cyclekit.faces.cycle`;
+    the same at every strength: it is measured on the model's output before the paste)."""
+    return {DIRECTIONS[r["direction"]]: r["cycle_limit"] for r in rows
+            if r["direction"] in DIRECTIONS and r.get("cycle_limit") is not None}
 
 
 def choose_strength(rows: Sequence[dict], target: float = TARGET_SUCCESS,

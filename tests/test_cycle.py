@@ -1,0 +1,90 @@
+"""The cycle error: how far a face is from what a swap model knows (cyclekit.faces.cycle)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+skdata = pytest.importorskip("skimage.data")
+pytest.importorskip("cv2")
+
+from cyclekit.config import ModelConfig  # noqa: E402
+from cyclekit.errors import CheckpointError  # noqa: E402
+from cyclekit.faces.cycle import cycle_error, cycle_limit_from, face_region, recorded_limit  # noqa: E402
+from cyclekit.faces.detect_haar import HaarDetector  # noqa: E402
+from cyclekit.faces.pipeline import swap_image  # noqa: E402
+from cyclekit.faces.strength import cycle_limits  # noqa: E402
+from cyclekit.infer.translator import Translator  # noqa: E402
+
+
+def test_cycle_error_is_the_mean_miss_over_the_face_in_grey_levels():
+    region = face_region(128, 0.4)
+    assert region[64, 64] and not region[0, 0] and not region[64, 2] and 0.2 < region.mean() < 0.5
+    shown = np.random.default_rng(0).random((128, 128, 3), dtype=np.float32)
+    assert cycle_error(shown, shown, 0.4) == 0.0
+    back = shown.copy()
+    back[region] += 0.1  # missed by 25.5 grey levels over the whole face ...
+    back[~region] = 0.0  # ... and by anything at all outside it, which does not count
+    assert cycle_error(shown, back, 0.4) == pytest.approx(25.5, abs=0.01)
+
+
+def test_the_limit_is_twice_the_training_peoples_95th_percentile_and_a_bad_one_is_refused():
+    assert cycle_limit_from([4.0] * 19 + [100.0]) == pytest.approx(2 * np.percentile([4.0] * 19 + [100.0], 95), abs=0.05)
+    assert cycle_limit_from([5.0, 6.0, None]) == pytest.approx(2 * 5.95, abs=0.05)
+    assert cycle_limit_from([]) is None and cycle_limit_from([None]) is None
+    rows = [{"strength": 1.0, "direction": "male->female", "cycle_limit": 14.2},
+            {"strength": 1.0, "direction": "female->male", "cycle_limit": 12.0},
+            {"strength": 1.3, "direction": "female->male", "cycle_limit": 12.0},
+            {"strength": 1.0, "direction": "female->male", "cycle_limit": None}]
+    assert cycle_limits(rows) == {"AtoB": 14.2, "BtoA": 12.0}
+    cfg = ModelConfig(image_size=32)
+    assert recorded_limit(Translator(lambda x: x, cfg)) is None
+    assert recorded_limit(Translator(lambda x: x, cfg, direction="BtoA", info={"cycle_limit": {"AtoB": 3, "BtoA": 14.5}})) == 14.5
+    assert recorded_limit(Translator(lambda x: x, cfg, info={"cycle_limit": {"BtoA": 14.5}})) is None
+    for bad in (14.0, {"AtoB": -1}, {"AtoB": "high"}, {"AtoB": True}, {"AtoB": 300}):
+        with pytest.raises(CheckpointError, match="cycle_limit"):
+            recorded_limit(Translator(lambda x: x, cfg, info={"cycle_limit": bad}))
+
+
+def test_swap_measures_the_cycle_error_with_the_generator_back_and_changes_no_pixel_for_it():
+    photo = skdata.astronaut()
+    faces = HaarDetector().detect(photo)[:1]
+    cfg = ModelConfig(image_size=128, face_margin=0.4)
+    darker = Translator(lambda x: x - 0.2, cfg)  # a change the way back undoes exactly ...
+    lighter = Translator(lambda x: x + 0.2, cfg, direction="BtoA")
+    grey = Translator(lambda x: torch.zeros_like(x), cfg)  # ... and one that loses the face: blotches
+    plain, info = swap_image(photo, darker, faces=faces, mask="round")
+    assert info.faces[0].cycle_error is None  # not measured without the generator back
+    out, info = swap_image(photo, darker, faces=faces, mask="round", back=lighter)
+    assert np.array_equal(out, plain)  # measuring changes nothing
+    assert info.faces[0].cycle_error < 1.0  # only where darkening clipped at black
+    _, lost = swap_image(photo, grey, faces=faces, mask="round", back=lighter)
+    assert lost.faces[0].cycle_error > 30.0
+
+
+def test_cli_swap_warns_about_a_face_past_the_releases_cycle_limit(tmp_path, capsys):
+    from cyclekit.cli import main
+    from cyclekit.config import Config
+    from cyclekit.io.images import save_image
+    from cyclekit.nn import build_generator
+    from cyclekit.release import save_release, update_release_info
+
+    cfg = Config()
+    cfg.model.ngf, cfg.model.n_blocks, cfg.model.image_size, cfg.model.face_margin = 4, 1, 64, 0.4
+    torch.manual_seed(0)  # an untrained pair: the way back misses every face by far
+    save_release(tmp_path / "run" / "model", cfg, build_generator(cfg.model), build_generator(cfg.model),
+                 meta={"domains": ["male", "female"]})
+    save_image(tmp_path / "photo.png", skdata.astronaut().astype(np.float32) / 255.0)
+    args = ["swap", str(tmp_path / "photo.png"), "--model", str(tmp_path / "run"), "--detector", "haar",
+            "--mask", "round"]
+    update_release_info(tmp_path / "run", cycle_limit={"AtoB": 0.5, "BtoA": 0.5})
+    assert main(args + ["--out", str(tmp_path / "a")]) == 0
+    text = capsys.readouterr().out
+    assert "photo.png: the face is unlike the model's training faces (cycle error" in text
+    assert "0.5 at most on faces like them" in text
+    update_release_info(tmp_path / "run", cycle_limit={"AtoB": 255.0, "BtoA": 255.0})
+    assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    assert "unlike the model's training faces" not in capsys.readouterr().out
+    update_release_info(tmp_path / "run", cycle_limit={"AtoB": "far"})
+    assert main(args + ["--out", str(tmp_path / "c")]) != 0  # a bad limit is refused before any photo
+    assert "cycle_limit" in capsys.readouterr().err and not (tmp_path / "c").exists()
