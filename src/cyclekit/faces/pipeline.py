@@ -324,7 +324,7 @@ def _skipped(info: SwapInfo, params: FaceParams, max_turn: float) -> str:
     return ", ".join(parts)
 
 
-# A photo whose channels differ by at most this much everywhere is black and white (JPEG's chroma noise included).
+# How a swap tells a black-and-white photo (grey or toned) from a colour one: monochrome_tint.
 GREY_TOLERANCE = 2.5 / 255.0  # a palette this close to grey is grey
 MONO_TOLERANCE = 8.0 / 255.0  # how far a black-and-white photo's pixels stray from its palette (JPEG noise)
 SAMPLE = 16384  # pixels of the photo, and of the face, that monochrome_tint looks at
@@ -334,9 +334,9 @@ def monochrome_tint(src: np.ndarray, region: np.ndarray) -> Optional[np.ndarray]
     """For a black-and-white photo (grey or toned: sepia, a cool cast), its tint: ``256 x 3``, the
     mean colour less its own brightness at each 8-bit brightness; ``None`` for a colour photo.
 
-    Monochrome means the colour follows the brightness: the whole photo's pixels
-    and the ``region``'s own (HxW bool, the face to be pasted; up to :data:`SAMPLE` of each) lie within :data:`MONO_TOLERANCE`
-    of their brightness's mean colour, 99 in 100 of them. A colour face in a grey room fails the
+    Monochrome means the colour follows the brightness: the whole photo's pixels and the
+    ``region``'s own (HxW bool, the face to be pasted; up to :data:`SAMPLE` of each) lie within
+    :data:`MONO_TOLERANCE` of their brightness's mean colour, 99 in 100 of them. A colour face in a grey room fails the
     second test and keeps its colour. A tint within :data:`GREY_TOLERANCE` of grey is grey (zeros).
     """
     step = max(1, int(np.sqrt(src.shape[0] * src.shape[1] / SAMPLE)))  # a 99th percentile needs no more
