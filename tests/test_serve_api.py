@@ -210,8 +210,8 @@ def test_face_swap_mode_calls_the_pipeline(tiny_release, monkeypatch, images):
 
     calls = []
 
-    def fake_swap(image, translator, all_faces):
-        calls.append((image.shape, translator.cfg.in_channels, all_faces))
+    def fake_swap(image, translator, all_faces, back):
+        calls.append((image.shape, translator.cfg.in_channels, all_faces, back.direction))
         return 1.0 - image, 1, "swapped 1 face"
 
     monkeypatch.setattr(app_module, "face_swap_support", lambda: (fake_swap, ""))
@@ -225,7 +225,7 @@ def test_face_swap_mode_calls_the_pipeline(tiny_release, monkeypatch, images):
 
     original = np.asarray(Image.open(images[0]).convert("RGB"))
     assert_close(decode_png(r.content), 255.0 - original)
-    assert calls == [((32, 32, 3), 3, True)]
+    assert calls == [((32, 32, 3), 3, True, "BtoA")]  # with the generator back, for the cycle check
 
 
 def test_full_queue_answers_503_and_recovers(tiny_release, images):
@@ -433,3 +433,27 @@ def test_backend_is_passed_to_the_loader(tiny_release, monkeypatch, images):
         assert c.get("/api/info").json()["backend"] == "onnxruntime"
         assert c.post("/api/translate?direction=BtoA", content=images[0].read_bytes()).status_code == 200
     assert seen == ["onnxruntime", "onnxruntime"]  # preload (AtoB), then BtoA
+
+
+def test_face_swap_warns_about_a_face_past_the_releases_cycle_limit(tiny_release, face_photo, tmp_path):
+    """The page says what ``cyclekit swap`` says of a face unlike the model's training faces."""
+    import shutil
+
+    from cyclekit.release import update_release_info
+    from cyclekit.serve.models import face_swap_support
+
+    if face_swap_support()[0] is None:
+        pytest.skip(f"face pipeline unavailable: {face_swap_support()[1]}")
+    run = tmp_path / "run"
+    shutil.copytree(tiny_release, run)
+    said = {}
+    for limit in (0.5, 255.0):  # a 4-step model misses every face by more than 0.5 grey levels
+        update_release_info(run, cycle_limit={"AtoB": limit, "BtoA": limit})
+        with BackgroundServer(create_app(run, LIMITS, device="cpu")) as url, \
+                httpx.Client(base_url=url, timeout=60) as c:
+            r = c.post("/api/translate?mode=face&direction=AtoB", content=face_photo.read_bytes())
+        assert r.status_code == 200, r.text
+        said[limit] = r.headers["x-cyclekit-message"]
+    assert said[0.5].startswith("swapped 1 face; the face is unlike the model's training faces (cycle error")
+    assert "0.5 at most on faces like them" in said[0.5]
+    assert said[255.0] == "swapped 1 face"

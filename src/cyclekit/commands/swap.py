@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from cyclekit.faces.overlays import load_overlays
     from cyclekit.faces.params import DEFAULT_MARGIN
     from cyclekit.faces.batch import plan_swap, swap_path
-    from cyclekit.faces.cycle import recorded_limit
+    from cyclekit.faces.cycle import recorded_limit, unlike_training_faces
     from cyclekit.faces.pipeline import check_face_release, check_strength, face_params_for, recommended_strength
 
     if args.crf < 0 or args.crf > 51:  # option errors before a model is loaded
@@ -137,9 +137,9 @@ def run(args: argparse.Namespace) -> int:
         if r.swapped == 0 or "left unchanged" in r.message:
             written = f" -> {r.output}" if r.output.exists() else " (nothing written)"
             print(f"{r.source}: {r.message}{written}")
-        if back is not None and r.cycle_error is not None and r.cycle_error > limit:
-            print(f"{r.source}: the face is unlike the model's training faces (cycle error {r.cycle_error:.1f} "
-                  f"grey levels, {limit:g} at most on faces like them): expect blotches and a weaker swap")
+        warning = unlike_training_faces(r.cycle_error, limit) if back is not None else None
+        if warning:
+            print(f"{r.source}: {warning}")
     done = sum(r.swapped > 0 for r in records)
     unreadable = sum(not r.readable for r in records)
     failed = f"; {unreadable} unreadable file(s) skipped, exit status 1" if unreadable else ""

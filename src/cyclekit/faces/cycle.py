@@ -6,7 +6,8 @@ the 32 held-out London photos); on a face unlike them (other cameras, other ligh
 blotches it cannot account for and the way back misses by 11-37 (19 faces from other cameras,
 BENCHMARKS.md, session 29). :func:`cycle_error` is that miss; a release records the largest
 value it expects (``cycle_limit``, per direction, from its training people:
-:func:`cycle_limit_from`), and ``cyclekit swap`` warns when a face goes past it.
+:func:`cycle_limit_from`), and ``cyclekit swap`` and the web page warn when a face goes past it
+(:func:`unlike_training_faces`).
 """
 from __future__ import annotations
 
@@ -58,3 +59,11 @@ def recorded_limit(translator) -> Optional[float]:
         raise CheckpointError(f"the model's cycle_limit {table!r} is not a map of AtoB/BtoA to grey levels in "
                               "(0, 255]; fix it in the release's config.json or remove it")
     return float(value)
+
+
+def unlike_training_faces(error: Optional[float], limit: Optional[float]) -> Optional[str]:
+    """The warning for a face whose cycle error went past the release's limit, else None."""
+    if error is None or limit is None or error <= limit:
+        return None
+    return (f"the face is unlike the model's training faces (cycle error {error:.1f} grey levels, {limit:g} at "
+            "most on faces like them): expect blotches and a weaker swap")

@@ -122,6 +122,15 @@ class Service:
                                    "ONNX file holding one generator)")
         return model, mode, direction
 
+    def way_back(self, model: str, direction: str):
+        """The model's generator the other way (for the face swap's cycle check), or None: an ONNX
+        file holds one generator, and the check runs with the torch backend only, as in ``cyclekit swap``."""
+        entry = self.store.entries[model]
+        other = "BtoA" if direction == "AtoB" else "AtoB"
+        if entry.onnx or self.store.backend != "torch" or other not in entry.directions:
+            return None
+        return self.store.get(model, other)
+
     def translate(self, data: bytes, model: str, mode: str, direction: str,
                   all_faces: bool = False) -> tuple[bytes, dict]:
         """Worker-thread job: decode, translate (whole image or faces), encode PNG."""
@@ -132,7 +141,8 @@ class Service:
         meta: dict[str, Any] = {}
         if mode == "face":  # the pipeline works on RGB (a gray model gets luminance crops)
             image = decode_image(data, 3, self.limits)
-            out, meta["faces"], meta["message"] = self.swap_image(image, translator, all_faces)
+            out, meta["faces"], meta["message"] = self.swap_image(image, translator, all_faces,
+                                                                  self.way_back(model, direction))
         else:
             image = decode_image(data, self.store.entries[model].in_channels, self.limits)
             out = translate_array(translator, image)

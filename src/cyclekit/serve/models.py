@@ -206,10 +206,13 @@ class ModelStore:
 
 # ---------------------------------------------------------------------- face swap
 class FaceSwapper:
-    """``swapper(image, translator, all_faces) -> (image, faces swapped, message)``.
+    """``swapper(image, translator, all_faces, back) -> (image, faces swapped, message)``.
 
     Wraps :func:`cyclekit.faces.pipeline.swap_image` with one detector per worker thread (an
     OpenCV cascade is not safe to share between threads) and crop parameters cached per model.
+    With ``back`` (the model's generator the other way) and a release that records a
+    ``cycle_limit``, the message warns, as ``cyclekit swap`` does, when a face is unlike the
+    model's training faces (:mod:`cyclekit.faces.cycle`).
     """
 
     def __init__(self, pipeline, detector: str = "auto") -> None:
@@ -225,13 +228,18 @@ class FaceSwapper:
             self._local.detector = self._make(self.detector_name)
         return self._local.detector
 
-    def __call__(self, image, translator, all_faces: bool = False):
+    def __call__(self, image, translator, all_faces: bool = False, back=None):
+        from cyclekit.faces.cycle import recorded_limit, unlike_training_faces
+
         key = id(translator)
         if key not in self._params:
             self._params[key] = self.pipeline.face_params_for(translator, detector=self.detector_name)
-        out, info = self.pipeline.swap_image(image, translator, params=self._params[key],
-                                             detector=self.detector(), all_faces=all_faces)
-        return out, int(info.swapped), str(info.message)
+        limit = recorded_limit(translator)
+        out, info = self.pipeline.swap_image(image, translator, params=self._params[key], detector=self.detector(),
+                                             all_faces=all_faces, back=back if limit is not None else None)
+        errors = [f.cycle_error for f in info.faces if f.cycle_error is not None]
+        warning = unlike_training_faces(max(errors, default=None), limit)
+        return out, int(info.swapped), str(info.message) + (f"; {warning}" if warning else "")
 
 
 def face_swap_support() -> tuple[Optional[Callable], str]:
