@@ -92,6 +92,20 @@ def test_video_swap_changes_the_face_only(clip, tmp_path):
         assert diff[40:80, 60:120].mean() > 40  # the face: channels swapped (56-108)
 
 
+def test_a_video_records_its_median_cycle_error_with_the_generator_back(clip, tmp_path):
+    from cyclekit.faces.batch import swap_path
+
+    _, silent, _ = clip
+    cfg = ModelConfig(image_size=64, face_margin=0.4)
+    swap_rb = Translator(lambda x: x[:, [2, 1, 0]], cfg)
+    undo = Translator(lambda x: x[:, [2, 1, 0]], cfg, direction="BtoA")  # the way back returns the face
+    lose = Translator(lambda x: torch.zeros_like(x), cfg, direction="BtoA")  # ... and one that loses it
+    assert swap_video(silent, tmp_path / "a.mp4", swap_rb, params=FaceParams(size=64)).cycle_error is None
+    assert swap_video(silent, tmp_path / "b.mp4", swap_rb, params=FaceParams(size=64), back=undo).cycle_error < 1.0
+    records = swap_path(swap_rb, [silent], tmp_path / "c", params=FaceParams(size=64), back=lose)
+    assert records[0].swapped == N_FRAMES and records[0].cycle_error > 30.0  # what cyclekit swap warns on
+
+
 def test_smoothing_removes_jitter_and_outliers():
     rng = np.random.default_rng(0)
     n, fps = 60, 30.0

@@ -86,7 +86,7 @@ def swap_path(
     Videos go through :func:`cyclekit.faces.video.swap_video`. ``out_dir`` may instead name the
     one output file of a single photo (``swapped.jpg``: its format, JPEG lossy) or video
     (``swapped.mp4``); see :func:`plan_swap` for what is refused. ``back`` (the generator the
-    other way) measures each photo's cycle error (:mod:`cyclekit.faces.cycle`; photos only).
+    other way) measures each photo's cycle error (:mod:`cyclekit.faces.cycle`; a video's over its frames).
     """
     from tqdm.auto import tqdm
 
@@ -112,6 +112,6 @@ def swap_path(
         records.append(SwapRecord(src, dst, info.message, info.swapped, cycle_error=max(errors, default=None)))
     for video, dst in video_jobs:
         vinfo = swap_video(video, dst, translator, params=params, detector=detector, compare=compare,
-                           progress=progress, **(video_options or {}), **swap_kwargs)
-        records.append(SwapRecord(video, dst, vinfo.message, vinfo.frames_swapped))
+                           progress=progress, back=back, **(video_options or {}), **swap_kwargs)
+        records.append(SwapRecord(video, dst, vinfo.message, vinfo.frames_swapped, cycle_error=vinfo.cycle_error))
     return records

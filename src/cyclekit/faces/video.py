@@ -207,6 +207,7 @@ class VideoInfo:
     size: tuple[int, int] = (0, 0)
     audio: bool = False
     message: str = ""
+    cycle_error: Optional[float] = None  # the median over the frames measured (once a second), with ``back``
 
 
 def plan_crops(detections: list[Optional[list[Face]]], params: FaceParams, fps: float, all_faces: bool,
@@ -244,9 +245,13 @@ def swap_video(
     src: Union[str, Path], dst: Union[str, Path], translator, *, params: FaceParams,
     detector: Optional[FaceDetector] = None, all_faces: bool = False, smooth: float = 0.15,
     max_gap: float = 0.5, detect_every: int = 1, crf: int = 18, compare: bool = False,
-    progress: bool = False, **swap_kwargs,
+    progress: bool = False, back=None, **swap_kwargs,
 ) -> VideoInfo:
-    """Swap the dominant face (or all faces) through a video; writes an H.264 mp4 at ``dst``."""
+    """Swap the dominant face (or all faces) through a video; writes an H.264 mp4 at ``dst``.
+
+    With ``back`` (the generator the other way) the cycle error (:mod:`cyclekit.faces.cycle`) is
+    measured on about one swapped frame a second, and its median lands in the result's ``cycle_error``.
+    """
     from tqdm.auto import tqdm
 
 
@@ -281,6 +286,8 @@ def swap_video(
         heads: dict = {}  # (face track, kind) -> its head masks (pasted, seen) in the last frame, smoothed over time
         seen_masks = recommended_backdrop(translator) is not None  # the model sees heads on its backdrop
         guards: dict = {}  # face track -> its backdrop guard there (swap_image blends them)
+        every = max(1, int(round(fps)))  # frames between cycle-error measurements
+        errors: list[float] = []
         try:
             for i, frame in enumerate(tqdm(frames, total=len(plan), disable=not progress, unit="frame", desc="swap")):
                 crops = plan[i] if i < len(plan) else []
@@ -296,7 +303,10 @@ def swap_video(
                         swap_kwargs["guard_memory"] = memory
                         heads = {(t.track, k): m for k, key in enumerate(kinds)
                                  for t, m in zip(crops, swap_kwargs[key])}
-                    out, _ = swap_image(frame, translator, params=params, transforms=crops, **swap_kwargs)
+                    measure = back if back is not None and info.frames_swapped % every == 0 else None
+                    out, done = swap_image(frame, translator, params=params, transforms=crops, back=measure,
+                                           **swap_kwargs)
+                    errors += [r.cycle_error for r in done.faces if r.cycle_error is not None]
                     # a face absent from this frame starts afresh when it comes back
                     guards = {t.track: g for t, g in zip(crops, memory) if g is not None}
                     info.frames_swapped += 1
@@ -321,6 +331,7 @@ def swap_video(
     finally:
         for p in (tmp_video, tmp_cmp, tmp_mux):
             p.unlink(missing_ok=True)
+    info.cycle_error = float(np.median(errors)) if errors else None
     missing = info.frames - info.frames_swapped
     info.message = f"swapped faces in {info.frames_swapped}/{info.frames} frames"
     if missing:
