@@ -211,7 +211,7 @@ def test_face_swap_mode_calls_the_pipeline(tiny_release, monkeypatch, images):
     calls = []
 
     def fake_swap(image, translator, all_faces, back):
-        calls.append((image.shape, translator.cfg.in_channels, all_faces, back.direction))
+        calls.append((image.shape, translator.cfg.in_channels, all_faces, back))
         return 1.0 - image, 1, "swapped 1 face"
 
     monkeypatch.setattr(app_module, "face_swap_support", lambda: (fake_swap, ""))
@@ -225,7 +225,7 @@ def test_face_swap_mode_calls_the_pipeline(tiny_release, monkeypatch, images):
 
     original = np.asarray(Image.open(images[0]).convert("RGB"))
     assert_close(decode_png(r.content), 255.0 - original)
-    assert calls == [((32, 32, 3), 3, True, "BtoA")]  # with the generator back, for the cycle check
+    assert calls == [((32, 32, 3), 3, True, None)]  # no generator back: the release records no cycle_limit
 
 
 def test_full_queue_answers_503_and_recovers(tiny_release, images):
@@ -446,6 +446,15 @@ def test_face_swap_warns_about_a_face_past_the_releases_cycle_limit(tiny_release
         pytest.skip(f"face pipeline unavailable: {face_swap_support()[1]}")
     run = tmp_path / "run"
     shutil.copytree(tiny_release, run)
+    app = create_app(run, LIMITS, device="cpu")  # a release without a cycle_limit: no generator back is loaded
+    with BackgroundServer(app) as url, httpx.Client(base_url=url, timeout=60) as c:
+        r = c.post("/api/translate?mode=face&direction=AtoB", content=face_photo.read_bytes())
+    assert r.status_code == 200 and r.headers["x-cyclekit-message"] == "swapped 1 face"
+    assert app.state.service.store.loaded() == ["run:AtoB"]
+    update_release_info(run, cycle_limit={"AtoB": 10.0, "BtoA": "far"})  # a bad limit either way: one line
+    with BackgroundServer(create_app(run, LIMITS, device="cpu")) as url, httpx.Client(base_url=url, timeout=60) as c:
+        r = c.post("/api/translate?mode=face&direction=AtoB", content=face_photo.read_bytes())
+    assert r.status_code == 500 and "cycle_limit" in r.json()["error"] and "\n" not in r.json()["error"]
     said = {}
     for limit in (0.5, 255.0):  # a 4-step model misses every face by more than 0.5 grey levels
         update_release_info(run, cycle_limit={"AtoB": limit, "BtoA": limit})
@@ -457,3 +466,29 @@ def test_face_swap_warns_about_a_face_past_the_releases_cycle_limit(tiny_release
     assert said[0.5].startswith("swapped 1 face; the face is unlike the model's training faces (cycle error")
     assert "0.5 at most on faces like them" in said[0.5]
     assert said[255.0] == "swapped 1 face"
+
+
+def test_a_face_model_defaults_to_face_swap(tiny_release, face_photo, tmp_path):
+    """A model trained on face crops (a face_margin) is offered in face mode by default, on the
+    page (``face`` in /api/info) and in the API (no ``mode``); an image model stays in image mode."""
+    import json
+    import shutil
+
+    from cyclekit.release import resolve_release
+    from cyclekit.serve.models import face_swap_support
+
+    if face_swap_support()[0] is None:
+        pytest.skip(f"face pipeline unavailable: {face_swap_support()[1]}")
+    run = tmp_path / "run"
+    shutil.copytree(tiny_release, run)
+    config = resolve_release(run) / "config.json"
+    doc = json.loads(config.read_text())
+    doc["model"]["face_margin"] = 0.4
+    config.write_text(json.dumps(doc))
+    for path, face in ((run, True), (tiny_release, False)):
+        with BackgroundServer(create_app(path, LIMITS, device="cpu")) as url, \
+                httpx.Client(base_url=url, timeout=60) as c:
+            assert c.get("/api/info").json()["models"][0]["face"] is face
+            r = c.post("/api/translate", content=face_photo.read_bytes())
+        assert r.status_code == 200, r.text
+        assert r.headers["x-cyclekit-mode"] == ("face" if face else "image")

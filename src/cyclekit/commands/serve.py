@@ -14,9 +14,10 @@ def register(sub) -> None:
         description="Open the printed address in a browser: upload a photo or take a webcam snapshot, "
                     "choose whole-image translation or face swap and the direction, download the PNG. "
                     "Scripts can POST an image to /api/translate (see the README).")
-    p.add_argument("--model", "-m", required=True,
+    p.add_argument("--model", "-m", default=None,
                    help="run directory, release folder or exported .onnx file, or a folder of them "
-                        "(each offered by name)")
+                        "(each offered by name); default: the built-in male <-> female face model, "
+                        "which the page opens in face swap mode")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 = every network, "
                         "which needs --allowed-host)")
@@ -84,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
                     body_idle_timeout=min(args.upload_idle_timeout, args.upload_timeout),
                     body_timeout=args.upload_timeout, max_connections=args.max_connections)
     hosts = list(args.allowed_host) + ([] if wildcard or args.host in LOOPBACK else [args.host])
+    if args.model is None:
+        from cyclekit.release import builtin_model
+
+        args.model = str(builtin_model())
     app = create_app(args.model, limits, backend=args.backend, device=device, precision=args.precision,
                      max_pending=args.max_pending, workers=args.workers, threads=args.threads or None,
                      max_loaded=args.max_loaded, allowed_hosts=hosts)

@@ -18,8 +18,9 @@ Routes
 ------
 ``GET /`` the page; ``GET /static/*`` its script and style; ``GET /api/info`` the models,
 modes, directions and limits (JSON); ``GET /api/health``; ``POST /api/translate`` an image in
-(the raw body, or a multipart field named ``image``; ``model``, ``mode`` = ``image`` | ``face``,
-``direction`` = ``AtoB`` | ``BtoA`` as query or form fields), a PNG out. Every error is JSON
+(the raw body, or a multipart field named ``image``; ``model``, ``mode`` = ``image`` | ``face``
+(default: ``face`` for a model trained on face crops when the server can swap faces, else
+``image``), ``direction`` = ``AtoB`` | ``BtoA`` as query or form fields), a PNG out. Every error is JSON
 ``{"error": "<what went wrong and what to do>", "status": <code>}``.
 
 Order of a translation request
@@ -93,6 +94,7 @@ class Service:
     def __init__(self, store: ModelStore, limits: Limits, queue: WorkQueue) -> None:
         self.store, self.limits, self.queue = store, limits, queue
         self.swap_image, self.face_reason = face_swap_support()
+        self.no_way_back: set[str] = set()  # models whose generator back did not load (way_back)
 
     def info(self) -> dict[str, Any]:
         modes = [{"id": "image", "label": MODES["image"], "available": True, "reason": ""},
@@ -108,7 +110,7 @@ class Service:
         if model not in self.store.entries:
             raise UploadError(400, f"unknown model {model!r}; this server offers: "
                                    f"{', '.join(self.store.entries)}")
-        mode = mode or "image"
+        mode = mode or ("face" if self.store.entries[model].face and self.swap_image is not None else "image")
         if mode not in MODES:
             raise UploadError(400, f"unknown mode {mode!r}; use 'image' (whole image) or 'face' (face swap)")
         if mode == "face" and self.swap_image is None:
@@ -122,14 +124,24 @@ class Service:
                                    "ONNX file holding one generator)")
         return model, mode, direction
 
-    def way_back(self, model: str, direction: str):
-        """The model's generator the other way (for the face swap's cycle check), or None: an ONNX
-        file holds one generator, and the check runs with the torch backend only, as in ``cyclekit swap``."""
+    def way_back(self, model: str, direction: str, translator):
+        """The model's generator the other way, for the face swap's cycle check
+        (:mod:`cyclekit.faces.cycle`), or None: when the release records no ``cycle_limit``, for an
+        ONNX file (one generator), with another backend than torch (as in ``cyclekit swap``), or
+        when it does not load (the swap goes on without the check)."""
+        from cyclekit.faces.cycle import recorded_limit
+
         entry = self.store.entries[model]
         other = "BtoA" if direction == "AtoB" else "AtoB"
-        if entry.onnx or self.store.backend != "torch" or other not in entry.directions:
+        if (entry.onnx or self.store.backend != "torch" or other not in entry.directions
+                or model in self.no_way_back or recorded_limit(translator) is None):
             return None
-        return self.store.get(model, other)
+        try:
+            return self.store.get(model, other)
+        except UserError as exc:
+            self.no_way_back.add(model)
+            log.warning("model %s: no cycle check in face mode (%s does not load: %s)", model, other, exc)
+            return None
 
     def translate(self, data: bytes, model: str, mode: str, direction: str,
                   all_faces: bool = False) -> tuple[bytes, dict]:
@@ -142,7 +154,7 @@ class Service:
         if mode == "face":  # the pipeline works on RGB (a gray model gets luminance crops)
             image = decode_image(data, 3, self.limits)
             out, meta["faces"], meta["message"] = self.swap_image(image, translator, all_faces,
-                                                                  self.way_back(model, direction))
+                                                                  self.way_back(model, direction, translator))
         else:
             image = decode_image(data, self.store.entries[model].in_channels, self.limits)
             out = translate_array(translator, image)

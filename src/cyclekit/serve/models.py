@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,13 +40,14 @@ class ModelEntry:
     domains: tuple[str, str]
     directions: tuple[str, ...] = DIRECTIONS
     onnx: bool = False  # an exported file: always run with onnxruntime
+    face: bool = False  # trained on face crops (a face_margin): the page starts in face swap mode
 
     def info(self) -> dict[str, Any]:
         a, b = self.domains
         labels = {"AtoB": f"{a} → {b}", "BtoA": f"{b} → {a}"}
         return {"name": self.name, "channels": self.in_channels, "image_size": self.image_size,
                 "generator": self.generator, "domains": {"A": a, "B": b}, "format": "onnx" if self.onnx else "release",
-                "directions": [{"id": d, "label": labels[d]} for d in self.directions]}
+                "directions": [{"id": d, "label": labels[d]} for d in self.directions], "face": self.face}
 
 
 def _why(exc: BaseException) -> str:
@@ -103,7 +105,7 @@ def discover(path: Union[str, Path]) -> dict[str, ModelEntry]:
                 continue
             cfg = load_release_config(release)
             out[name] = ModelEntry(name, release, cfg.model.in_channels, cfg.model.image_size,
-                                   cfg.model.generator, release_domains(release))
+                                   cfg.model.generator, release_domains(release), face=cfg.model.face_margin > 0)
         except Exception as exc:
             if single:
                 raise
@@ -127,7 +129,7 @@ def _onnx_entry(name: str, path: Path) -> ModelEntry:
     cfg, direction, _ = config_from_metadata(meta, session, str(path))
     domains = info_domains(info_from_metadata(meta, str(path))) or ("A", "B")
     return ModelEntry(name, path, cfg.in_channels, cfg.image_size, cfg.generator, domains,
-                      directions=(direction,), onnx=True)
+                      directions=(direction,), onnx=True, face=cfg.face_margin > 0)
 
 
 class ModelStore:
@@ -220,7 +222,7 @@ class FaceSwapper:
 
         self.pipeline, self.detector_name, self._make = pipeline, detector, make_detector
         self._local = threading.local()
-        self._params: dict[int, Any] = {}
+        self._params: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()  # per loaded translator
         self.detector()  # fails now (e.g. OpenCV missing) rather than on a visitor's request
 
     def detector(self):
@@ -231,11 +233,11 @@ class FaceSwapper:
     def __call__(self, image, translator, all_faces: bool = False, back=None):
         from cyclekit.faces.cycle import recorded_limit, unlike_training_faces
 
-        key = id(translator)
-        if key not in self._params:
-            self._params[key] = self.pipeline.face_params_for(translator, detector=self.detector_name)
+        params = self._params.get(translator)
+        if params is None:
+            params = self._params[translator] = self.pipeline.face_params_for(translator, detector=self.detector_name)
         limit = recorded_limit(translator)
-        out, info = self.pipeline.swap_image(image, translator, params=self._params[key], detector=self.detector(),
+        out, info = self.pipeline.swap_image(image, translator, params=params, detector=self.detector(),
                                              all_faces=all_faces, back=back if limit is not None else None)
         errors = [f.cycle_error for f in info.faces if f.cycle_error is not None]
         warning = unlike_training_faces(max(errors, default=None), limit)

@@ -48,13 +48,15 @@ function renderDirections() {
 }
 
 function renderModes() {
+  // a model trained on face crops starts in face swap mode (when the server can swap faces)
   const box = $("modes");
-  box.replaceChildren(...state.info.modes.map((m) =>
-    radio("mode", m.id, m.label, m.id === "image", !m.available, m.available ? "" : m.reason)));
-  box.querySelectorAll("input").forEach((i) => i.addEventListener("change", () => {
-    $("all-faces-wrap").hidden = chosen("mode") !== "face";
-  }));
   const face = state.info.modes.find((m) => m.id === "face");
+  const start = currentModel().face && face && face.available ? "face" : "image";
+  box.replaceChildren(...state.info.modes.map((m) =>
+    radio("mode", m.id, m.label, m.id === start, !m.available, m.available ? "" : m.reason)));
+  const showAllFaces = () => { $("all-faces-wrap").hidden = chosen("mode") !== "face"; };
+  box.querySelectorAll("input").forEach((i) => i.addEventListener("change", showAllFaces));
+  showAllFaces();
   $("mode-note").textContent = face && !face.available ? `Face swap is unavailable: ${face.reason}` : "";
 }
 
@@ -70,8 +72,8 @@ async function loadInfo() {
   const select = $("model");
   select.replaceChildren(...state.info.models.map((m) => new Option(m.name, m.name, false, m.name === state.info.default_model)));
   select.disabled = state.info.models.length < 2;
-  renderModes();
   renderDirections();
+  renderModes();
   const L = state.info.limits;
   $("limits").textContent = `Accepted: ${state.info.formats.join(", ")} up to ${fmtBytes(L.max_upload_bytes)} ` +
     `and ${fmtMP(L.max_pixels)}. Results are lossless PNG.`;
@@ -263,7 +265,7 @@ function init() {
     const f = e.dataTransfer.files[0];
     if (f) setSource(f, f.name);
   });
-  $("model").addEventListener("change", () => { renderDirections(); clearResult(); });
+  $("model").addEventListener("change", () => { renderDirections(); renderModes(); clearResult(); });
   $("translate").addEventListener("click", translate);
   $("webcam-btn").addEventListener("click", openCamera);
   $("cam-close").addEventListener("click", closeCamera);
