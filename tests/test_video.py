@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -104,6 +105,19 @@ def test_a_video_records_its_median_cycle_error_with_the_generator_back(clip, tm
     assert swap_video(silent, tmp_path / "b.mp4", swap_rb, params=FaceParams(size=64), back=undo).cycle_error < 1.0
     records = swap_path(swap_rb, [silent], tmp_path / "c", params=FaceParams(size=64), back=lose)
     assert records[0].swapped == N_FRAMES and records[0].cycle_error > 30.0  # what cyclekit swap warns on
+    # At 4 frames a second, frames 0, 4 and 8 of 12 are measured; the way back misses by more each
+    # time (0, ~13, ~50 grey levels), and the video reports the median, not the mean or the last.
+    slow = tmp_path / "slow.mp4"
+    w = VideoWriter(slow, (SIZE, SIZE), 4.0, crf=10)
+    for f in pan_frames():
+        w.write(f)
+    w.close()
+    shifts = iter([0.0, 0.1, 0.4])
+    calls = []
+    drift = Translator(lambda x: (calls.append(1), x[:, [2, 1, 0]] + next(shifts))[1], cfg, direction="BtoA")
+    info = swap_video(slow, tmp_path / "d.mp4", swap_rb, params=FaceParams(size=64), back=drift)
+    assert info.frames_swapped == N_FRAMES and len(calls) == 3
+    assert 8.0 < info.cycle_error < 16.0
 
 
 def test_smoothing_removes_jitter_and_outliers():
@@ -157,6 +171,33 @@ def test_cli_swap_video(clip, tmp_path, capsys):
     assert probe_video(tmp_path / "o" / "talk.mp4")["audio_codec"] == "aac"
     rc = main(["swap", str(talk), "--model", "identity", "--size", "64", "-o", str(tmp_path / "named.mp4")])
     assert rc == 0 and probe_video(tmp_path / "named.mp4")["audio_codec"] == "aac"  # one video: that file
+
+
+def test_videos_in_folders_and_globs_are_swapped_too(clip, tmp_path, capsys):
+    import shutil
+
+    from cyclekit.cli import main
+    from cyclekit.faces.batch import plan_swap
+
+    _, silent, frames = clip
+    mixed, only = tmp_path / "mixed", tmp_path / "only"
+    (mixed / "sub").mkdir(parents=True)
+    only.mkdir()
+    shutil.copy(silent, mixed / "sub" / "clip.mp4")
+    shutil.copy(silent, only / "clip.mp4")
+    cv2.imwrite(str(mixed / "photo.png"), frames[0])
+    (mixed / "notes.txt").write_text("not an input")
+    photos, videos = plan_swap([mixed], tmp_path / "out")
+    assert [d.relative_to(tmp_path / "out") for _, d in photos] == [Path("photo.png")]
+    assert [(s.name, d.relative_to(tmp_path / "out")) for s, d in videos] == [("clip.mp4", Path("sub/clip.mp4"))]
+    assert plan_swap([only], tmp_path / "o")[0] == [] and len(plan_swap([only], tmp_path / "o")[1]) == 1
+    assert len(plan_swap([str(only / "*.mp4"), only / "clip.mp4"], tmp_path / "o")[1]) == 1  # named twice: once
+    for bad in ("x.gif", "x.mov"):  # not a folder named like a file the swap cannot write
+        assert main(["swap", str(only), "--model", "identity", "--out", str(tmp_path / bad)]) == 2
+        assert "cannot write" in capsys.readouterr().err and not (tmp_path / bad).exists()
+    assert main(["swap", str(only), "--model", "identity", "--size", "64", "--out", str(tmp_path / "v")]) == 0
+    assert "swapped faces in 1 of 1 file(s)" in capsys.readouterr().out
+    assert probe_video(tmp_path / "v" / "clip.mp4")["video_codec"] == "h264"
 
 
 def test_video_with_a_backdrop_model_guards_frame_after_frame(clip, tmp_path, monkeypatch):

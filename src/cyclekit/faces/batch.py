@@ -14,7 +14,7 @@ from cyclekit.faces.params import FaceParams
 from cyclekit.faces.pipeline import face_params_for, side_by_side, swap_image
 from cyclekit.faces.video import VIDEO_EXTENSIONS, swap_video
 from cyclekit.infer.stream import expand_inputs, names_a_file, plan_outputs
-from cyclekit.io.images import image_bit_depth, load_image, save_image
+from cyclekit.io.images import IMAGE_EXTENSIONS, image_bit_depth, load_image, save_image
 
 log = logging.getLogger(__name__)
 
@@ -34,22 +34,53 @@ def compare_path(dst: Path) -> Path:
     return dst.with_name(dst.stem + ("_compare.mp4" if dst.suffix.lower() == ".mp4" else "_compare.png"))
 
 
+# --out names that look like a file the swap cannot write (rather than a folder to create)
+UNWRITABLE = frozenset({".gif", ".heic", ".heif", ".avif", ".jxl"}) | (VIDEO_EXTENSIONS - {".mp4"})
+
+
+def _split_videos(inputs: Sequence[Union[str, Path]]) -> tuple[dict[Path, tuple[Path, Path]], list]:
+    """``({resolved video: (video, output path relative to --out)}, the inputs left for photos)``:
+    video files named directly, found in folders (recursive, hidden entries skipped) or matched by
+    a glob. A folder or glob goes on to the photos when it holds photos too, or no video (for the
+    photo lister's error); the same video named twice is swapped once."""
+    import glob
+
+    def hidden(rel: Path) -> bool:
+        return any(part.startswith(".") or part == "__MACOSX" for part in rel.parts)
+
+    videos: dict[Path, tuple[Path, Path]] = {}
+    images = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_file():
+            found, photos = ([(p, Path(p.name))], False) if p.suffix.lower() in VIDEO_EXTENSIONS else ([], True)
+        else:
+            if p.is_dir():
+                files = [(f, f.relative_to(p)) for f in sorted(p.rglob("*")) if not hidden(f.relative_to(p))]
+            else:
+                files = [(Path(m), Path(Path(m).name)) for m in sorted(glob.glob(str(item), recursive=True))]
+            files = [(f, rel) for f, rel in files if f.is_file()]
+            found = [(f, rel) for f, rel in files if f.suffix.lower() in VIDEO_EXTENSIONS]
+            photos = not found or any(f.suffix.lower() in IMAGE_EXTENSIONS for f, _ in files)
+        for f, rel in found:
+            videos.setdefault(f.resolve(), (f, rel))
+        if photos:
+            images.append(item)
+    return videos, images
+
+
 def plan_swap(inputs: Sequence[Union[str, Path]], out_dir: Union[str, Path], *, compare: bool = False,
               ) -> tuple[list[tuple[Path, Path]], list[tuple[Path, Path]]]:
     """``(photo jobs, video jobs)``, each ``(source, destination)``; refuses, before anything is
     read or written, an output (or its ``--compare`` image) that would overwrite an input or
     another output, and a file-like ``--out`` (:func:`~cyclekit.infer.stream.names_a_file`, or
     ``NAME.mp4``) for anything but one photo or one video."""
-    videos: dict[Path, Path] = {}  # resolved -> as given: the same video named twice is swapped once
-    images = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS:
-            videos.setdefault(p.resolve(), p)
-        else:
-            images.append(item)
+    videos, images = _split_videos(inputs)
     out = Path(out_dir)
     one_video = names_a_file(out_dir, {".mp4"})
+    if names_a_file(out_dir, UNWRITABLE):  # it would become a folder of that name
+        raise UserError(f"--out {out_dir}: cannot write {out.suffix} files; name a .png, .jpg, .webp, .bmp or .tif "
+                        "photo, an .mp4 video, or a folder (--out OUT/)")
     if (one_video and (images or len(videos) != 1)) or (names_a_file(out_dir) and videos):
         raise UserError(f"--out {out_dir} names one output file but {len(images)} photo input(s) and "
                         f"{len(videos)} video(s) were given: give one photo with --out NAME.png, one video "
@@ -57,7 +88,7 @@ def plan_swap(inputs: Sequence[Union[str, Path]], out_dir: Union[str, Path], *, 
     if not one_video and not names_a_file(out_dir) and out.exists() and not out.is_dir():
         raise UserError(f"--out {out_dir} is a file, not a folder; give a folder for the outputs")
     photo_jobs = plan_outputs(expand_inputs(images), out_dir) if images else []  # no two inputs share an output
-    video_jobs = [(v, out if one_video else out / (v.stem + ".mp4")) for v in videos.values()]
+    video_jobs = [(v, out if one_video else out / rel.with_suffix(".mp4")) for v, rel in videos.values()]
     sources = {src.resolve() for src, _ in photo_jobs} | set(videos)
     owner: dict[Path, tuple[Path, str]] = {}  # output -> (input, what it is)
     for src, dst in photo_jobs + video_jobs:

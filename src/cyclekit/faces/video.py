@@ -207,7 +207,7 @@ class VideoInfo:
     size: tuple[int, int] = (0, 0)
     audio: bool = False
     message: str = ""
-    cycle_error: Optional[float] = None  # the median over the frames measured (once a second), with ``back``
+    cycle_error: Optional[float] = None  # with ``back``: per face track the median over the frames measured, the largest
 
 
 def plan_crops(detections: list[Optional[list[Face]]], params: FaceParams, fps: float, all_faces: bool,
@@ -250,7 +250,8 @@ def swap_video(
     """Swap the dominant face (or all faces) through a video; writes an H.264 mp4 at ``dst``.
 
     With ``back`` (the generator the other way) the cycle error (:mod:`cyclekit.faces.cycle`) is
-    measured on about one swapped frame a second, and its median lands in the result's ``cycle_error``.
+    measured on about one swapped frame a second; the result's ``cycle_error`` is the largest over the
+    face tracks of each track's median (as a photo reports its worst face).
     """
     from tqdm.auto import tqdm
 
@@ -287,7 +288,7 @@ def swap_video(
         seen_masks = recommended_backdrop(translator) is not None  # the model sees heads on its backdrop
         guards: dict = {}  # face track -> its backdrop guard there (swap_image blends them)
         every = max(1, int(round(fps)))  # frames between cycle-error measurements
-        errors: list[float] = []
+        errors: dict[int, list[float]] = {}  # face track -> its cycle errors
         try:
             for i, frame in enumerate(tqdm(frames, total=len(plan), disable=not progress, unit="frame", desc="swap")):
                 crops = plan[i] if i < len(plan) else []
@@ -306,7 +307,9 @@ def swap_video(
                     measure = back if back is not None and info.frames_swapped % every == 0 else None
                     out, done = swap_image(frame, translator, params=params, transforms=crops, back=measure,
                                            **swap_kwargs)
-                    errors += [r.cycle_error for r in done.faces if r.cycle_error is not None]
+                    for t, r in zip(crops, done.faces):  # one result per transform, in order
+                        if r.cycle_error is not None:
+                            errors.setdefault(t.track, []).append(r.cycle_error)
                     # a face absent from this frame starts afresh when it comes back
                     guards = {t.track: g for t, g in zip(crops, memory) if g is not None}
                     info.frames_swapped += 1
@@ -331,11 +334,12 @@ def swap_video(
     finally:
         for p in (tmp_video, tmp_cmp, tmp_mux):
             p.unlink(missing_ok=True)
-    info.cycle_error = float(np.median(errors)) if errors else None
+    info.cycle_error = max((float(np.median(v)) for v in errors.values()), default=None)
     missing = info.frames - info.frames_swapped
     info.message = f"swapped faces in {info.frames_swapped}/{info.frames} frames"
     if missing:
-        info.message += f" ({missing} without a usable face, left unchanged)"
+        info.message += (f" ({missing} left unchanged: no face found, or every face too small or turned too far "
+                         "to the side)")
     if meta.get("audio_codec"):
         info.message += ", audio kept" if info.audio else ", audio lost"
     log.info("%s: %s", src, info.message)
