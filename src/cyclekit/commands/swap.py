@@ -25,9 +25,9 @@ def register(sub) -> None:
                         "BtoA women into men; see the README's model card)")
     p.add_argument("--out", "-o", required=True,
                    help="output folder (PNG images, H.264 .mp4 videos), or a file name for one input "
-                        "(swapped.jpg, swapped.mp4)")
+                        "(swapped.jpg, swapped.mp4); required, so that nothing is written where you did not ask")
     p.add_argument("--direction", choices=DIRECTIONS, default="AtoB",
-                   help="AtoB applies G_AB (domain A -> B), BtoA applies G_BA")
+                   help="AtoB applies G_AB (domain A -> B), BtoA applies G_BA (default: %(default)s)")
     p.add_argument("--all-faces", action="store_true", help="swap every face, not only the dominant one")
     p.add_argument("--compare", action="store_true", help="also write NAME_compare.png/.mp4 (input | output)")
     g = p.add_argument_group("crop geometry (defaults: the model's)")
@@ -35,7 +35,7 @@ def register(sub) -> None:
                    "(default: the model's face_margin, else 0.4)")
     g.add_argument("--size", type=int, help="crop size in pixels (default: the model's image_size)")
     g.add_argument("--no-align", action="store_true", help="do not rotate the crop by the eye line")
-    g.add_argument("--min-face", type=int, default=40, help="smaller faces (box side, pixels) are left unchanged")
+    g.add_argument("--min-face", type=int, default=40, help="smaller faces (box side, pixels) are left unchanged (default: %(default)s)")
     g.add_argument("--max-turn", type=float, default=MAX_TURN, metavar="X",
                    help="faces turned further to the side than this are left unchanged (in a video, a face's "
                         "whole track, by its median), since a model trained on frontal faces paints blotches into "
@@ -52,7 +52,7 @@ def register(sub) -> None:
     b.add_argument("--mask", choices=CHOICES["mask"], default="head",
                    help="pasted region: head (face and hair found in the crop: the background keeps its pixels, "
                         "no halo) | round | square (the whole crop, rounded or not)")
-    b.add_argument("--feather", type=float, default=0.15, help="width of the soft edge, fraction of the crop")
+    b.add_argument("--feather", type=float, default=0.15, help="width of the soft edge, fraction of the crop (default: %(default)s)")
     b.add_argument("--strength", type=float, default=None,
                    help="scale of the pasted change: below 1 a gentler swap that keeps more of the person, "
                         "above 1 (up to 2) a stronger one (default: what the model recommends for the direction, "
@@ -65,9 +65,9 @@ def register(sub) -> None:
     b.add_argument("--overlay", action="append", default=[], metavar="FILE[@ANCHOR][,scale=S][,dx=X][,dy=Y]",
                    help="RGBA image anchored at eyes|left_eye|right_eye|nose|mouth|chin|forehead|face (repeatable)")
     v = p.add_argument_group("video")
-    v.add_argument("--smooth", type=float, default=0.15, help="temporal smoothing of the face box, seconds")
-    v.add_argument("--detect-every", type=int, default=1, help="detect faces every N frames, interpolate between")
-    v.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better, 18 ~ visually lossless)")
+    v.add_argument("--smooth", type=float, default=0.15, help="temporal smoothing of the face box, seconds (default: %(default)s)")
+    v.add_argument("--detect-every", type=int, default=1, help="detect faces every N frames, interpolate between (default: %(default)s)")
+    v.add_argument("--crf", type=int, default=18, help="H.264 quality (lower is better, 18 ~ visually lossless; default: %(default)s)")
     p.add_argument("--device", choices=CHOICES["device"], default="auto",
                    help="auto: the GPU when CUDA is available, else the CPU")
     p.add_argument("--precision", choices=CHOICES["precision"], default="auto",
