@@ -129,3 +129,20 @@ def test_the_segmenter_loads_once_and_gives_the_same_masks_in_worker_threads(mon
         w.join()
     assert len(loads) == 1 and len(results) == 4
     assert all(np.abs(a - b).max() < 1e-5 for r in results[1:] for a, b in zip(results[0], r))
+
+
+def test_the_head_zone_fades_out_slowly_below_the_chin_only():
+    """The pasted region's edge: a short ramp at the temples and crown, a long one from the chin
+    down the neck, where a short one cut a model's jaw shadow into a grey band (London 001_03)."""
+    from cyclekit.faces.segment import head_zone
+
+    n, margin = 128, 0.4
+    zone = head_zone(n, margin)
+    box, c = n / (1 + 2 * margin), (n - 1) / 2
+    chin = int(round(c + 0.5 * box))  # the detector box's bottom edge
+    column, row = zone[:, n // 2], zone[int(round(c - 0.1 * box)), :]  # through the ellipse's centre
+    assert zone[int(c), int(c)] == 1.0 and column[chin - 2] == 1.0
+    fade_down = ((column > 0) & (column < 1))[int(c):].sum()
+    fade_side = ((row > 0) & (row < 1))[: n // 2].sum()
+    assert fade_down >= 14 and fade_side <= 7 and fade_down >= 2.5 * fade_side
+    assert column[-1] == 0.0 and row[0] == 0.0  # nothing of the shoulders or the room beside the head

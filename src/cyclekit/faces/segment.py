@@ -26,6 +26,9 @@ from cyclekit.errors import require
 
 WIDE_MARGIN = 0.8  # the segmenter's crop: the detector box widened by this much per side
 HEAD = (0.75, 0.85, -0.1)  # the head's ellipse in box sides: half-width, half-height, centre offset (up)
+# The head zone's edge: 1 inside, 0 from EDGE ellipse radii out, over a ramp of RAMP radii; the ramp
+# widens to NECK_RAMP from half-way down, so the paste fades out from the chin down the neck.
+EDGE, RAMP, NECK_RAMP = 1.06, 0.12, 0.35
 
 
 def person_in_crop(image: np.ndarray, t, margin: float) -> np.ndarray:
@@ -60,14 +63,18 @@ def person_in_crop(image: np.ndarray, t, margin: float) -> np.ndarray:
 
 
 def head_zone(n: int, margin: float) -> np.ndarray:
-    """Float32 ``n x n`` weight of the head's ellipse (:data:`HEAD`) in a face crop, its edge a ramp
-    over 12% of the ellipse's radius: what of the person a swap pastes (no shoulders, no long hair
-    below the jaw)."""
+    """Float32 ``n x n`` weight of the head's ellipse (:data:`HEAD`) in a face crop: what of the
+    person a swap pastes (no shoulders, no long hair below the jaw). Its edge is a ramp over 12% of
+    the ellipse's radius, widening to 35% below the middle of the face: the paste fades out between
+    the chin and the neck, where a model turning women into men draws a jaw shadow that a short
+    ramp cut into a grey band across the neck (London 001_03, session 30)."""
     box, c = n / (1.0 + 2.0 * margin), (n - 1) / 2.0
     yy, xx = np.mgrid[:n, :n].astype(np.float32)
     w, h, dy = HEAD
-    r = np.sqrt(((xx - c) / (w * box)) ** 2 + ((yy - (c + dy * box)) / (h * box)) ** 2)
-    return np.clip((1.0 - r) / 0.12 + 0.5, 0.0, 1.0).astype(np.float32)
+    cy = c + dy * box
+    r = np.sqrt(((xx - c) / (w * box)) ** 2 + ((yy - cy) / (h * box)) ** 2)
+    down = np.clip((yy - cy) / (0.5 * h * box), 0.0, 1.0)  # 0 above the ellipse's centre, 1 from half-way down
+    return np.clip((EDGE - r) / (RAMP + (NECK_RAMP - RAMP) * down), 0.0, 1.0).astype(np.float32)
 
 
 def photo_head_masks(image: np.ndarray, t, margin: float, soft: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
