@@ -224,7 +224,7 @@ def swap_image(
             faces = detector.detect(src)
         if not faces:
             info.message = "no face found; the image is returned unchanged"
-            log.info(info.message)
+            log.debug(info.message)  # the caller reports it, with the file's name
             return np.array(image, copy=True), info
         chosen = faces if all_faces else faces[:1]
         transforms = []
@@ -239,7 +239,7 @@ def swap_image(
             info.faces.append(FaceResult(face, transforms[-1], "swapped"))
         if not transforms:
             info.message = f"{_skipped(info, params, max_turn)}; the image is returned unchanged"
-            log.info(info.message)
+            log.debug(info.message)
             return np.array(image, copy=True), info
     else:
         info.faces = [FaceResult(None, t, "swapped") for t in transforms]
