@@ -317,7 +317,8 @@ def test_a_face_turned_to_the_side_is_left_unchanged(photo, detector):
                 source="dlib")
     out, info = swap_image(photo, swap_rb(), faces=[side])
     assert np.array_equal(out, photo)
-    assert info.faces[0].status == "turned" and "turned too far" in info.message and "--max-turn 0" in info.message
+    assert info.faces[0].status == "turned" and "turned too far" in info.message and "more than 0.25" in info.message
+    assert "--" not in info.message  # the message is for the web page too; cyclekit swap adds the option
     out, info = swap_image(photo, swap_rb(), faces=[side], max_turn=0)  # 0: no limit
     assert info.swapped == 1 and not np.array_equal(out, photo)
     # with all faces, a turned one is named and the others are swapped
@@ -463,6 +464,10 @@ def test_cli_swap_one_photo_to_a_named_file(photo, tmp_path, capsys):
     assert rc == 2 and "--detect-every must be at least 1" in capsys.readouterr().err and not (tmp_path / "o4").exists()
     rc = main(["swap", str(tmp_path / "a.png"), "--model", "identity", "-o", str(tmp_path / "o5"), "--max-turn", "-1"])
     assert rc == 2 and "--max-turn must be 0" in capsys.readouterr().err and not (tmp_path / "o5").exists()
+    # a face under --min-face: the photo's line says why, and the command says which option changes it
+    rc = main(["swap", str(tmp_path / "a.png"), "--model", "identity", "-o", str(tmp_path / "o6"), "--min-face", "5000"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "face too small" in out and "under 5000 px" in out and "a lower --min-face swaps them" in out
 
 
 def test_cli_swap_keeps_a_photos_alpha(photo, tmp_path):

@@ -140,6 +140,12 @@ def run(args: argparse.Namespace) -> int:
         warning = unlike_training_faces(r.cycle_error, limit) if back is not None else None
         if warning:
             print(f"{r.source}: {warning}")
+    left = {why for r in records for why in r.left}
+    if "turned" in left:
+        print(f"(faces turned further than --max-turn {args.max_turn:g} are left unchanged; --max-turn 0 swaps "
+              "them anyway, with blotches to expect)")
+    if "too small" in left:
+        print(f"(faces smaller than --min-face {args.min_face} px are left unchanged; a lower --min-face swaps them)")
     done = sum(r.swapped > 0 for r in records)
     unreadable = sum(not r.readable for r in records)
     failed = f"; {unreadable} unreadable file(s) skipped, exit status 1" if unreadable else ""

@@ -27,6 +27,7 @@ class SwapRecord:
     swapped: int
     readable: bool = True
     cycle_error: Optional[float] = None  # the largest of its faces' (faces/cycle.py), when measured
+    left: tuple[str, ...] = ()  # why faces of a photo were left unchanged: "too small", "turned"
 
 
 def compare_path(dst: Path) -> Path:
@@ -140,7 +141,9 @@ def swap_path(
         if compare:
             save_image(compare_path(dst), side_by_side(img, result))
         errors = [r.cycle_error for r in info.faces if r.cycle_error is not None]
-        records.append(SwapRecord(src, dst, info.message, info.swapped, cycle_error=max(errors, default=None)))
+        left = tuple(sorted({r.status for r in info.faces if r.status != "swapped"}))
+        records.append(SwapRecord(src, dst, info.message, info.swapped, cycle_error=max(errors, default=None),
+                                  left=left))
     for video, dst in video_jobs:
         vinfo = swap_video(video, dst, translator, params=params, detector=detector, compare=compare,
                            progress=progress, back=back, **(video_options or {}), **swap_kwargs)

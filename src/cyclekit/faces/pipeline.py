@@ -308,20 +308,19 @@ def swap_image(
 
 
 def _skipped(info: SwapInfo, params: FaceParams, max_turn: float) -> str:
-    """Why faces were left unchanged, one clause: "face too small (31 px < --min-face 40)", or
-    counted when there are several ("2 faces too small, 1 turned too far to the side ...")."""
+    """Why faces were left unchanged, one clause: "face too small (31 px, under 40 px)", or counted
+    when there are several ("2 faces under 40 px, 3 faces turned more than 0.25 ...")."""
     small = [r.face for r in info.faces if r.status == "too small"]
     turned = [r.face for r in info.faces if r.status == "turned"]
     parts = []
     if small:
-        parts.append(f"face too small ({small[0].side:.0f} px < --min-face {params.min_face})" if len(small) == 1
-                     else f"{len(small)} faces smaller than --min-face {params.min_face} px")
+        parts.append(f"face too small ({small[0].side:.0f} px, under {params.min_face} px)" if len(small) == 1
+                     else f"{len(small)} faces under {params.min_face} px")
     if turned:
-        parts.append(f"face turned too far to the side ({turn(turned[0]):.2f} eye distances > --max-turn "
-                     f"{max_turn:g}; cyclekit swap --max-turn 0 swaps it anyway)" if len(turned) == 1
-                     else f"{len(turned)} faces turned further than --max-turn {max_turn:g} "
-                          "(cyclekit swap --max-turn 0 swaps them anyway)")
-    return ", ".join(parts)
+        parts.append(f"face turned too far to the side ({turn(turned[0]):.2f} eye distances, more than "
+                     f"{max_turn:g})" if len(turned) == 1
+                     else f"{len(turned)} faces turned more than {max_turn:g} eye distances to the side")
+    return ", ".join(parts)  # the command line adds how to change the limits (cyclekit swap)
 
 
 # How a swap tells a black-and-white photo (grey or toned) from a colour one: monochrome_tint.
