@@ -2,6 +2,7 @@
 (or to one named file)."""
 from __future__ import annotations
 
+import glob
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from cyclekit.faces.params import FaceParams
 from cyclekit.faces.pipeline import face_params_for, side_by_side, swap_image
 from cyclekit.faces.video import VIDEO_EXTENSIONS, swap_video
 from cyclekit.infer.stream import expand_inputs, names_a_file, plan_outputs
-from cyclekit.io.images import IMAGE_EXTENSIONS, image_bit_depth, load_image, save_image
+from cyclekit.io.images import IMAGE_EXTENSIONS, image_bit_depth, is_hidden, load_image, save_image
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,6 @@ def _split_videos(inputs: Sequence[Union[str, Path]]) -> tuple[dict[Path, tuple[
     video files named directly, found in folders (recursive, hidden entries skipped) or matched by
     a glob. A folder or glob goes on to the photos when it holds photos too, or no video (for the
     photo lister's error); the same video named twice is swapped once."""
-    import glob
-
-    def hidden(rel: Path) -> bool:
-        return any(part.startswith(".") or part == "__MACOSX" for part in rel.parts)
-
     videos: dict[Path, tuple[Path, Path]] = {}
     images = []
     for item in inputs:
@@ -57,7 +53,7 @@ def _split_videos(inputs: Sequence[Union[str, Path]]) -> tuple[dict[Path, tuple[
             found, photos = ([(p, Path(p.name))], False) if p.suffix.lower() in VIDEO_EXTENSIONS else ([], True)
         else:
             if p.is_dir():
-                files = [(f, f.relative_to(p)) for f in sorted(p.rglob("*")) if not hidden(f.relative_to(p))]
+                files = [(f, f.relative_to(p)) for f in sorted(p.rglob("*")) if not is_hidden(f.relative_to(p))]
             else:
                 files = [(Path(m), Path(Path(m).name)) for m in sorted(glob.glob(str(item), recursive=True))]
             files = [(f, rel) for f, rel in files if f.is_file()]

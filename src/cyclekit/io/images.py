@@ -55,6 +55,12 @@ def _warn_once(key: str, msg: str) -> None:
 
 
 # ---------------------------------------------------------------------- listing
+def is_hidden(relative: PathLike) -> bool:
+    """A path inside a listed folder that listings skip: a hidden entry (``.DS_Store``, macOS
+    ``._x.png`` resource forks) or anything under one, or under ``__MACOSX/``."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in Path(relative).parts)
+
+
 def list_images(folder: PathLike, recursive: bool = True) -> list[Path]:
     """All image (and ``.npy``) files under ``folder``, sorted; hidden files are ignored.
 
@@ -69,8 +75,7 @@ def list_images(folder: PathLike, recursive: bool = True) -> list[Path]:
     pattern = folder.rglob("*") if recursive else folder.iterdir()
     out = []
     for p in pattern:
-        rel = p.relative_to(folder).parts
-        if any(part.startswith(".") or part == "__MACOSX" for part in rel):
+        if is_hidden(p.relative_to(folder)):
             continue
         if p.suffix.lower() in _LISTED and p.is_file():
             out.append(p)

@@ -238,7 +238,7 @@ class FaceSwapper:
             params = self._params[translator] = self.pipeline.face_params_for(translator, detector=self.detector_name)
         limit = recorded_limit(translator)
         out, info = self.pipeline.swap_image(image, translator, params=params, detector=self.detector(),
-                                             all_faces=all_faces, back=back if limit is not None else None)
+                                             all_faces=all_faces, back=back)
         errors = [f.cycle_error for f in info.faces if f.cycle_error is not None]
         warning = unlike_training_faces(max(errors, default=None), limit)
         return out, int(info.swapped), str(info.message) + (f"; {warning}" if warning else "")
