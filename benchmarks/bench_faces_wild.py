@@ -10,8 +10,10 @@ finds no face). The column before last is the skin's brightness (luma of cheeks,
 change at strength 1. With no ``--photo`` it uses the one such face this repository can reach without a download:
 scikit-image's ``astronaut`` (Eileen Collins, NASA, public domain). Writes ``strip.png``
 (original, then one swap per strength) per photo to ``--out``. ``--no-tone`` swaps without the
-tone shift (:mod:`cyclekit.faces.tone`). The last column is the face's turn to the side
-(:func:`cyclekit.faces.detect.turn`); a face turned further than ``--max-turn`` is left unchanged,
+tone shift (:mod:`cyclekit.faces.tone`). Then come the face's turn to the side
+(:func:`cyclekit.faces.detect.turn`) and the cycle error at strength 1 (:mod:`cyclekit.faces.cycle`:
+how far the generator back misses the face; ``cyclekit swap`` warns past the release's ``cycle_limit``).
+A face turned further than ``--max-turn`` is left unchanged,
 as ``cyclekit swap`` leaves it (``--max-turn 0`` judges the model on every face).
 ``--box-scale 0.95,1,1.05`` adds a row per photo at
 strength 1 with the detector's box scaled by each factor about its centre: how much the swap
@@ -106,8 +108,9 @@ def main() -> None:
           "eyes / Haar's eyes\n")
     print("| photo | direction | P(male) untouched | " + " | ".join(f"P(male) at {s:g}" for s in strengths)
           + " | SSIM in face at " + ", ".join(f"{s:g}" for s in strengths) + " | skin luma, change at 1 | turn |"
+          + " cycle error |"
           + (" P(male), model's output pasted |" if args.raw else ""))
-    print("|---|---|---:|" + "---:|" * len(strengths) + "---|---:|---:|" + ("---:|" if args.raw else ""))
+    print("|---|---|---:|" + "---:|" * len(strengths) + "---|---:|---:|---:|" + ("---:|" if args.raw else ""))
     for name, img, gender in labelled_photos(args.photo):
         faces = detector.detect(img)
         if not faces:
@@ -125,8 +128,10 @@ def main() -> None:
         swaps = [swap_image(img, translators[gender], faces=faces[:1], strength=s, tone=not args.no_tone, **turn)[0]
                  for s in strengths]
         ssim = [pixel_identity(img, s, eyes)["ssim"] for s in swaps]
-        at_1 = swaps[strengths.index(1.0)] if 1.0 in strengths else \
-            swap_image(img, translators[gender], faces=faces[:1], strength=1.0, tone=not args.no_tone, **turn)[0]
+        # at strength 1, with the generator back: the cycle error cyclekit swap warns on (faces/cycle.py)
+        at_1, info = swap_image(img, translators[gender], faces=faces[:1], strength=1.0, tone=not args.no_tone,
+                                back=translators[target], **turn)
+        cycle = next((f"{r.cycle_error:.1f}" for r in info.faces if r.cycle_error is not None), "-")
         raw = ""
         if args.raw:  # the model's own output pasted: did the model change the face, or the paste lose it?
             own = swap_image(img, translators[gender], faces=faces[:1], detail=False, tone=not args.no_tone, **turn)[0]
@@ -134,6 +139,7 @@ def main() -> None:
         print(f"| {name} | {gender}->{target} | {p_male(img)} | " + " | ".join(p_male(s) for s in swaps)
               + " | " + ", ".join(f"{v:.3f}" for v in ssim)
               + f" | {skin_luma(img, eyes):.0f}, {skin_luma(at_1, eyes) - skin_luma(img, eyes):+.1f} | {fmt_turn(faces[0])} |"
+              + f" {cycle} |"
               + raw)
         strip = img
         for s in swaps:
