@@ -480,6 +480,17 @@ def test_cli_swap_keeps_a_photos_alpha(photo, tmp_path):
     out = load_image(tmp_path / "out" / "a.png", 4)
     assert np.allclose(out[..., 3], 0.5, atol=1 / 255) and np.abs(out[..., :3] - photo / 255.0).max() < 0.2
 
+    # a grey JPEG comes back as a grey (one-channel) file, its compare image too
+    from PIL import Image
+
+    grey = np.round(photo @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / "g.jpg", quality=95)
+    assert main(["swap", str(tmp_path / "g.jpg"), "--model", "identity", "-o", str(tmp_path / "gout"),
+                 "--compare"]) == 0
+    assert Image.open(tmp_path / "gout" / "g.png").mode == "L"
+    assert Image.open(tmp_path / "gout" / "g_compare.png").mode == "L"
+    assert np.abs(load_image(tmp_path / "gout" / "g.png", 1) - load_image(tmp_path / "g.jpg", 1)).mean() < 0.05
+
     # a 16-bit photo comes back 16-bit, the pixels outside the face exactly as they were
     deep = np.clip(photo / 255.0 + np.random.default_rng(0).uniform(0, 1 / 300, photo.shape), 0, 1)
     save_image(tmp_path / "d.png", deep, bit_depth=16)

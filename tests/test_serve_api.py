@@ -212,20 +212,36 @@ def test_face_swap_mode_calls_the_pipeline(tiny_release, monkeypatch, images):
 
     def fake_swap(image, translator, all_faces, back):
         calls.append((image.shape, translator.cfg.in_channels, all_faces, back))
-        return 1.0 - image, 1, "swapped 1 face"
+        out = image.copy()
+        out[..., :3] = 1.0 - out[..., :3]  # the colours change, an alpha channel stays (as the pipeline does)
+        return out, 1, "swapped 1 face"
 
+    from PIL import Image
+
+    original = np.asarray(Image.open(images[0]).convert("RGB"))
+    # what cyclekit swap writes, the page returns: a photo's alpha and a grey photo's single channel
+    uploads = {"rgba": np.concatenate([original, np.full(original.shape[:2] + (1,), 128, np.uint8)], axis=2),
+               "grey": original[..., 1]}
     monkeypatch.setattr(app_module, "face_swap_support", lambda: (fake_swap, ""))
     app = create_app(tiny_release, LIMITS, device="cpu")
+    answers = {}
     with BackgroundServer(app) as url, httpx.Client(base_url=url, timeout=30) as c:
         assert all(m["available"] for m in c.get("/api/info").json()["modes"])
         r = c.post("/api/translate?mode=face&all_faces=1", content=images[0].read_bytes())
         assert r.status_code == 200, r.text
         assert r.headers["x-cyclekit-faces"] == "1" and r.headers["x-cyclekit-message"] == "swapped 1 face"
-    from PIL import Image
-
-    original = np.asarray(Image.open(images[0]).convert("RGB"))
+        for name, arr in uploads.items():
+            buf = io.BytesIO()
+            Image.fromarray(arr).save(buf, format="PNG")
+            answer = c.post("/api/translate?mode=face", content=buf.getvalue())
+            assert answer.status_code == 200, answer.text
+            answers[name] = Image.open(io.BytesIO(answer.content))
     assert_close(decode_png(r.content), 255.0 - original)
-    assert calls == [((32, 32, 3), 3, True, None)]  # no generator back: the release records no cycle_limit
+    assert calls[0] == ((32, 32, 3), 3, True, None)  # no generator back: the release records no cycle_limit
+    assert answers["rgba"].mode == "RGBA" and answers["grey"].mode == "L"
+    back = np.asarray(answers["rgba"])
+    assert (back[..., 3] == 128).all() and (back[..., :3] == 255 - original).all()
+    assert (np.asarray(answers["grey"]) == 255 - uploads["grey"]).all()
 
 
 def test_full_queue_answers_503_and_recovers(tiny_release, images):

@@ -40,8 +40,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     try:
-        return int(args.func(args) or 0)
+        with logging_redirect_tqdm():  # log lines above a progress bar, not written into it
+            return int(args.func(args) or 0)
     except UserError as exc:
         print(f"cyclekit {args.command}: error: {exc}", file=sys.stderr)
         return 2

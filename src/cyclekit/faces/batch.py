@@ -15,7 +15,8 @@ from cyclekit.faces.params import FaceParams
 from cyclekit.faces.pipeline import face_params_for, side_by_side, swap_image
 from cyclekit.faces.video import VIDEO_EXTENSIONS, swap_video
 from cyclekit.infer.stream import expand_inputs, names_a_file, plan_outputs
-from cyclekit.io.images import IMAGE_EXTENSIONS, image_bit_depth, is_hidden, load_image, save_image
+from cyclekit.io.images import (IMAGE_EXTENSIONS, grey_as_source, image_bit_depth, is_hidden, load_image, save_image,
+                               without_opaque_alpha)
 
 log = logging.getLogger(__name__)
 
@@ -124,18 +125,17 @@ def swap_path(
     records: list[SwapRecord] = []
     for src, dst in tqdm(photo_jobs, disable=not progress, unit="img", desc="swap"):
         try:
-            img = load_image(src, 4)  # RGBA: the swap keeps the alpha channel
-            if img[..., 3].min() == 1.0:
-                img = img[..., :3]
+            img = without_opaque_alpha(load_image(src, 4))  # the swap keeps an alpha channel
         except DataError as exc:
             log.warning("skipping %s", exc)
             records.append(SwapRecord(src, dst, "skipped: unreadable (see the warning above)", 0, readable=False))
             continue
         result, info = swap_image(img, translator, params=params, detector=detector, back=back, **swap_kwargs)
         deep = dst.suffix.lower() in (".png", ".tif", ".tiff") and image_bit_depth(src) == 16
-        save_image(dst, result, bit_depth=16 if deep else 8)  # a 16-bit photo keeps its depth
+        # a 16-bit photo keeps its depth, a grey one its single channel
+        save_image(dst, grey_as_source(img, result), bit_depth=16 if deep else 8)
         if compare:
-            save_image(compare_path(dst), side_by_side(img, result))
+            save_image(compare_path(dst), grey_as_source(img, side_by_side(img, result)))
         errors = [r.cycle_error for r in info.faces if r.cycle_error is not None]
         left = tuple(sorted({r.status for r in info.faces if r.status != "swapped"}))
         records.append(SwapRecord(src, dst, info.message, info.swapped, cycle_error=max(errors, default=None),

@@ -154,6 +154,23 @@ def probe_image(path: PathLike) -> tuple[int, int]:
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
 
 
+def without_opaque_alpha(arr: np.ndarray) -> np.ndarray:
+    """An ``HxWx4`` array whose every pixel is opaque (a file without alpha, read with 4 channels)
+    as ``HxWx3``; anything else as it is. With :func:`grey_as_source`, a processed photo is written
+    back in the channels its file had."""
+    return arr[..., :3] if arr.ndim == 3 and arr.shape[2] == 4 and float(arr[..., 3].min()) == 1.0 else arr
+
+
+def grey_as_source(source: np.ndarray, result: np.ndarray) -> np.ndarray:
+    """``result`` as one channel (the mean of its colour channels) when ``source`` is grey: three
+    or four channels whose colour channels are equal everywhere, as a grey file decodes. A result
+    with alpha, or of a colour source, is returned as it is."""
+    if (result.ndim == 3 and result.shape[2] == 3 and source.ndim == 3 and source.shape[2] in (3, 4)
+            and np.array_equal(source[..., 0], source[..., 1]) and np.array_equal(source[..., 1], source[..., 2])):
+        return result.mean(axis=2, keepdims=True, dtype=np.float32)
+    return result
+
+
 def convert_channels(arr: np.ndarray, kind: str, channels: int, name: str = "image") -> np.ndarray:
     """Convert a float ``HxWxK`` array whose channels mean ``kind`` (L, LA, RGB, RGBA or multi)."""
     k = arr.shape[2]

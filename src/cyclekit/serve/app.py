@@ -45,6 +45,7 @@ from typing import Any, Iterable, Optional, Union
 import numpy as np
 
 from cyclekit.errors import CheckpointError, UserError
+from cyclekit.io.images import grey_as_source, without_opaque_alpha
 from cyclekit.serve.guard import GuardMiddleware, HostPolicy
 from cyclekit.serve.limits import BodyLimitMiddleware, Limits, UploadError, decode_image, encode_png, inspect_image
 from cyclekit.serve.models import DIRECTIONS, ModelStore, face_swap_support
@@ -151,10 +152,11 @@ class Service:
         t0 = time.perf_counter()
         translator = self.store.get(model, direction)
         meta: dict[str, Any] = {}
-        if mode == "face":  # the pipeline works on RGB (a gray model gets luminance crops)
-            image = decode_image(data, 3, self.limits)
+        if mode == "face":  # RGB(A) as cyclekit swap reads a file: alpha and grey come back as sent
+            image = without_opaque_alpha(decode_image(data, 4, self.limits))
             out, meta["faces"], meta["message"] = self.swap_image(image, translator, all_faces,
                                                                   self.way_back(model, direction, translator))
+            out = grey_as_source(image, np.asarray(out, dtype=np.float32))
         else:
             image = decode_image(data, self.store.entries[model].in_channels, self.limits)
             out = translate_array(translator, image)
