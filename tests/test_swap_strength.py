@@ -21,6 +21,18 @@ def test_the_gentlest_strength_that_flips_enough_and_keeps_the_person_wins():
     assert choose_strength(rows, target=0.5, min_same=0.0) == {"AtoB": 1.0, "BtoA": 1.0}
 
 
+def test_the_choice_counts_the_swaps_the_judge_is_sure_of():
+    """Past one half is not enough on training people: the choice waits for P(target) >= SURE."""
+    from cyclekit.faces.strength import choose_strength, describe_choice
+
+    rows = _rows("male->female", [(1.0, 0.72, 1.0), (1.15, 0.95, 1.0), (1.3, 0.95, 1.0)])
+    for r, sure in zip(rows, (0.65, 0.88, 0.95)):
+        r["sure_success"] = sure
+    assert choose_strength(rows) == {"AtoB": 1.3}  # 95% swapped at 1.15, but sure of only 88%
+    assert "male->female 1.3 (sure 95%, swap success 95%, same person 100%)" in describe_choice(
+        rows, choose_strength(rows), people=40)
+
+
 def test_without_a_strength_that_reaches_the_target_the_most_successful_kept_one_wins():
     from cyclekit.faces.strength import choose_strength
 
