@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 def main() -> None:
     from cyclekit.faces.detectors import make_detector
-    from cyclekit.faces.evaluate_swap import builtin_model, detect_faces, london_photos, \
+    from cyclekit.faces.evaluate_swap import SURE, builtin_model, detect_faces, london_photos, \
         sample_people, split_by_person, swap_translators
     from cyclekit.errors import UserError
     from cyclekit.faces.identity import FaceEmbedder
@@ -57,12 +57,14 @@ def main() -> None:
           "(none of the held-out 16)\n")
     strengths = [float(v) for v in args.strength.split(",")] if args.strength else STRENGTHS
     rows = strength_table(photos, faces, trs, strengths, judge=judge, embedder=embedder)
-    print("| strength | direction | swap success | same person | PSNR in face |")
-    print("|---:|---|---:|---:|---:|")
+    print(f"| strength | direction | swap success | sure (P >= {SURE:g}) | same person | PSNR in face |")
+    print("|---:|---|---:|---:|---:|---:|")
     for r in rows:
-        pct = {k: "n/a" if r[k] is None else f"{100 * r[k]:.0f}%" for k in ("swap_success", "same_person_rate")}
+        pct = {k: "n/a" if r[k] is None else f"{100 * r[k]:.0f}%"
+               for k in ("swap_success", "sure_success", "same_person_rate")}
         psnr = "n/a" if r["psnr_face"] is None else f"{r['psnr_face']:.2f} dB"
-        print(f"| {r['strength']:g} | {r['direction']} | {pct['swap_success']} | {pct['same_person_rate']} | {psnr} |")
+        print(f"| {r['strength']:g} | {r['direction']} | {pct['swap_success']} | {pct['sure_success']} | "
+              f"{pct['same_person_rate']} | {psnr} |")
     chosen = choose_strength(rows)
     print(f"\nchosen (cyclekit.faces.strength.choose_strength): {chosen}\n{describe_choice(rows, chosen, len(people))}")
     print(f"cycle-error limit (cyclekit.faces.cycle): {cycle_limits(rows)}")
