@@ -26,7 +26,7 @@ from cyclekit.faces.detect import Face, FaceDetector, turn
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, MAX_TURN, FaceParams, check_max_turn, is_rgb, is_tone_table
 from cyclekit.faces.segment import backdrop_guard, on_backdrop, photo_head_masks, temporal_blend, toned_on_backdrop
-from cyclekit.faces.tone import ToneMove, keep_brightness
+from cyclekit.faces.tone import ToneMove, keep_skin_colour
 from cyclekit.io.images import LUMA
 
 log = logging.getLogger(__name__)
@@ -275,7 +275,7 @@ def swap_image(
         subjects = [s * w for s, w in zip(subjects, guards)]
     if moves:  # the model's change moved back to the person's colours, on their own crop (or its output moved back)
         people = views if backdrop is not None else [None] * len(moves)
-        new = [keep_brightness(c, c + m.change_back(s, g, p) if detail else m.undo(g), params.margin)
+        new = [keep_skin_colour(c, c + m.change_back(s, g, p) if detail else m.undo(g), params.margin)
                for c, s, g, m, p in zip(crops, seen, new, moves, people)]
     out = src.copy()
     changed = np.zeros(src.shape[:2], dtype=bool)

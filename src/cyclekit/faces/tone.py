@@ -12,11 +12,12 @@ crops as the release's ``face_tone``, and a swap:
 3. moves the model's change on that crop back to the person's colours and adds it to the
    person's own crop (detail mode, :meth:`ToneMove.change_back`), or moves the model's output
    back (:meth:`ToneMove.undo`, when the output itself is pasted): both land the same change;
-4. takes out the model's mean change of brightness over that region (:func:`keep_brightness`).
+4. takes out the model's mean change of colour over that region (:func:`keep_skin_colour`).
    The model learned skin brightness as a mark of gender (men -> women lightened the skin by 9-18
    grey levels on London men and by up to 24 on darker skin, a pale mask against the neck and
-   ears); the local changes (brows, lips, stubble, shading) and the colour changes stay.
-
+   ears), and its mean change of hue, moved back to a skin far from the training tone, is a cast
+   (a dark-skinned woman turned into a man came out grey-green: BENCHMARKS.md, session 31). The
+   local changes (brows, lips, stubble, shading) stay; the judge's verdicts did not move.
 The pasted change is the model's change on a face it knows; the person keeps their own skin tone
 and light. ``benchmarks/bench_faces_wild.py`` and ``bench_faces_model.py`` measure it (``--no-tone``).
 
@@ -26,8 +27,6 @@ from __future__ import annotations
 from typing import Iterable, Optional
 
 import numpy as np
-
-from cyclekit.io.images import LUMA
 
 MAX_SHIFT = 0.35  # per channel, in [0, 1] units: a move this large already turns a dark face mid-grey
 
@@ -103,8 +102,9 @@ def to_tone(crop: np.ndarray, margin: float, tone) -> np.ndarray:
     return ToneMove(crop, margin, tone).apply(crop)
 
 
-def keep_brightness(crop: np.ndarray, new: np.ndarray, margin: float) -> np.ndarray:
-    """``new`` (the crop to paste for ``crop``) less its mean change of brightness over :func:`skin_region`."""
+def keep_skin_colour(crop: np.ndarray, new: np.ndarray, margin: float) -> np.ndarray:
+    """``new`` (the crop to paste for ``crop``) less its mean change of colour over :func:`skin_region`,
+    per channel: the person keeps their skin's brightness and hue, the change its local detail."""
     region = skin_region(crop.shape[0], margin)
-    change = float(((np.asarray(new, np.float32) - crop)[region] @ LUMA).mean())
+    change = (np.asarray(new, np.float32) - crop)[region].mean(axis=0)
     return (np.asarray(new, np.float32) - change).astype(np.float32)
