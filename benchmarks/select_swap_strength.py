@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT / "src"))
 
 def main() -> None:
     from cyclekit.faces.detectors import make_detector
-    from cyclekit.faces.evaluate_swap import SURE, builtin_model, detect_faces, london_photos, \
+    from cyclekit.faces.evaluate_swap import builtin_model, detect_faces, london_photos, \
         sample_people, split_by_person, swap_translators
     from cyclekit.errors import UserError
     from cyclekit.faces.identity import FaceEmbedder
-    from cyclekit.faces.judge import GenderJudge
+    from cyclekit.faces.judge import SURE, GenderJudge
     from cyclekit.faces.strength import STRENGTHS, choose_strength, cycle_limits, describe_choice, strength_table
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])

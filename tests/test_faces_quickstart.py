@@ -65,11 +65,12 @@ def test_quickstart_faces_end_to_end(tmp_path, capsys):
             assert d["photos"] >= 1
             assert 0.0 <= d["swap_success"] <= 1.0
             # sure swaps: the judge gives the target gender at least SURE (what the strength is chosen by)
+            from cyclekit.faces.judge import SURE, swap_success
+
             g = direction.split("->")[0]
-            p_target = [r["p_male_after"] if g == "female" else 1.0 - r["p_male_after"]
-                        for r in report["modes"][mode]["photos"] if r["gender"] == g and "p_male_after" in r]
-            assert d["sure_success"] == pytest.approx(np.mean(np.array(p_target) >= 0.8))
-            assert d["sure_success"] <= d["swap_success"]
+            after = [r["p_male_after"] for r in report["modes"][mode]["photos"] if r["gender"] == g and "swapped" in r]
+            assert d["sure_success"] == pytest.approx(swap_success(after, g, sure=SURE))
+            assert d["sure_success"] <= d["swap_success"] == pytest.approx(swap_success(after, g))
             # the untouched photo scored as a swap is the judge's error rate
             assert d["do_nothing_success"] == pytest.approx(1.0 - d["judge_accuracy_untouched"])
             assert d["psnr_face"] > 5 and 0 < d["ssim_face"] <= 1

@@ -255,3 +255,39 @@ def test_shape_keeping_modes_give_multiples_of_four(mode):
     assert out.shape[0] % 4 == 0 and out.shape[1] % 4 == 0
     if mode == "scale_width":
         assert out.shape[1] == 32  # the load size 30 rounded to a multiple of 4
+
+
+def test_a_photo_goes_back_in_the_channels_its_file_had(tmp_path):
+    from cyclekit.io.channels import grey_as_source, is_grey, without_opaque_alpha
+
+    rng = np.random.default_rng(0)
+    grey = rng.random((6, 5, 1), dtype=np.float32)
+    alpha = np.full((6, 5, 1), 0.5, np.float32)
+    colour = rng.random((6, 5, 3), dtype=np.float32)
+    opaque = np.concatenate([colour, np.ones_like(alpha)], axis=2)
+    assert without_opaque_alpha(opaque).shape[2] == 3 and without_opaque_alpha(colour) is colour
+    translucent = np.concatenate([colour, alpha], axis=2)
+    assert without_opaque_alpha(translucent) is translucent
+    # grey, with and without alpha, as a grey file decodes: equal colour channels
+    for src in (np.repeat(grey, 3, axis=2), np.concatenate([np.repeat(grey, 3, axis=2), alpha], axis=2)):
+        assert is_grey(src)
+        result = src.copy()
+        result[..., :3] = 1.0 - result[..., :3]
+        back = grey_as_source(src, result)
+        assert back.shape[2] == src.shape[2] - 2 and np.allclose(back[..., 0], 1.0 - grey[..., 0])
+        assert np.array_equal(back[..., 1:], src[..., 3:])
+    # one pixel of colour is enough to keep a photo in colour; integer results keep their dtype
+    tinted = np.repeat(grey, 3, axis=2)
+    tinted[0, 0, 0] += 0.01
+    assert not is_grey(tinted) and grey_as_source(tinted, colour) is colour
+    u8 = np.round(colour * 255).astype(np.uint8)
+    assert grey_as_source(np.repeat(grey, 3, axis=2), u8).dtype == np.uint8
+    # grey + alpha is written as such to PNG, composited on white for JPEG, as RGBA at 16 bits
+    la = np.concatenate([grey, alpha], axis=2)
+    save_image(tmp_path / "la.png", la)
+    assert Image.open(tmp_path / "la.png").mode == "LA"
+    assert np.allclose(load_image(tmp_path / "la.png", 2), la, atol=1 / 255)
+    save_image(tmp_path / "la.jpg", la)
+    assert Image.open(tmp_path / "la.jpg").mode == "L"
+    save_image(tmp_path / "la16.png", la, bit_depth=16)
+    assert np.allclose(load_image(tmp_path / "la16.png", 4)[..., 3], 0.5, atol=1e-4)

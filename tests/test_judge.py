@@ -172,6 +172,9 @@ def test_swap_success_counts_target_gender():
     assert judge.swap_success(p, "female") == 0.75  # women should now read as men
     assert judge.swap_success(p, "male") == 0.25
     assert judge.swap_success(p, ["female", "male", "female", "male"]) == 0.75
+    # sure swaps: the target gender at least 0.8 (P(male) >= 0.8 for women, <= 0.2 for men)
+    assert judge.swap_success(p, "female", sure=judge.SURE) == 0.25
+    assert judge.swap_success(p, "male", sure=judge.SURE) == 0.25
     assert judge.gender_accuracy(p, ["male", "female", "male", "female"]) == 0.75
     with pytest.raises(ConfigError, match="unknown gender 'woman'"):
         judge.swap_success(p, "woman")

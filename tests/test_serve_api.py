@@ -221,7 +221,7 @@ def test_face_swap_mode_calls_the_pipeline(tiny_release, monkeypatch, images):
     original = np.asarray(Image.open(images[0]).convert("RGB"))
     # what cyclekit swap writes, the page returns: a photo's alpha and a grey photo's single channel
     uploads = {"rgba": np.concatenate([original, np.full(original.shape[:2] + (1,), 128, np.uint8)], axis=2),
-               "grey": original[..., 1]}
+               "grey": original[..., 1], "grey_alpha": np.stack([original[..., 1], original[..., 0]], axis=2)}
     monkeypatch.setattr(app_module, "face_swap_support", lambda: (fake_swap, ""))
     app = create_app(tiny_release, LIMITS, device="cpu")
     answers = {}
@@ -238,10 +238,12 @@ def test_face_swap_mode_calls_the_pipeline(tiny_release, monkeypatch, images):
             answers[name] = Image.open(io.BytesIO(answer.content))
     assert_close(decode_png(r.content), 255.0 - original)
     assert calls[0] == ((32, 32, 3), 3, True, None)  # no generator back: the release records no cycle_limit
-    assert answers["rgba"].mode == "RGBA" and answers["grey"].mode == "L"
+    assert answers["rgba"].mode == "RGBA" and answers["grey"].mode == "L" and answers["grey_alpha"].mode == "LA"
     back = np.asarray(answers["rgba"])
     assert (back[..., 3] == 128).all() and (back[..., :3] == 255 - original).all()
     assert (np.asarray(answers["grey"]) == 255 - uploads["grey"]).all()
+    back = np.asarray(answers["grey_alpha"])
+    assert (back[..., 0] == 255 - original[..., 1]).all() and (back[..., 1] == original[..., 0]).all()
 
 
 def test_full_queue_answers_503_and_recovers(tiny_release, images):

@@ -29,8 +29,15 @@ def test_the_choice_counts_the_swaps_the_judge_is_sure_of():
     for r, sure in zip(rows, (0.65, 0.88, 0.95)):
         r["sure_success"] = sure
     assert choose_strength(rows) == {"AtoB": 1.3}  # 95% swapped at 1.15, but sure of only 88%
-    assert "male->female 1.3 (sure 95%, swap success 95%, same person 100%)" in describe_choice(
-        rows, choose_strength(rows), people=40)
+    text = describe_choice(rows, choose_strength(rows), people=40)
+    assert "male->female 1.3 (sure 95%, swap success 95%, same person 100%)" in text
+    assert "at which the judge was sure (P >= 0.8) of 90% of the swaps" in text
+    # no strength reaches the mark: the surest wins, and on a tie of sure swaps the more swapped
+    for r, sure in zip(rows, (0.65, 0.85, 0.85)):
+        r["sure_success"] = sure
+    assert choose_strength(rows) == {"AtoB": 1.15}
+    rows[1]["swap_success"] = 0.9
+    assert choose_strength(rows) == {"AtoB": 1.3}
 
 
 def test_without_a_strength_that_reaches_the_target_the_most_successful_kept_one_wins():
@@ -53,6 +60,7 @@ def test_describe_choice_names_the_people_and_the_figures():
     rows = _rows("male->female", [(1.0, 0.6, None), (1.3, 0.95, None)]) + _rows("female->male", [(1.0, 1.0, 0.9)])
     text = describe_choice(rows, choose_strength(rows), people=40)
     assert "40 training people" in text and "male->female 1.3 (swap success 95%)" in text
+    assert "whose swap success reached 90%" in text  # rows from before sure_success: said as it was chosen
     assert "female->male 1 (swap success 100%, same person 90%)" in text and "fallback" not in text
     # a fallback says so, and a direction without judged photos is named, not reported as 1
     weak = _rows("male->female", [(1.0, 0.5, 1.0), (1.3, 0.7, 0.9)])

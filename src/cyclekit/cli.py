@@ -8,6 +8,7 @@ and exit code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from typing import Optional, Sequence
@@ -39,11 +40,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help(sys.stderr)  # no command given: a usage error
         return 2
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    ours = not logging.root.handlers  # called from a program with its own logging: leave it alone
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     try:
-        with logging_redirect_tqdm():  # log lines above a progress bar, not written into it
+        # our log lines go above a progress bar, not into it
+        with logging_redirect_tqdm() if ours else contextlib.nullcontext():
             return int(args.func(args) or 0)
     except UserError as exc:
         print(f"cyclekit {args.command}: error: {exc}", file=sys.stderr)

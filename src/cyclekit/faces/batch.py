@@ -15,8 +15,8 @@ from cyclekit.faces.params import FaceParams
 from cyclekit.faces.pipeline import face_params_for, side_by_side, swap_image
 from cyclekit.faces.video import VIDEO_EXTENSIONS, swap_video
 from cyclekit.infer.stream import expand_inputs, names_a_file, plan_outputs
-from cyclekit.io.images import (IMAGE_EXTENSIONS, grey_as_source, image_bit_depth, is_hidden, load_image, save_image,
-                               without_opaque_alpha)
+from cyclekit.io.channels import grey_as_source, without_opaque_alpha
+from cyclekit.io.images import IMAGE_EXTENSIONS, image_bit_depth, is_hidden, load_image, save_image
 
 log = logging.getLogger(__name__)
 

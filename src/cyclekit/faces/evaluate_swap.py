@@ -35,9 +35,6 @@ log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
 # Domain A is male, B female: G_AB (swap --direction AtoB) turns men into women.
 DOMAINS = ("male", "female")
-# A swap the judge is sure of: P(target gender) at least this. The paste strength is chosen on
-# training people by it (faces/strength.py), since faces the model never saw land nearer the line.
-SURE = 0.8
 LONDON_ATTRIBUTION = ("DeBruine, L., & Jones, B. (2017). Face Research Lab London Set (Version 5). figshare. "
                       "https://doi.org/10.6084/m9.figshare.5047666.v5 - licensed under CC BY 4.0.")
 
@@ -301,7 +298,7 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
     ``translators``: ``{"male": G(male -> female), "female": G(female -> male)}`` (Translators).
     Returns ``{"directions": {...}, "photos": [...], "swapped": {path: uint8 image}}`` where each
     direction has the judge's swap success (and ``sure_success``, the share it gives the target
-    gender at least :data:`SURE`), the do-nothing baseline (the untouched photo scored
+    gender at least :data:`~cyclekit.faces.judge.SURE`), the do-nothing baseline (the untouched photo scored
     as a swap) and the judge's accuracy on the untouched photos, plus PSNR/SSIM inside the face,
     the fine texture on chin and jaw before and after (:func:`~cyclekit.faces.identity.lower_face_texture`),
     the change on the blend rim (:func:`cyclekit.faces.blend.rim_change`, grey levels; the rim is the
@@ -312,7 +309,7 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
     """
     from cyclekit.faces.cycle import cycle_limit_from
     from cyclekit.faces.identity import lower_face_texture, own_original_rank1, pixel_identity, same_person_rate
-    from cyclekit.faces.judge import GenderJudge, face_chip
+    from cyclekit.faces.judge import SURE, GenderJudge, face_chip
     from cyclekit.faces.pipeline import face_params_for, recommended_backdrop, swap_image
 
     judge = judge or GenderJudge()
@@ -336,6 +333,7 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
                      "p_male_before": round(float(before), 4), "p_male_after": round(float(after), 4),
                      "judged_right_before": bool((before > 0.5) == (p.gender == "male")),
                      "swapped": bool((after > 0.5) == (p.gender != "male")),
+                     "sure": bool((after if p.gender == "female" else 1.0 - after) >= SURE),
                      "psnr": round(ident["psnr"], 3), "ssim": round(ident["ssim"], 4),
                      "chin_texture_before": round(lower_face_texture(img, eyes), 3),
                      "chin_texture": round(lower_face_texture(out, eyes), 3),
@@ -351,8 +349,7 @@ def evaluate_swaps(photos: Sequence[Photo], faces: dict, translators: dict, *, j
         rs = [r for r in rows if r["gender"] == g and "swapped" in r]
         d = {"photos": len(rs), "failed": sum(r["gender"] == g and "swapped" not in r for r in rows),
              "swap_success": _rate([r["swapped"] for r in rs]),
-             "sure_success": _rate([(r["p_male_after"] if g == "female" else 1.0 - r["p_male_after"]) >= SURE
-                                    for r in rs]),
+             "sure_success": _rate([r["sure"] for r in rs]),
              "do_nothing_success": _rate([not r["judged_right_before"] for r in rs]),
              "judge_accuracy_untouched": _rate([r["judged_right_before"] for r in rs]),
              "psnr_face": float(np.mean([r["psnr"] for r in rs])) if rs else None,

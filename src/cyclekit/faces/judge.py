@@ -38,6 +38,9 @@ CHIP_PADDING = 0.2
 # Per-channel byte means of the network's training chips (RGB), float32 as in the manifest.
 CHANNEL_MEANS = np.array([122.781998, 117.000999, 104.297997], dtype=np.float32)
 LABELS = ("female", "male")
+# A swap the judge is sure of: P(target gender) at least this. The paste strength is chosen on
+# training people by it (faces/strength.py), since faces the model never saw land nearer the line.
+SURE = 0.8
 
 # dlib's 5-point face template on the unit square (interpolation.h, get_face_chip_details):
 # parts 0-1 are the corners of the eye on the image's right, 2-3 those of the eye on the
@@ -307,15 +310,19 @@ def gender_accuracy(p_male: ArrayLike, genders: Union[str, Sequence[str]], thres
     return float(np.mean((p > threshold) == male))
 
 
-def swap_success(p_male_after: ArrayLike, source_gender: Union[str, Sequence[str]], threshold: float = 0.5) -> float:
+def swap_success(p_male_after: ArrayLike, source_gender: Union[str, Sequence[str]],
+                 sure: Optional[float] = None) -> float:
     """Share of swapped faces the judge assigns to the *target* gender.
 
     ``p_male_after`` is the judge's P(male) on the swapped faces; ``source_gender`` the gender the
     faces had before the swap ('female' -> target male, 'male' -> target female), one per face or
-    a single one for all.
+    a single one for all. With ``sure`` (e.g. :data:`SURE`), only faces the judge gives the target
+    gender a probability of at least ``sure`` count.
     """
     p = np.asarray(p_male_after, dtype=np.float64).reshape(-1)
     if len(p) == 0:
         raise ConfigError("swap_success needs at least one swapped face")
     target_male = ~_genders(source_gender, len(p), "swap_success")
-    return float(np.mean((p > threshold) == target_male))
+    if sure is not None:
+        return float(np.mean(np.where(target_male, p, 1.0 - p) >= sure))
+    return float(np.mean((p > 0.5) == target_male))

@@ -204,7 +204,7 @@ def swap_image(
     ``tone`` (with a model whose release records ``face_tone``) shows the model each face at its
     training faces' skin colour and pastes its change, moved back to the person's colours, onto
     the person's own crop (or with ``detail=False`` its output moved back), keeping the skin's mean
-    brightness (:mod:`.tone`). A detected face turned further to the side than ``max_turn``
+    colour (:mod:`.tone`). A detected face turned further to the side than ``max_turn``
     (:func:`~cyclekit.faces.detect.turn`; 0 = no limit; faces without dlib's nose point are not
     measured) is left unchanged: a model trained on frontal faces paints blotches into it.
     ``back`` (the release's generator the other way) measures each swapped face's

@@ -6,7 +6,7 @@
 pushed too far, the person is no longer recognisable. :func:`strength_table` measures both at a
 few strengths on photos of people the model was trained on; :func:`choose_strength` picks, per
 direction, the gentlest strength at which the judge is *sure* of most of the swaps (P(target) at
-least :data:`~cyclekit.faces.evaluate_swap.SURE`, not just past one half) while the person stays
+least :data:`~cyclekit.faces.judge.SURE`, not just past one half) while the person stays
 recognisable. The margin is for the faces the model never saw: they land nearer the line. Two
 faces-quickstart models showed it (BENCHMARKS.md, session 31): their training men were 95%
 swapped at 1.15, the held-out men 69% and 75%; the sure share picks 1.3, where 88% and 81% are.
@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from cyclekit.faces.evaluate_swap import SURE, Photo, evaluate_swaps
+from cyclekit.faces.evaluate_swap import Photo, evaluate_swaps
+from cyclekit.faces.judge import SURE
 from cyclekit.faces.params import FaceParams
 
 STRENGTHS = (1.0, 1.15, 1.3, 1.45, 1.6)  # candidates: the model's own swap and up to 1.6x its change
@@ -59,8 +60,10 @@ def choose_strength(rows: Sequence[dict], target: float = TARGET_SUCCESS,
 
     Per direction, among the strengths that keep the person (same-person rate at least
     ``min_same``; every strength when it was not measured): the gentlest whose sure swap success
-    reaches ``target``, else the most successful (the gentler on a tie). When no strength keeps
-    the person, the gentlest measured. A direction without measured photos is left out.
+    reaches ``target``, else the one with the most sure swaps (then the most swaps, then the
+    gentler). When no strength keeps the person, the gentlest measured. A direction without
+    measured photos is left out. Rows without ``sure_success`` (tables made before it was
+    recorded) count their swap success instead.
     """
     chosen = {}
     for name, direction in DIRECTIONS.items():
@@ -70,7 +73,7 @@ def choose_strength(rows: Sequence[dict], target: float = TARGET_SUCCESS,
             continue
         kept = [r for r in rs if r.get("same_person_rate") is None or r["same_person_rate"] >= min_same] or rs[:1]
         good = [r for r in kept if _sure(r) >= target]
-        best = good[0] if good else max(kept, key=lambda r: (_sure(r), -r["strength"]))
+        best = good[0] if good else max(kept, key=lambda r: (_sure(r), r["swap_success"], -r["strength"]))
         chosen[direction] = best["strength"]
     return chosen
 
@@ -88,14 +91,15 @@ def describe_choice(rows: Sequence[dict], chosen: dict[str, float], people: int,
         kept = r["same_person_rate"] is None or r["same_person_rate"] >= min_same
         how = ("" if _sure(r) >= target and kept else
                ", fallback: no strength kept the person" if not kept else
-               ", fallback: none reached the target, the most successful")
+               ", fallback: none reached the target, the one with the most sure swaps")
         same = "" if r["same_person_rate"] is None else f", same person {r['same_person_rate']:.0%}"
         sure = "" if r.get("sure_success") is None else f"sure {r['sure_success']:.0%}, "
         parts.append(f"{name} {chosen[direction]:g} ({sure}swap success {r['swap_success']:.0%}{same}{how})")
     tried = ", ".join(f"{s:g}" for s in sorted({r["strength"] for r in rows}))
-    return (f"on {people} training people, none held out (cyclekit.faces.strength): the gentlest of {tried} at "
-            f"which the judge was sure (P >= {SURE:g}) of {target:.0%} of the swaps with {min_same:.0%} still "
-            "recognised: " + "; ".join(parts))
+    counted = (f"at which the judge was sure (P >= {SURE:g}) of {target:.0%} of the swaps"
+               if any(r.get("sure_success") is not None for r in rows) else f"whose swap success reached {target:.0%}")
+    return (f"on {people} training people, none held out (cyclekit.faces.strength): the gentlest of {tried} "
+            f"{counted} with {min_same:.0%} still recognised: " + "; ".join(parts))
 
 
 def _sure(row: dict) -> float:

@@ -18,6 +18,7 @@ crops as the release's ``face_tone``, and a swap:
    ears), and its mean change of hue, moved back to a skin far from the training tone, is a cast
    (a dark-skinned woman turned into a man came out grey-green: BENCHMARKS.md, session 31). The
    local changes (brows, lips, stubble, shading) stay; the judge's verdicts did not move.
+
 The pasted change is the model's change on a face it knows; the person keeps their own skin tone
 and light. ``benchmarks/bench_faces_wild.py`` and ``bench_faces_model.py`` measure it (``--no-tone``).
 

@@ -154,23 +154,6 @@ def probe_image(path: PathLike) -> tuple[int, int]:
     return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
 
 
-def without_opaque_alpha(arr: np.ndarray) -> np.ndarray:
-    """An ``HxWx4`` array whose every pixel is opaque (a file without alpha, read with 4 channels)
-    as ``HxWx3``; anything else as it is. With :func:`grey_as_source`, a processed photo is written
-    back in the channels its file had."""
-    return arr[..., :3] if arr.ndim == 3 and arr.shape[2] == 4 and float(arr[..., 3].min()) == 1.0 else arr
-
-
-def grey_as_source(source: np.ndarray, result: np.ndarray) -> np.ndarray:
-    """``result`` as one channel (the mean of its colour channels) when ``source`` is grey: three
-    or four channels whose colour channels are equal everywhere, as a grey file decodes. A result
-    with alpha, or of a colour source, is returned as it is."""
-    if (result.ndim == 3 and result.shape[2] == 3 and source.ndim == 3 and source.shape[2] in (3, 4)
-            and np.array_equal(source[..., 0], source[..., 1]) and np.array_equal(source[..., 1], source[..., 2])):
-        return result.mean(axis=2, keepdims=True, dtype=np.float32)
-    return result
-
-
 def convert_channels(arr: np.ndarray, kind: str, channels: int, name: str = "image") -> np.ndarray:
     """Convert a float ``HxWxK`` array whose channels mean ``kind`` (L, LA, RGB, RGBA or multi)."""
     k = arr.shape[2]
@@ -374,10 +357,11 @@ _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".b
 
 def save_image(path: PathLike, array: np.ndarray, bit_depth: int = 8, quality: int = 95,
                png_level: int = 6, durable: bool = True) -> Path:
-    """Write a float ``HxWxC`` array in ``[0, 1]`` (C = 1, 3 or 4) atomically; format by extension.
+    """Write a float ``HxWxC`` array in ``[0, 1]`` (C = 1, 2, 3 or 4) atomically; format by extension.
     ``png_level``: zlib level of 8-bit PNGs (6 = Pillow's default, 1 about 4x faster: dataset
     preparation); ``durable``: see :func:`cyclekit.io.files.atomic_path`. ``bit_depth=16`` writes
-    16-bit PNG/TIFF (colour needs OpenCV). JPEG has no alpha: RGBA is composited on white. ``.npy``
+    16-bit PNG/TIFF (colour needs OpenCV). Grey + alpha is an 8-bit PNG's ``LA``, RGBA in other
+    formats; JPEG has no alpha: RGBA and grey + alpha are composited on white. ``.npy``
     stores the float32 array itself (any C). Readers never see a half-written file.
     """
     path = Path(path)
@@ -393,12 +377,14 @@ def save_image(path: PathLike, array: np.ndarray, bit_depth: int = 8, quality: i
     if ext != ".npy":
         if ext not in _FORMATS:
             raise DataError(f"{path}: unknown image extension; use one of {sorted(_FORMATS)} or .npy")
-        if arr.shape[2] not in (1, 3, 4):
+        if arr.shape[2] not in (1, 2, 3, 4):
             raise DataError(f"{path}: {arr.shape[2]}-channel images can only be saved as .npy")
         if bit_depth == 16 and _FORMATS[ext] not in ("PNG", "TIFF"):
             raise DataError(f"{path}: 16-bit output needs a .png or .tif file name")
-        if _FORMATS[ext] == "JPEG" and arr.shape[2] == 4:
-            arr = convert_channels(arr, "RGBA", 3)
+        if _FORMATS[ext] == "JPEG" and arr.shape[2] in (2, 4):
+            arr = convert_channels(arr, _KIND_OF[arr.shape[2]], 1 if arr.shape[2] == 2 else 3)
+        elif arr.shape[2] == 2 and (bit_depth == 16 or _FORMATS[ext] != "PNG"):
+            arr = convert_channels(arr, "LA", 4)
     with atomic_path(path, durable) as tmp:
         _write(tmp, ext, arr, bit_depth, quality, png_level)
     return path

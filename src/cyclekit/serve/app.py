@@ -45,7 +45,7 @@ from typing import Any, Iterable, Optional, Union
 import numpy as np
 
 from cyclekit.errors import CheckpointError, UserError
-from cyclekit.io.images import grey_as_source, without_opaque_alpha
+from cyclekit.io.channels import grey_as_source, without_opaque_alpha
 from cyclekit.serve.guard import GuardMiddleware, HostPolicy
 from cyclekit.serve.limits import BodyLimitMiddleware, Limits, UploadError, decode_image, encode_png, inspect_image
 from cyclekit.serve.models import DIRECTIONS, ModelStore, face_swap_support
@@ -152,7 +152,7 @@ class Service:
         t0 = time.perf_counter()
         translator = self.store.get(model, direction)
         meta: dict[str, Any] = {}
-        if mode == "face":  # RGB(A) as cyclekit swap reads a file: alpha and grey come back as sent
+        if mode == "face":  # read as cyclekit swap reads a file: alpha and grey come back as sent
             image = without_opaque_alpha(decode_image(data, 4, self.limits))
             out, meta["faces"], meta["message"] = self.swap_image(image, translator, all_faces,
                                                                   self.way_back(model, direction, translator))

@@ -264,7 +264,7 @@ def decode_image(data: bytes, channels: int, limits: Limits) -> np.ndarray:
 
 
 def encode_png(image: np.ndarray, compress_level: int = 3) -> bytes:
-    """HxWxC float [0, 1] (C = 1, 3 or 4) -> 8-bit PNG bytes, rounded as ``save_image`` rounds."""
+    """HxWxC float [0, 1] (C = 1, 2, 3 or 4) -> 8-bit PNG bytes, rounded as ``save_image`` rounds."""
     from PIL import Image
 
     a8 = np.round(np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0).astype(np.uint8)

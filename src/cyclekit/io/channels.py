@@ -1,0 +1,33 @@
+"""A processed photo written back in the channels its file had.
+
+:func:`cyclekit.io.images.load_image` gives a photo as many channels as asked; a tool that edits
+photos (``cyclekit swap``, the web page's face mode) reads RGBA, so it keeps an alpha channel, and
+hands back what it made through these two, so a file without alpha comes back without it and a
+grey photo comes back grey (its one channel, and its alpha if it had one).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def without_opaque_alpha(arr: np.ndarray) -> np.ndarray:
+    """An ``HxWx4`` array whose every pixel is opaque (a file without alpha, read with 4 channels)
+    as ``HxWx3``; anything else as it is."""
+    return arr[..., :3] if arr.ndim == 3 and arr.shape[2] == 4 and float(arr[..., 3].min()) == 1.0 else arr
+
+
+def is_grey(arr: np.ndarray) -> bool:
+    """Three or four channels whose colour channels are equal everywhere: a grey file, decoded."""
+    return (arr.ndim == 3 and arr.shape[2] in (3, 4) and np.array_equal(arr[..., 0], arr[..., 1])
+            and np.array_equal(arr[..., 1], arr[..., 2]))
+
+
+def grey_as_source(source: np.ndarray, result: np.ndarray) -> np.ndarray:
+    """``result`` (``HxWx3`` or ``x4``) as grey (the mean of its colour channels, plus its alpha)
+    when ``source`` :func:`is_grey`; otherwise as it is. The dtype is kept."""
+    if not (is_grey(source) and result.ndim == 3 and result.shape[2] in (3, 4)):
+        return result
+    grey = result[..., :3].mean(axis=2, keepdims=True, dtype=np.float32)
+    if np.issubdtype(result.dtype, np.integer):
+        grey = np.round(grey)
+    return np.concatenate([grey.astype(result.dtype), result[..., 3:]], axis=2)
