@@ -418,7 +418,8 @@ def test_cli_swap_photos_and_no_face_note(photo, tmp_path, capsys):
     rc = main(["swap", str(src), "--model", "identity", "--out", str(tmp_path / "out2"), "--no-detail"])
     text = capsys.readouterr().out
     assert rc == 1
-    assert "broken.jpg: skipped: unreadable" in text and "(nothing written)" in text
+    assert "broken.jpg: skipped: unreadable: " in text and "(nothing written)" in text
+    assert text.count("broken.jpg") == 1  # one line for it, the reason in it
     assert "swapped faces in 1 of 3 file(s)" in text and "1 unreadable file(s) skipped, exit status 1" in text
     assert not (tmp_path / "out2" / "broken.png").exists() and (tmp_path / "out2" / "astronaut.png").exists()
 
@@ -470,7 +471,7 @@ def test_cli_swap_one_photo_to_a_named_file(photo, tmp_path, capsys):
     assert rc == 0 and "face too small" in out and "under 5000 px" in out and "a lower --min-face swaps them" in out
 
 
-def test_cli_swap_keeps_a_photos_alpha(photo, tmp_path):
+def test_cli_swap_keeps_a_photos_alpha(photo, tmp_path, caplog):
     from cyclekit.cli import main
     from cyclekit.io.images import load_image, save_image
 
@@ -479,9 +480,18 @@ def test_cli_swap_keeps_a_photos_alpha(photo, tmp_path):
     assert main(["swap", str(tmp_path / "a.png"), "--model", "identity", "-o", str(tmp_path / "out")]) == 0
     out = load_image(tmp_path / "out" / "a.png", 4)
     assert np.allclose(out[..., 3], 0.5, atol=1 / 255) and np.abs(out[..., :3] - photo / 255.0).max() < 0.2
+    # a JPEG cannot keep it: said, and flattened on white
+    assert main(["swap", str(tmp_path / "a.png"), "--model", "identity", "-o", str(tmp_path / "a.jpg")]) == 0
+    assert "JPEG has no transparency" in caplog.text and load_image(tmp_path / "a.jpg", 3).mean() > 0.5
 
     # a grey JPEG comes back as a grey (one-channel) file, its compare image too
-    from PIL import Image
+    from PIL import Image, ImageCms
+
+    # a photo's colour profile (a phone's Display P3, here sRGB from Pillow) is written back with it
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(photo).save(tmp_path / "p3.jpg", quality=95, icc_profile=icc)
+    assert main(["swap", str(tmp_path / "p3.jpg"), "--model", "identity", "-o", str(tmp_path / "p3out")]) == 0
+    assert Image.open(tmp_path / "p3out" / "p3.png").info.get("icc_profile") == icc
 
     grey = np.round(photo @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
     Image.fromarray(grey).save(tmp_path / "g.jpg", quality=95)

@@ -230,6 +230,8 @@ def test_face_swap_mode_calls_the_pipeline(tiny_release, monkeypatch, images):
         r = c.post("/api/translate?mode=face&all_faces=1", content=images[0].read_bytes())
         assert r.status_code == 200, r.text
         assert r.headers["x-cyclekit-faces"] == "1" and r.headers["x-cyclekit-message"] == "swapped 1 face"
+        bad = c.post("/api/translate?mode=face&all_faces=maybe", content=images[0].read_bytes())
+        assert bad.status_code == 400 and "all_faces must be 1 or 0" in bad.json()["error"]
         for name, arr in uploads.items():
             buf = io.BytesIO()
             Image.fromarray(arr).save(buf, format="PNG")

@@ -198,6 +198,14 @@ def test_videos_in_folders_and_globs_are_swapped_too(clip, tmp_path, capsys):
     assert main(["swap", str(only), "--model", "identity", "--size", "64", "--out", str(tmp_path / "v")]) == 0
     assert "swapped faces in 1 of 1 file(s)" in capsys.readouterr().out
     assert probe_video(tmp_path / "v" / "clip.mp4")["video_codec"] == "h264"
+    # a broken video is skipped with one line, like a broken photo; the other videos are swapped
+    (only / "a_cut.mp4").write_bytes(silent.read_bytes()[: silent.stat().st_size // 3])
+    (only / "b_fake.mp4").write_text("not a video")
+    assert main(["swap", str(only), "--model", "identity", "--size", "64", "--out", str(tmp_path / "v2")]) == 1
+    text = capsys.readouterr().out
+    assert "a_cut.mp4: skipped: unreadable: " in text and "b_fake.mp4: skipped: unreadable: " in text
+    assert "swapped faces in 1 of 3 file(s)" in text and "2 unreadable file(s) skipped" in text
+    assert sorted(p.name for p in (tmp_path / "v2").iterdir()) == ["clip.mp4"]
 
 
 def test_video_with_a_backdrop_model_guards_frame_after_frame(clip, tmp_path, monkeypatch):

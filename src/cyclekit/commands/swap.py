@@ -27,7 +27,8 @@ def register(sub) -> None:
                    help="output folder (PNG images, H.264 .mp4 videos), or a file name for one input "
                         "(swapped.jpg, swapped.mp4); required, so that nothing is written where you did not ask")
     p.add_argument("--direction", choices=DIRECTIONS, default="AtoB",
-                   help="AtoB applies G_AB (domain A -> B), BtoA applies G_BA (default: %(default)s)")
+                   help="AtoB applies G_AB (domain A -> B; the built-in model: male -> female), BtoA applies "
+                        "G_BA (female -> male) (default: %(default)s)")
     p.add_argument("--all-faces", action="store_true", help="swap every face, not only the dominant one")
     p.add_argument("--compare", action="store_true", help="also write NAME_compare.png/.mp4 (input | output)")
     g = p.add_argument_group("crop geometry (defaults: the model's)")

@@ -15,7 +15,7 @@ from cyclekit.faces.params import FaceParams
 from cyclekit.faces.pipeline import face_params_for, side_by_side, swap_image
 from cyclekit.faces.video import VIDEO_EXTENSIONS, swap_video
 from cyclekit.infer.stream import expand_inputs, names_a_file, plan_outputs
-from cyclekit.io.channels import grey_as_source, without_opaque_alpha
+from cyclekit.io.channels import grey_as_source, icc_profile, without_opaque_alpha
 from cyclekit.io.images import IMAGE_EXTENSIONS, image_bit_depth, is_hidden, load_image, save_image
 
 log = logging.getLogger(__name__)
@@ -127,21 +127,36 @@ def swap_path(
         try:
             img = without_opaque_alpha(load_image(src, 4))  # the swap keeps an alpha channel
         except DataError as exc:
-            log.warning("skipping %s", exc)
-            records.append(SwapRecord(src, dst, "skipped: unreadable (see the warning above)", 0, readable=False))
+            records.append(SwapRecord(src, dst, _unreadable(src, exc), 0, readable=False))
             continue
+        if img.shape[2] == 4 and dst.suffix.lower() in (".jpg", ".jpeg"):
+            log.warning("%s: JPEG has no transparency, so %s is flattened on white; --out NAME.png keeps it",
+                        src.name, dst.name)
         result, info = swap_image(img, translator, params=params, detector=detector, back=back, **swap_kwargs)
         deep = dst.suffix.lower() in (".png", ".tif", ".tiff") and image_bit_depth(src) == 16
-        # a 16-bit photo keeps its depth, a grey one its single channel
-        save_image(dst, grey_as_source(img, result), bit_depth=16 if deep else 8)
+        # a 16-bit photo keeps its depth, a grey one its single channel, each its colour profile
+        icc = icc_profile(src)
+        save_image(dst, grey_as_source(img, result), bit_depth=16 if deep else 8, icc=icc)
         if compare:
-            save_image(compare_path(dst), grey_as_source(img, side_by_side(img, result)))
+            save_image(compare_path(dst), grey_as_source(img, side_by_side(img, result)), icc=icc)
         errors = [r.cycle_error for r in info.faces if r.cycle_error is not None]
         left = tuple(sorted({r.status for r in info.faces if r.status != "swapped"}))
         records.append(SwapRecord(src, dst, info.message, info.swapped, cycle_error=max(errors, default=None),
                                   left=left))
     for video, dst in video_jobs:
-        vinfo = swap_video(video, dst, translator, params=params, detector=detector, compare=compare,
-                           progress=progress, back=back, **(video_options or {}), **swap_kwargs)
+        try:
+            vinfo = swap_video(video, dst, translator, params=params, detector=detector, compare=compare,
+                               progress=progress, back=back, **(video_options or {}), **swap_kwargs)
+        except DataError as exc:  # a broken video is skipped like a broken photo; the others go on
+            records.append(SwapRecord(video, dst, _unreadable(video, exc), 0, readable=False))
+            continue
         records.append(SwapRecord(video, dst, vinfo.message, vinfo.frames_swapped, cycle_error=vinfo.cycle_error))
     return records
+
+
+def _unreadable(src: Path, exc: DataError) -> str:
+    """A skipped file's one line: ``skipped: unreadable: <why>`` (the path said once, by the caller)."""
+    why = str(exc)
+    for name in (str(src), src.name):
+        why = why[len(name) + 2:] if why.startswith(name + ": ") else why
+    return f"skipped: unreadable: {why}"

@@ -1,11 +1,15 @@
-"""A processed photo written back in the channels its file had.
+"""A processed photo written back as its file had it: channels and colour profile.
 
 :func:`cyclekit.io.images.load_image` gives a photo as many channels as asked; a tool that edits
 photos (``cyclekit swap``, the web page's face mode) reads RGBA, so it keeps an alpha channel, and
 hands back what it made through these two, so a file without alpha comes back without it and a
-grey photo comes back grey (its one channel, and its alpha if it had one).
+grey photo comes back grey (its one channel, and its alpha if it had one); :func:`icc_profile`
+gives the profile to write back with it.
 """
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
 
 import numpy as np
 
@@ -31,3 +35,15 @@ def grey_as_source(source: np.ndarray, result: np.ndarray) -> np.ndarray:
     if np.issubdtype(result.dtype, np.integer):
         grey = np.round(grey)
     return np.concatenate([grey.astype(result.dtype), result[..., 3:]], axis=2)
+
+
+def icc_profile(path: Union[str, Path]) -> Optional[bytes]:
+    """The colour profile embedded in an image file (None without one, or unreadable), for
+    :func:`cyclekit.io.images.save_image` to write back: a Display P3 phone photo keeps its colours."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.info.get("icc_profile") or None
+    except Exception:  # noqa: BLE001 - load_image gives the real error
+        return None

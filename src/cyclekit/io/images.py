@@ -356,13 +356,15 @@ _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".b
 
 
 def save_image(path: PathLike, array: np.ndarray, bit_depth: int = 8, quality: int = 95,
-               png_level: int = 6, durable: bool = True) -> Path:
+               png_level: int = 6, durable: bool = True, icc: Optional[bytes] = None) -> Path:
     """Write a float ``HxWxC`` array in ``[0, 1]`` (C = 1, 2, 3 or 4) atomically; format by extension.
     ``png_level``: zlib level of 8-bit PNGs (6 = Pillow's default, 1 about 4x faster: dataset
     preparation); ``durable``: see :func:`cyclekit.io.files.atomic_path`. ``bit_depth=16`` writes
     16-bit PNG/TIFF (colour needs OpenCV). Grey + alpha is an 8-bit PNG's ``LA``, RGBA in other
     formats; JPEG has no alpha: RGBA and grey + alpha are composited on white. ``.npy``
     stores the float32 array itself (any C). Readers never see a half-written file.
+    ``icc``: a colour profile to embed (:func:`cyclekit.io.channels.icc_profile`; Pillow's formats, not
+    16-bit colour).
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -386,11 +388,12 @@ def save_image(path: PathLike, array: np.ndarray, bit_depth: int = 8, quality: i
         elif arr.shape[2] == 2 and (bit_depth == 16 or _FORMATS[ext] != "PNG"):
             arr = convert_channels(arr, "LA", 4)
     with atomic_path(path, durable) as tmp:
-        _write(tmp, ext, arr, bit_depth, quality, png_level)
+        _write(tmp, ext, arr, bit_depth, quality, png_level, icc)
     return path
 
 
-def _write(tmp: Path, ext: str, arr: np.ndarray, bit_depth: int, quality: int, png_level: int = 6) -> None:
+def _write(tmp: Path, ext: str, arr: np.ndarray, bit_depth: int, quality: int, png_level: int = 6,
+           icc: Optional[bytes] = None) -> None:
     if ext == ".npy":
         with open(tmp, "wb") as fh:
             np.save(fh, arr)
@@ -417,4 +420,6 @@ def _write(tmp: Path, ext: str, arr: np.ndarray, bit_depth: int, quality: int, p
     a8 = np.round(arr * 255.0).astype(np.uint8)
     im = Image.fromarray(a8[:, :, 0] if c == 1 else a8)
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {"compress_level": png_level} if fmt == "PNG" else {}
+    if icc and fmt != "BMP":
+        kwargs["icc_profile"] = icc
     im.save(tmp, format=fmt, **kwargs)

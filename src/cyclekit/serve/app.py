@@ -260,7 +260,10 @@ def create_app(model: Union[str, Path], limits: Optional[Limits] = None, *, back
         data, fields, filename = await read_upload(request)  # 408/413 while it streams in
         model, mode, direction = service.check_params(fields.get("model"), fields.get("mode"), fields.get("direction"))
         inspect_image(data, limits)  # 413/415/400 from the header, nothing decoded yet
-        all_faces = fields.get("all_faces", "").lower() in ("1", "true", "yes", "on")
+        all_faces = fields.get("all_faces", "").lower()
+        if all_faces not in ("", "0", "1", "false", "true", "no", "yes", "off", "on"):
+            raise UploadError(400, f"all_faces must be 1 or 0 (true/false), not {fields['all_faces'][:20]!r}")
+        all_faces = all_faces in ("1", "true", "yes", "on")
         job = f"model {model}, {mode}, {direction}"
         async with queue.slot():  # only complete, checked uploads wait here; 503 when full
             try:
