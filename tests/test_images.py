@@ -291,3 +291,16 @@ def test_a_photo_goes_back_in_the_channels_its_file_had(tmp_path):
     assert Image.open(tmp_path / "la.jpg").mode == "L"
     save_image(tmp_path / "la16.png", la, bit_depth=16)
     assert np.allclose(load_image(tmp_path / "la16.png", 4)[..., 3], 0.5, atol=1e-4)
+
+
+def test_a_big_photo_is_read_without_pillows_warning_and_a_bomb_is_refused(tmp_path, monkeypatch):
+    import warnings
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow warns past this, refuses past twice it
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(tmp_path / "big.png")  # 1,600 px
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_image(tmp_path / "big.png", 1).shape == (40, 40, 1)
+    Image.fromarray(np.zeros((50, 50), np.uint8)).save(tmp_path / "bomb.png")  # 2,500 px
+    with pytest.raises(DataError, match="bomb.png: image too large to open safely"):
+        load_image(tmp_path / "bomb.png", 1)

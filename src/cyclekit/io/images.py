@@ -20,7 +20,9 @@ Decisions (documented once, relied on everywhere):
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
 from pathlib import Path
 from typing import Optional, Union
 
@@ -252,7 +254,7 @@ def _read_image(path: Path, channels: int, data: Optional[bytes] = None,
     else:
         is_tiff = data[:4] in (b"II*\x00", b"MM\x00*")
     try:
-        with Image.open(io.BytesIO(data) if data is not None else path, formats=formats) as im:
+        with _big_images_allowed(), Image.open(io.BytesIO(data) if data is not None else path, formats=formats) as im:
             im.seek(0)  # the first frame of an animation
             raw = _rawmode(im)
             if ";16" in raw and im.mode in ("RGB", "RGBA", "LA"):
@@ -278,6 +280,17 @@ def _read_image(path: Path, channels: int, data: Optional[bytes] = None,
         if "truncated" in reason.lower():
             reason = "the file is truncated (an interrupted download or copy?)"
         raise DataError(f"{path}: cannot decode image: {reason}") from None
+
+
+@contextlib.contextmanager
+def _big_images_allowed():
+    """Pillow's warning for a photo over 89 Mpx would print its source path: the user's own file
+    is read (the server checks sizes itself); past twice that Pillow refuses it (a DataError)."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
 
 
 def _pil_to_array(im, name: str) -> tuple[np.ndarray, str]:
