@@ -123,7 +123,7 @@ def swap_path(
     params = params or face_params_for(translator)
     detector = detector or make_detector(params.detector)
     records: list[SwapRecord] = []
-    for src, dst in tqdm(photo_jobs, disable=not progress, unit="img", desc="swap"):
+    for src, dst in tqdm(photo_jobs, disable=not (progress and photo_jobs), unit="img", desc="swap"):
         try:
             img = without_opaque_alpha(load_image(src, 4))  # the swap keeps an alpha channel
         except DataError as exc:
