@@ -30,16 +30,13 @@ import numpy as np
 
 from cyclekit.errors import DataError, MissingDependencyError, require
 from cyclekit.io.files import atomic_path
+from cyclekit.io.listing import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, is_hidden, list_images  # noqa: F401 (API)
 from cyclekit.io.tensors import to_image, to_tensor  # noqa: F401  (part of this module's API)
 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
-# Raw arrays (HxW or HxWxC) for data with channel counts no image format holds; listed too.
-ARRAY_EXTENSIONS = frozenset({".npy"})
-_LISTED = IMAGE_EXTENSIONS | ARRAY_EXTENSIONS
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601-2, as Pillow's "L": the one brightness
 _KIND_OF = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 _warned: set[str] = set()
@@ -54,38 +51,6 @@ def _warn_once(key: str, msg: str) -> None:
     if key not in _warned:
         _warned.add(key)
         log.warning(msg)
-
-
-# ---------------------------------------------------------------------- listing
-def is_hidden(relative: PathLike) -> bool:
-    """A path inside a listed folder that listings skip: a hidden entry (``.DS_Store``, macOS
-    ``._x.png`` resource forks) or anything under one, or under ``__MACOSX/``."""
-    return any(part.startswith(".") or part == "__MACOSX" for part in Path(relative).parts)
-
-
-def list_images(folder: PathLike, recursive: bool = True) -> list[Path]:
-    """All image (and ``.npy``) files under ``folder``, sorted; hidden files are ignored.
-
-    Hidden entries (``.DS_Store``, macOS ``._x.png`` resource forks, ``__MACOSX/``) are skipped.
-    Raises :class:`DataError` when the folder is missing or holds no images.
-    """
-    folder = Path(folder)
-    if not folder.exists():
-        raise DataError(f"image folder not found: {folder}")
-    if not folder.is_dir():
-        raise DataError(f"expected a folder of images, got a file: {folder}")
-    pattern = folder.rglob("*") if recursive else folder.iterdir()
-    out = []
-    for p in pattern:
-        if is_hidden(p.relative_to(folder)):
-            continue
-        if p.suffix.lower() in _LISTED and p.is_file():
-            out.append(p)
-    if not out:
-        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
-        where = " (searched sub-folders too)" if recursive else ""
-        raise DataError(f"no images ({exts}) found in {folder}{where}")
-    return sorted(out)
 
 
 # ---------------------------------------------------------------------- loading
