@@ -38,11 +38,11 @@ def register(sub) -> None:
     g.add_argument("--no-align", action="store_true", help="do not rotate the crop by the eye line")
     g.add_argument("--min-face", type=int, default=40, help="smaller faces (box side, pixels) are left unchanged (default: %(default)s)")
     g.add_argument("--max-turn", type=float, default=MAX_TURN, metavar="X",
-                   help="faces turned further to the side than this are left unchanged (in a video, a face's "
-                        "whole track, by its median), since a model trained on frontal faces paints blotches into "
-                        "them (the base of the nose's offset from the eye midpoint, in eye distances, from dlib's "
-                        "points; the London photos reach 0.11; Haar and MediaPipe faces are not measured); "
-                        "0 = swap every face (default: %(default)s)")
+                   help="leave faces turned further to the side than X unchanged, since a model trained on "
+                        "frontal faces paints blotches into them (in a video, a face's whole track). The turn is how "
+                        "far the nose sits from the middle of the eyes, in eye distances: about 0 looking straight "
+                        "ahead, 0.5 near profile, at most 0.11 in the London photos; measured with the dlib "
+                        "detector only. --max-turn 0 swaps every face (default: %(default)s)")
     g.add_argument("--detector", choices=CHOICES["detector"], default="auto",
                    help="face detector: auto = dlib's HOG detector with its 5-point landmarks when installed "
                         "(the faces extra), else haar (OpenCV's cascades); mediapipe needs its own extra")
