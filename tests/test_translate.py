@@ -103,6 +103,11 @@ def test_bad_output_options_are_refused(tiny_release, tmp_path):
     with pytest.raises(UserError, match="would overwrite the input"):
         translate_paths(tr, [tmp_path / "in" / "a.png"], tmp_path / "in" / "a.png")
     assert not (tmp_path / "two.png").exists()
+    with pytest.raises(UserError, match=r"does not write \.json files.*out\.json/ for a folder"):
+        translate_paths(tr, [tmp_path / "in"], tmp_path / "out.json")  # not silently a folder named out.json
+    assert not (tmp_path / "out.json").exists()
+    translate_paths(tr, [tmp_path / "in"], tmp_path / "run.v2")  # a dotted folder name that is no file type
+    assert sorted(p.name for p in (tmp_path / "run.v2").iterdir()) == ["a.png", "b.png"]
 
 
 @pytest.mark.parametrize("shape", [(2, 3), (1, 1), (5, 1)])

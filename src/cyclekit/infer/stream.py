@@ -55,6 +55,21 @@ def names_a_file(out: PathLike, extensions=IMAGE_EXTENSIONS | ARRAY_EXTENSIONS) 
             and Path(text).suffix.lower() in extensions)
 
 
+def refuse_other_file_type(out: PathLike, writable=IMAGE_EXTENSIONS | ARRAY_EXTENSIONS) -> None:
+    """Refuse an ``--out`` such as ``swapped.txt``: a name with a file type's extension (2-4
+    letters) that is none of ``writable`` would otherwise silently become a folder of that name.
+    A name written with a trailing slash is taken as a folder; an existing path is left to the
+    caller (a folder is used, a file refused as not a folder)."""
+    text = os.fspath(out)
+    suffix = Path(text).suffix.lower()
+    if (text.endswith(("/", os.sep)) or Path(text).exists() or suffix in writable
+            or not (2 <= len(suffix) - 1 <= 4 and suffix[1:].isalpha())):
+        return
+    kinds = ", ".join(sorted(e for e in writable if e not in (".jpeg", ".tiff")))
+    raise UserError(f"--out {text}: cyclekit does not write {suffix} files; name a file ending in {kinds}, "
+                    f"or a folder (write {text}/ for a folder of that name)")
+
+
 def plan_outputs(pairs: Sequence[tuple[Path, Path]], out_dir: PathLike, suffix: str = "") -> list[tuple[Path, Path]]:
     """``(source, destination)`` for every input, refusing anything that would lose data.
 
@@ -70,6 +85,7 @@ def plan_outputs(pairs: Sequence[tuple[Path, Path]], out_dir: PathLike, suffix: 
     """
     if any(sep in suffix for sep in ("/", "\\", os.sep)) or suffix in (".", ".."):
         raise UserError(f"--suffix {suffix!r} must not contain a path separator; it is added to file names")
+    refuse_other_file_type(out_dir)
     if names_a_file(out_dir):  # -o swapped.jpg
         files = list(dict.fromkeys(src.resolve() for src, _ in pairs))
         if len(files) != 1:
