@@ -210,8 +210,8 @@ def test_face_swap_mode_calls_the_pipeline(tiny_release, monkeypatch, images):
 
     calls = []
 
-    def fake_swap(image, translator, all_faces, back):
-        calls.append((image.shape, translator.cfg.in_channels, all_faces, back))
+    def fake_swap(image, translator, all_faces, back, strength=None):
+        calls.append((image.shape, translator.cfg.in_channels, all_faces, back, strength))
         out = image.copy()
         out[..., :3] = 1.0 - out[..., :3]  # the colours change, an alpha channel stays (as the pipeline does)
         return out, 1, "swapped 1 face"
@@ -232,6 +232,13 @@ def test_face_swap_mode_calls_the_pipeline(tiny_release, monkeypatch, images):
         assert r.headers["x-cyclekit-faces"] == "1" and r.headers["x-cyclekit-message"] == "swapped 1 face"
         bad = c.post("/api/translate?mode=face&all_faces=maybe", content=images[0].read_bytes())
         assert bad.status_code == 400 and "all_faces must be 1 or 0" in bad.json()["error"]
+        assert c.post("/api/translate?mode=face&strength=1.25", content=images[0].read_bytes()).status_code == 200
+        for value, why in (("strong", "must be a number"), ("0", "must be in"), ("2.5", "must be in"),
+                           ("nan", "must be in")):
+            bad = c.post(f"/api/translate?mode=face&strength={value}", content=images[0].read_bytes())
+            assert bad.status_code == 400 and why in bad.json()["error"], bad.text
+        bad = c.post("/api/translate?mode=image&strength=1.2", content=images[0].read_bytes())
+        assert bad.status_code == 400 and "face mode only" in bad.json()["error"]
         for name, arr in uploads.items():
             buf = io.BytesIO()
             Image.fromarray(arr).save(buf, format="PNG")
@@ -239,7 +246,8 @@ def test_face_swap_mode_calls_the_pipeline(tiny_release, monkeypatch, images):
             assert answer.status_code == 200, answer.text
             answers[name] = Image.open(io.BytesIO(answer.content))
     assert_close(decode_png(r.content), 255.0 - original)
-    assert calls[0] == ((32, 32, 3), 3, True, None)  # no generator back: the release records no cycle_limit
+    assert calls[0] == ((32, 32, 3), 3, True, None, None)  # no generator back: the release records no cycle_limit
+    assert calls[1][4] == 1.25 and len(calls) == 2 + len(uploads)  # the strength reaches the pipeline; bad ones never
     assert answers["rgba"].mode == "RGBA" and answers["grey"].mode == "L" and answers["grey_alpha"].mode == "LA"
     back = np.asarray(answers["rgba"])
     assert (back[..., 3] == 128).all() and (back[..., :3] == 255 - original).all()

@@ -44,7 +44,7 @@ from typing import Any, Iterable, Optional, Union
 
 import numpy as np
 
-from cyclekit.errors import CheckpointError, UserError
+from cyclekit.errors import CheckpointError, ConfigError, UserError
 from cyclekit.io.channels import grey_as_source, without_opaque_alpha
 from cyclekit.serve.guard import GuardMiddleware, HostPolicy
 from cyclekit.serve.limits import BodyLimitMiddleware, Limits, UploadError, decode_image, encode_png, inspect_image
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
 MODES = {"image": "Whole image", "face": "Face swap"}
-FIELDS = ("model", "mode", "direction", "all_faces")
+FIELDS = ("model", "mode", "direction", "all_faces", "strength")
 SECURITY_HEADERS = [
     (b"content-security-policy", b"default-src 'none'; script-src 'self'; style-src 'self'; "
      b"img-src 'self' blob: data:; media-src 'self' blob: mediastream:; connect-src 'self' blob:; "
@@ -145,7 +145,7 @@ class Service:
             return None
 
     def translate(self, data: bytes, model: str, mode: str, direction: str,
-                  all_faces: bool = False) -> tuple[bytes, dict]:
+                  all_faces: bool = False, strength: Optional[float] = None) -> tuple[bytes, dict]:
         """Worker-thread job: decode, translate (whole image or faces), encode PNG."""
         from cyclekit.infer.translator import translate_array
 
@@ -155,7 +155,8 @@ class Service:
         if mode == "face":  # read as cyclekit swap reads a file: alpha and grey come back as sent
             image = without_opaque_alpha(decode_image(data, 4, self.limits))
             out, meta["faces"], meta["message"] = self.swap_image(image, translator, all_faces,
-                                                                  self.way_back(model, direction, translator))
+                                                                  self.way_back(model, direction, translator),
+                                                                  strength=strength)
             out = grey_as_source(image, np.asarray(out, dtype=np.float32))
         else:
             image = decode_image(data, self.store.entries[model].in_channels, self.limits)
@@ -164,6 +165,25 @@ class Service:
         meta.update(width=int(image.shape[1]), height=int(image.shape[0]),
                     ms=round((time.perf_counter() - t0) * 1000, 1))
         return png, meta
+
+
+def face_strength(text: str, mode: str) -> Optional[float]:
+    """The ``strength`` parameter: None (the model's recommendation) when empty, else a number in
+    face mode's range (:func:`cyclekit.faces.pipeline.check_strength`); a 400 otherwise."""
+    if not text:
+        return None
+    if mode != "face":
+        raise UploadError(400, "strength applies to face mode only (mode=face)")
+    from cyclekit.faces.pipeline import check_strength
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise UploadError(400, f"strength must be a number such as 1.2, not {text[:20]!r}") from None
+    try:
+        return check_strength(value)
+    except ConfigError as exc:
+        raise UploadError(400, str(exc).replace("--strength", "strength")) from None
 
 
 def create_app(model: Union[str, Path], limits: Optional[Limits] = None, *, backend: str = "torch",
@@ -264,10 +284,11 @@ def create_app(model: Union[str, Path], limits: Optional[Limits] = None, *, back
         if all_faces not in ("", "0", "1", "false", "true", "no", "yes", "off", "on"):
             raise UploadError(400, f"all_faces must be 1 or 0 (true/false), not {fields['all_faces'][:20]!r}")
         all_faces = all_faces in ("1", "true", "yes", "on")
+        strength = face_strength(fields.get("strength", ""), mode)
         job = f"model {model}, {mode}, {direction}"
         async with queue.slot():  # only complete, checked uploads wait here; 503 when full
             try:
-                png, meta = await queue.run(service.translate, data, model, mode, direction, all_faces)
+                png, meta = await queue.run(service.translate, data, model, mode, direction, all_faces, strength)
             except UploadError:
                 raise
             except CheckpointError as exc:  # a model file that cannot be read: the server's problem

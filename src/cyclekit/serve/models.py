@@ -208,7 +208,7 @@ class ModelStore:
 
 # ---------------------------------------------------------------------- face swap
 class FaceSwapper:
-    """``swapper(image, translator, all_faces, back) -> (image, faces swapped, message)``.
+    """``swapper(image, translator, all_faces, back, strength) -> (image, faces swapped, message)``.
 
     Wraps :func:`cyclekit.faces.pipeline.swap_image` with one detector per worker thread (an
     OpenCV cascade is not safe to share between threads) and crop parameters cached per model.
@@ -230,7 +230,7 @@ class FaceSwapper:
             self._local.detector = self._make(self.detector_name)
         return self._local.detector
 
-    def __call__(self, image, translator, all_faces: bool = False, back=None):
+    def __call__(self, image, translator, all_faces: bool = False, back=None, strength=None):
         from cyclekit.faces.cycle import recorded_limit, unlike_training_faces
 
         params = self._params.get(translator)
@@ -238,7 +238,7 @@ class FaceSwapper:
             params = self._params[translator] = self.pipeline.face_params_for(translator, detector=self.detector_name)
         limit = recorded_limit(translator)
         out, info = self.pipeline.swap_image(image, translator, params=params, detector=self.detector(),
-                                             all_faces=all_faces, back=back)
+                                             all_faces=all_faces, back=back, strength=strength)
         errors = [f.cycle_error for f in info.faces if f.cycle_error is not None]
         warning = unlike_training_faces(max(errors, default=None), limit)
         return out, int(info.swapped), str(info.message) + (f"; {warning}" if warning else "")

@@ -54,7 +54,9 @@ function renderModes() {
   const start = currentModel().face && face && face.available ? "face" : "image";
   box.replaceChildren(...state.info.modes.map((m) =>
     radio("mode", m.id, m.label, m.id === start, !m.available, m.available ? "" : m.reason)));
-  const showAllFaces = () => { $("all-faces-wrap").hidden = chosen("mode") !== "face"; };
+  const showAllFaces = () => {
+    $("all-faces-wrap").hidden = $("strength-wrap").hidden = chosen("mode") !== "face";
+  };
   box.querySelectorAll("input").forEach((i) => i.addEventListener("change", showAllFaces));
   showAllFaces();
   $("mode-note").textContent = face && !face.available ? `Face swap is unavailable: ${face.reason}` : "";
@@ -170,6 +172,7 @@ async function translate() {
   try {
     const params = new URLSearchParams({ model, mode, direction, filename: state.sourceName });
     if (mode === "face" && $("all-faces").checked) params.set("all_faces", "1");
+    if (mode === "face" && $("strength").value.trim()) params.set("strength", $("strength").value.trim());
     const r = await fetch(`/api/translate?${params}`, {
       method: "POST", body: state.source,
       headers: { "Content-Type": state.source.type || "application/octet-stream" },
