@@ -73,6 +73,25 @@ def test_16bit_rgb_png_and_tiff_keep_precision(tmp_path):
     np.testing.assert_array_equal(load_image(tmp_path / "o16.png", 3), out)
 
 
+@pytest.mark.parametrize("channels", [1, 3, 4])
+@pytest.mark.parametrize("ext", ["png", "tif"])
+def test_16bit_outputs_keep_the_colour_profile(tmp_path, channels, ext):
+    pytest.importorskip("cv2")
+    if ext == "tif" and channels > 1:
+        tifffile = pytest.importorskip("tifffile")
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    a = np.random.default_rng(channels).random((9, 7, channels)).astype(np.float32)
+    path = save_image(tmp_path / f"o16.{ext}", a, bit_depth=16, icc=icc)
+    np.testing.assert_allclose(load_image(path, channels), a, atol=1e-5)  # still 16 bits, still the pixels
+    if ext == "tif" and channels > 1:
+        with tifffile.TiffFile(path) as tf:
+            assert bytes(tf.pages[0].tags[34675].value) == icc  # the TIFF's InterColorProfile tag
+    else:
+        assert Image.open(path).info.get("icc_profile") == icc
+
+
 def test_palette_and_rgba_composited_on_white(tmp_path):
     p = Image.fromarray(_rgb()).convert("P", palette=Image.Palette.ADAPTIVE, colors=8)
     p.save(tmp_path / "p.png")

@@ -4,10 +4,13 @@
 photos (``cyclekit swap``, the web page's face mode) reads RGBA, so it keeps an alpha channel, and
 hands back what it made through these two, so a file without alpha comes back without it and a
 grey photo comes back grey (its one channel, and its alpha if it had one); :func:`icc_profile`
-gives the profile to write back with it.
+gives the profile to write back with it, and :func:`png_with_icc` embeds one where Pillow cannot
+(16-bit colour PNGs).
 """
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 from typing import Optional, Union
 
@@ -47,3 +50,16 @@ def icc_profile(path: Union[str, Path]) -> Optional[bytes]:
             return im.info.get("icc_profile") or None
     except Exception:  # noqa: BLE001 - load_image gives the real error
         return None
+
+
+def png_with_icc(png: bytes, icc: Optional[bytes]) -> bytes:
+    """``png`` (an encoded PNG without a profile, e.g. OpenCV's 16-bit colour) with ``icc`` in an
+    ``iCCP`` chunk right after the header, where the PNG specification puts it."""
+    if not icc:
+        return png
+    ihdr_end = 8 + 4 + 4 + 13 + 4  # signature, then IHDR: length, type, 13 bytes of data, CRC
+    if png[:8] != b"\x89PNG\r\n\x1a\n" or png[12:16] != b"IHDR":
+        raise ValueError("not a PNG stream")
+    body = b"ICC profile\x00\x00" + zlib.compress(icc)  # name, NUL, compression method 0 (deflate)
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    return png[:ihdr_end] + chunk + png[ihdr_end:]

@@ -29,6 +29,7 @@ from typing import Optional, Union
 import numpy as np
 
 from cyclekit.errors import DataError, MissingDependencyError, require
+from cyclekit.io.channels import png_with_icc
 from cyclekit.io.files import atomic_path
 from cyclekit.io.listing import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, is_hidden, list_images  # noqa: F401 (API)
 from cyclekit.io.tensors import to_image, to_tensor  # noqa: F401  (part of this module's API)
@@ -341,8 +342,8 @@ def save_image(path: PathLike, array: np.ndarray, bit_depth: int = 8, quality: i
     16-bit PNG/TIFF (colour needs OpenCV). Grey + alpha is an 8-bit PNG's ``LA``, RGBA in other
     formats; JPEG has no alpha: RGBA and grey + alpha are composited on white. ``.npy``
     stores the float32 array itself (any C). Readers never see a half-written file.
-    ``icc``: a colour profile to embed (:func:`cyclekit.io.channels.icc_profile`; Pillow's formats, not
-    16-bit colour).
+    ``icc``: a colour profile to embed (:func:`cyclekit.io.channels.icc_profile`; not in BMP, nor in a
+    16-bit colour TIFF without tifffile).
     """
     path = Path(path)
     ext = path.suffix.lower()
@@ -383,7 +384,9 @@ def _write(tmp: Path, ext: str, arr: np.ndarray, bit_depth: int, quality: int, p
     if bit_depth == 16:
         a16 = np.round(arr * 65535.0).astype(np.uint16)
         if c == 1:
-            Image.fromarray(a16[:, :, 0]).save(tmp, format=fmt)
+            Image.fromarray(a16[:, :, 0]).save(tmp, format=fmt, **({"icc_profile": icc} if icc else {}))
+            return
+        if fmt == "TIFF" and icc and _write_tifffile(tmp, a16, icc):
             return
         try:
             cv2 = require("cv2", "faces", "16-bit colour image output")
@@ -393,7 +396,7 @@ def _write(tmp: Path, ext: str, arr: np.ndarray, bit_depth: int, quality: int, p
         ok, buf = cv2.imencode(".png" if fmt == "PNG" else ".tif", np.ascontiguousarray(bgr))
         if not ok:
             raise DataError(f"{tmp}: OpenCV could not encode the 16-bit image")
-        tmp.write_bytes(buf.tobytes())
+        tmp.write_bytes(png_with_icc(buf.tobytes(), icc) if fmt == "PNG" else buf.tobytes())
         return
     a8 = np.round(arr * 255.0).astype(np.uint8)
     im = Image.fromarray(a8[:, :, 0] if c == 1 else a8)
@@ -401,3 +404,15 @@ def _write(tmp: Path, ext: str, arr: np.ndarray, bit_depth: int, quality: int, p
     if icc and fmt != "BMP":
         kwargs["icc_profile"] = icc
     im.save(tmp, format=fmt, **kwargs)
+
+
+def _write_tifffile(tmp: Path, a16: np.ndarray, icc: bytes) -> bool:
+    """A 16-bit colour TIFF with its colour profile, through tifffile; False when it is missing."""
+    try:
+        import tifffile
+    except ImportError:
+        log.debug("tifffile is not installed: 16-bit TIFF written without its colour profile")
+        return False
+    tifffile.imwrite(tmp, a16, photometric="rgb", extrasamples=("unassalpha",) if a16.shape[2] == 4 else None,
+                     iccprofile=icc)
+    return True
