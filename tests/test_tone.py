@@ -14,7 +14,8 @@ from cyclekit.errors import CheckpointError  # noqa: E402
 from cyclekit.faces.align import crop_transform, warp_crop  # noqa: E402
 from cyclekit.faces.detect_haar import HaarDetector  # noqa: E402
 from cyclekit.faces.pipeline import face_params_for, swap_image  # noqa: E402
-from cyclekit.faces.tone import (MAX_SHIFT, ToneMove, keep_skin_colour, skin_colour, skin_region, to_tone,  # noqa: E402
+from cyclekit.io.images import LUMA  # noqa: E402
+from cyclekit.faces.tone import (MAX_SHIFT, ToneMove, keep_dark_hue, keep_skin_colour, skin_colour, skin_region, to_tone,  # noqa: E402
                                  training_tone)
 from cyclekit.infer.translator import Translator  # noqa: E402
 
@@ -69,12 +70,31 @@ def test_keep_skin_colour_takes_out_the_mean_colour_change_over_the_skin_only():
     assert np.allclose(kept[:8, :8], [0.8, 0.15, 0.2], atol=1e-6)
 
 
+def test_keep_dark_hue_pastes_only_the_brightness_of_a_change_on_dark_hair():
+    crop = np.full((64, 64, 3), [0.6, 0.45, 0.35], np.float32)  # skin, with dark hair over the top rows
+    crop[:12] = 0.12
+    change = np.zeros_like(crop)
+    change[:12] = [0.12, -0.02, 0.1]  # the model lightens the hair with a magenta sheen
+    change[30:40, 24:40] = [0.05, -0.02, -0.03]  # and reddens the middle of the face
+    kept = keep_dark_hue(crop, crop + change, 0.4)
+    hair = kept[2:8, 20:44] - crop[2:8, 20:44]
+    assert np.allclose(hair, hair[..., :1], atol=1e-5)  # grey: the hair keeps its hue ...
+    assert np.allclose(hair @ LUMA, change[2:8, 20:44] @ LUMA, atol=1e-5)  # ... and gets the same lightening
+    assert np.allclose(kept[30:40, 24:40], crop[30:40, 24:40] + change[30:40, 24:40], atol=1e-6)  # skin: as made
+    light = np.full((64, 64, 3), 0.6, np.float32)  # blond hair is not dark beside the skin: kept as made
+    assert np.allclose(keep_dark_hue(light, light + change, 0.4), light + change, atol=1e-6)
+
+
 def test_training_tone_is_the_mean_skin_colour():
     assert training_tone([]) is None
     assert training_tone([np.array([0.2, 0.4, 0.6]), np.array([0.4, 0.4, 0.4])]) == [77, 102, 128]
 
 
-def test_swap_shows_the_model_the_face_at_its_directions_tone_and_pastes_its_change_on_the_persons_own(photo, faces):
+def test_swap_shows_the_model_the_face_at_its_directions_tone_and_pastes_its_change_on_the_persons_own(
+        photo, faces, monkeypatch):
+    import cyclekit.faces.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "keep_dark_hue", lambda crop, new, margin: new)  # its own test, above
     seen = []
 
     def redder(x):  # +0.1 red (in [0, 1] units) on the crop's right half, -0.1 on its left: no mean change
