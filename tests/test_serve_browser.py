@@ -218,4 +218,14 @@ def test_face_swap_in_the_page(page, server, tiny_release, tmp_path_factory, sho
     want, _, _ = swapper(src.astype(np.float32), load_translator(tiny_release, "AtoB", device="cpu"))
     assert np.abs(pixels(img_bytes(page, "#after-img")) - np.round(want * 255)).max() <= 1
     page.screenshot(path=str(shots / "5_face.png"), full_page=True)
+    assert page.locator("#strength-wrap").is_visible()  # the strength box: as cyclekit swap --strength
+    page.fill("#strength", "1.5")
+    page.click("#translate")
+    page.wait_for_function("() => !document.querySelector('#after-img').classList.contains('stale')")
+    stronger, _, _ = swapper(src.astype(np.float32), load_translator(tiny_release, "AtoB", device="cpu"),
+                             strength=1.5)
+    assert np.abs(stronger - want).max() > 0.01
+    assert np.abs(pixels(img_bytes(page, "#after-img")) - np.round(stronger * 255)).max() <= 1
+    page.check("#mode-image")
+    assert not page.locator("#strength-wrap").is_visible()  # whole-image mode has no strength
     assert_local_only(page, server[0])
