@@ -70,17 +70,25 @@ def test_keep_skin_colour_takes_out_the_mean_colour_change_over_the_skin_only():
     assert np.allclose(kept[:8, :8], [0.8, 0.15, 0.2], atol=1e-6)
 
 
-def test_keep_dark_hue_pastes_only_the_brightness_of_a_change_on_dark_hair():
-    crop = np.full((64, 64, 3), [0.6, 0.45, 0.35], np.float32)  # skin, with dark hair over the top rows
+def test_keep_dark_hue_keeps_brightness_and_the_skins_hue_on_dark_hair_but_no_other_colour():
+    skin = np.array([0.6, 0.45, 0.35], np.float32)
+    crop = np.full((64, 64, 3), skin, np.float32)  # skin, with dark hair over the top rows
     crop[:12] = 0.12
+    axis = skin - skin @ LUMA  # the skin's hue: warm
+    magenta = np.array([0.12, -0.02, 0.1], np.float32)
     change = np.zeros_like(crop)
-    change[:12] = [0.12, -0.02, 0.1]  # the model lightens the hair with a magenta sheen
+    change[:12] = magenta  # the model lightens the hair with a magenta sheen
     change[30:40, 24:40] = [0.05, -0.02, -0.03]  # and reddens the middle of the face
     kept = keep_dark_hue(crop, crop + change, 0.4)
-    hair = kept[2:8, 20:44] - crop[2:8, 20:44]
-    assert np.allclose(hair, hair[..., :1], atol=1e-5)  # grey: the hair keeps its hue ...
-    assert np.allclose(hair @ LUMA, change[2:8, 20:44] @ LUMA, atol=1e-5)  # ... and gets the same lightening
+    hair = (kept - crop)[2:8, 20:44].reshape(-1, 3)
+    assert np.allclose(hair @ LUMA, magenta @ LUMA, atol=1e-5)  # the same lightening ...
+    colour = hair - (hair @ LUMA)[:, None]
+    assert np.abs(np.cross(colour, axis)).max() < 1e-5  # ... and of its colour only the part along the skin's hue
+    assert np.linalg.norm(colour, axis=1).max() < 0.5 * np.linalg.norm(magenta - magenta @ LUMA)
     assert np.allclose(kept[30:40, 24:40], crop[30:40, 24:40] + change[30:40, 24:40], atol=1e-6)  # skin: as made
+    brown = np.zeros_like(crop)
+    brown[:12] = 0.1 + 0.5 * axis  # black hair lightened to brown: kept as made
+    assert np.allclose(keep_dark_hue(crop, crop + brown, 0.4)[2:8], (crop + brown)[2:8], atol=1e-5)
     light = np.full((64, 64, 3), 0.6, np.float32)  # blond hair is not dark beside the skin: kept as made
     assert np.allclose(keep_dark_hue(light, light + change, 0.4), light + change, atol=1e-6)
 

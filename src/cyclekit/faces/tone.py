@@ -131,16 +131,23 @@ def dark_weight(crop: np.ndarray, margin: float) -> np.ndarray:
 
 
 def keep_dark_hue(crop: np.ndarray, new: np.ndarray, margin: float) -> np.ndarray:
-    """``new`` (the crop to paste for ``crop``) whose change keeps only its brightness where the
-    photo is dark beside the skin (:func:`dark_weight`): dark hair, brows and beard keep their hue.
+    """``new`` (the crop to paste for ``crop``) whose change, where the photo is dark beside the skin
+    (:func:`dark_weight`: hair, brows, beard), keeps its brightness and its colour along the skin's own
+    hue (warmer or cooler: black hair lightened to brown), and loses any other colour (magenta, green).
 
     A model that lightens a man's short dark hair towards its training women's paints a magenta or
     green sheen on it, because a small change of hue on a dark pixel is a large one of colour
     (London 008_08's crown, 025_08's hair: BENCHMARKS.md, session 32). The lightening itself stays:
-    it is part of the swap (the judge's verdicts on photos from other cameras hang on it).
+    it is part of the swap (the judge's verdicts on photos from other cameras hang on it), and so
+    does a change towards the skin's hue, the axis natural hair colours lie on (without it brown
+    hair lightened by the model came out ash-grey). A grey skin has no hue: there only brightness.
     """
     new = np.asarray(new, np.float32)
     change = new - crop
-    bright = (change @ LUMA)[:, :, None]
+    colour = change - (change @ LUMA)[:, :, None]
+    skin = skin_colour(crop, margin)
+    axis = skin - float(skin @ LUMA)
+    length = float(np.linalg.norm(axis))
+    along = (colour @ (axis / length))[:, :, None] * (axis / length) if length > 0.02 else 0.0
     weight = dark_weight(crop, margin)[:, :, None]
-    return (new - weight * (change - bright)).astype(np.float32)
+    return (new - weight * (colour - along)).astype(np.float32)
