@@ -232,7 +232,9 @@ def test_face_swap_mode_calls_the_pipeline(tiny_release, monkeypatch, images):
         assert r.headers["x-cyclekit-faces"] == "1" and r.headers["x-cyclekit-message"] == "swapped 1 face"
         bad = c.post("/api/translate?mode=face&all_faces=maybe", content=images[0].read_bytes())
         assert bad.status_code == 400 and "all_faces must be 1 or 0" in bad.json()["error"]
-        assert c.post("/api/translate?mode=face&strength=1.25", content=images[0].read_bytes()).status_code == 200
+        assert r.headers["x-cyclekit-strength"] == "1"  # the model's recommendation (none recorded: 1)
+        r2 = c.post("/api/translate?mode=face&strength=1.25", content=images[0].read_bytes())
+        assert r2.status_code == 200 and r2.headers["x-cyclekit-strength"] == "1.25"
         for value, why in (("strong", "must be a number"), ("0", "must be in"), ("2.5", "must be in"),
                            ("nan", "must be in")):
             bad = c.post(f"/api/translate?mode=face&strength={value}", content=images[0].read_bytes())

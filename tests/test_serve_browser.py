@@ -213,7 +213,7 @@ def test_face_swap_in_the_page(page, server, tiny_release, tmp_path_factory, sho
     page.click("#translate")
     page.wait_for_selector("#after-img[data-mode=face]", state="visible", timeout=30_000)
     assert "swapped 1 face" in page.inner_text("#status")
-    assert "1 face(s)" in page.inner_text("#after-meta")
+    assert "1 face(s) · strength 1" in page.inner_text("#after-meta")
     src = pixels(photo.read_bytes()) / 255.0
     want, _, _ = swapper(src.astype(np.float32), load_translator(tiny_release, "AtoB", device="cpu"))
     assert np.abs(pixels(img_bytes(page, "#after-img")) - np.round(want * 255)).max() <= 1
@@ -226,6 +226,7 @@ def test_face_swap_in_the_page(page, server, tiny_release, tmp_path_factory, sho
                              strength=1.5)
     assert np.abs(stronger - want).max() > 0.01
     assert np.abs(pixels(img_bytes(page, "#after-img")) - np.round(stronger * 255)).max() <= 1
+    assert "strength 1.5" in page.inner_text("#after-meta")
     page.check("#mode-image")
     assert not page.locator("#strength-wrap").is_visible()  # whole-image mode has no strength
     assert_local_only(page, server[0])

@@ -158,6 +158,11 @@ class Service:
                                                                   self.way_back(model, direction, translator),
                                                                   strength=strength)
             out = grey_as_source(image, np.asarray(out, dtype=np.float32))
+            if strength is None:  # what the swap used: the model's recommendation for the direction
+                from cyclekit.faces.pipeline import recommended_strength
+
+                strength = recommended_strength(translator)
+            meta["strength"] = strength
         else:
             image = decode_image(data, self.store.entries[model].in_channels, self.limits)
             out = translate_array(translator, image)
@@ -307,6 +312,7 @@ def create_app(model: Union[str, Path], limits: Optional[Limits] = None, *, back
         if "faces" in meta:
             headers["X-Cyclekit-Faces"] = str(meta["faces"])
             headers["X-Cyclekit-Message"] = meta["message"].encode("ascii", "replace").decode()
+            headers["X-Cyclekit-Strength"] = f"{meta['strength']:g}"
         return Response(png, media_type="image/png", headers=headers)
 
     async def read_upload(request: Request) -> tuple[bytes, dict[str, str], str]:

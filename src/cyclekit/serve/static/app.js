@@ -197,7 +197,8 @@ async function translate() {
     const faces = r.headers.get("X-Cyclekit-Faces");
     const dirLabel = (currentModel().directions.find((d) => d.id === direction) || {}).label || direction;
     $("after-meta").textContent = `${after.naturalWidth}×${after.naturalHeight} · ${dirLabel}` +
-      (mode === "face" ? ` · ${faces !== null ? faces : "?"} face(s)` : "");
+      (mode === "face" ? ` · ${faces !== null ? faces : "?"} face(s)` : "") +
+      (mode === "face" && r.headers.get("X-Cyclekit-Strength") ? ` · strength ${r.headers.get("X-Cyclekit-Strength")}` : "");
     const stem = state.sourceName.replace(/\.[^.]+$/, "").replace(/[^\w.-]+/g, "_") || "image";
     const link = $("download");
     link.href = state.resultUrl;
