@@ -218,7 +218,7 @@ def test_a_black_and_white_photo_stays_black_and_white(photo, detector):
     assert np.array_equal(out_n[info_n.mask][:, 1], out_n[info_n.mask][:, 2])
     assert np.abs(out_n[info_n.mask][:, 0].astype(int) - out_n[info_n.mask][:, 1]).max() == 0
     colour, _ = swap_image(photo, warm, faces=detector.detect(photo), match=False, mask="round")
-    d = (colour.astype(int) - photo.astype(int))[photo.min(axis=2) > 100]  # (dark hair keeps its hue: keep_dark_hue)
+    d = (colour.astype(int) - photo.astype(int))[photo.min(axis=2) > 100]  # (keep_natural_hue: dark hair keeps its hue)
     assert d[..., 0].mean() > d[..., 2].mean() + 5  # a colour photo keeps the model's tint
 
 

@@ -15,7 +15,7 @@ from cyclekit.faces.align import crop_transform, warp_crop  # noqa: E402
 from cyclekit.faces.detect_haar import HaarDetector  # noqa: E402
 from cyclekit.faces.pipeline import face_params_for, swap_image  # noqa: E402
 from cyclekit.io.images import LUMA  # noqa: E402
-from cyclekit.faces.tone import (MAX_SHIFT, ToneMove, keep_dark_hue, keep_skin_colour, skin_colour, skin_region, to_tone,  # noqa: E402
+from cyclekit.faces.tone import (MAX_SHIFT, ToneMove, keep_natural_hue, keep_skin_colour, skin_colour, skin_region, to_tone,  # noqa: E402
                                  training_tone)
 from cyclekit.infer.translator import Translator  # noqa: E402
 
@@ -70,7 +70,7 @@ def test_keep_skin_colour_takes_out_the_mean_colour_change_over_the_skin_only():
     assert np.allclose(kept[:8, :8], [0.8, 0.15, 0.2], atol=1e-6)
 
 
-def test_keep_dark_hue_keeps_brightness_and_the_skins_hue_on_dark_hair_but_no_other_colour():
+def test_keep_natural_hue_keeps_brightness_and_the_skins_hue_outside_the_middle_of_the_face():
     skin = np.array([0.6, 0.45, 0.35], np.float32)
     crop = np.full((64, 64, 3), skin, np.float32)  # skin, with dark hair over the top rows
     crop[:12] = 0.12
@@ -78,19 +78,24 @@ def test_keep_dark_hue_keeps_brightness_and_the_skins_hue_on_dark_hair_but_no_ot
     magenta = np.array([0.12, -0.02, 0.1], np.float32)
     change = np.zeros_like(crop)
     change[:12] = magenta  # the model lightens the hair with a magenta sheen
-    change[30:40, 24:40] = [0.05, -0.02, -0.03]  # and reddens the middle of the face
-    kept = keep_dark_hue(crop, crop + change, 0.4)
+    change[36:42, 26:38] = [0.05, -0.02, 0.03]  # and paints purplish lips in the middle of the face
+    kept = keep_natural_hue(crop, crop + change, 0.4)
     hair = (kept - crop)[2:8, 20:44].reshape(-1, 3)
     assert np.allclose(hair @ LUMA, magenta @ LUMA, atol=1e-5)  # the same lightening ...
     colour = hair - (hair @ LUMA)[:, None]
     assert np.abs(np.cross(colour, axis)).max() < 1e-5  # ... and of its colour only the part along the skin's hue
     assert np.linalg.norm(colour, axis=1).max() < 0.5 * np.linalg.norm(magenta - magenta @ LUMA)
-    assert np.allclose(kept[30:40, 24:40], crop[30:40, 24:40] + change[30:40, 24:40], atol=1e-6)  # skin: as made
+    assert np.allclose(kept[36:42, 26:38], crop[36:42, 26:38] + change[36:42, 26:38], atol=1e-6)  # the middle: as made
     brown = np.zeros_like(crop)
     brown[:12] = 0.1 + 0.5 * axis  # black hair lightened to brown: kept as made
-    assert np.allclose(keep_dark_hue(crop, crop + brown, 0.4)[2:8], (crop + brown)[2:8], atol=1e-5)
-    light = np.full((64, 64, 3), 0.6, np.float32)  # blond hair is not dark beside the skin: kept as made
-    assert np.allclose(keep_dark_hue(light, light + change, 0.4), light + change, atol=1e-6)
+    assert np.allclose(keep_natural_hue(crop, crop + brown, 0.4)[2:8], (crop + brown)[2:8], atol=1e-5)
+    teal = np.zeros_like(crop)
+    teal[:12] = 0.1 - 0.5 * axis  # lightened to a cool grey-blue: no bluer than grey
+    cooled = keep_natural_hue(crop, crop + teal, 0.4)[2:8, 20:44]
+    assert np.allclose(cooled, cooled[..., :1], atol=1e-5) and np.allclose(cooled @ LUMA, 0.22, atol=1e-5)
+    grey = np.full((64, 64, 3), 0.6, np.float32)  # a grey photo has no skin hue: outside the middle only brightness
+    tinted = keep_natural_hue(grey, grey + change, 0.4)[2:8, 20:44]
+    assert np.allclose(tinted, tinted[..., :1], atol=1e-5)
 
 
 def test_training_tone_is_the_mean_skin_colour():
@@ -102,7 +107,7 @@ def test_swap_shows_the_model_the_face_at_its_directions_tone_and_pastes_its_cha
         photo, faces, monkeypatch):
     import cyclekit.faces.pipeline as pipeline
 
-    monkeypatch.setattr(pipeline, "keep_dark_hue", lambda crop, new, margin: new)  # its own test, above
+    monkeypatch.setattr(pipeline, "keep_natural_hue", lambda crop, new, margin: new)  # its own test, above
     seen = []
 
     def redder(x):  # +0.1 red (in [0, 1] units) on the crop's right half, -0.1 on its left: no mean change

@@ -90,7 +90,7 @@ def test_video_swap_changes_the_face_only(clip, tmp_path):
     for a, b in zip(out, src):
         diff = np.abs(a.astype(int) - b).sum(axis=2)
         assert diff[:, :8].mean() < 16 and diff[-30:].mean() < 16  # background: codec noise only (6-13)
-        assert diff[40:80, 60:120].mean() > 30  # the face: channels swapped (36-108; dark parts keep their hue)
+        assert diff[40:80, 60:120].mean() > 30  # the face: channels swapped (36-108; keep_natural_hue: no swapped hue outside the middle)
 
 
 def test_a_video_records_its_median_cycle_error_with_the_generator_back(clip, tmp_path):

@@ -26,7 +26,7 @@ from cyclekit.faces.detect import Face, FaceDetector, turn
 from cyclekit.faces.detectors import make_detector
 from cyclekit.faces.params import DEFAULT_MARGIN, MAX_TURN, FaceParams, check_max_turn, is_rgb, is_tone_table
 from cyclekit.faces.segment import backdrop_guard, on_backdrop, photo_head_masks, temporal_blend, toned_on_backdrop
-from cyclekit.faces.tone import ToneMove, keep_dark_hue, keep_skin_colour
+from cyclekit.faces.tone import ToneMove, keep_natural_hue, keep_skin_colour
 from cyclekit.io.images import LUMA
 
 log = logging.getLogger(__name__)
@@ -204,8 +204,9 @@ def swap_image(
     ``tone`` (with a model whose release records ``face_tone``) shows the model each face at its
     training faces' skin colour and pastes its change, moved back to the person's colours, onto
     the person's own crop (or with ``detail=False`` its output moved back), keeping the skin's mean
-    colour (:mod:`.tone`); on dark hair, brows and beard the change keeps its brightness and its colour
-    along the skin's hue, not a magenta or green sheen (:func:`~cyclekit.faces.tone.keep_dark_hue`). A detected face turned further to the side than ``max_turn``
+    colour (:mod:`.tone`); outside the middle of the face the change keeps its brightness and its colour
+    along the skin's hue, not a green or magenta cast (:func:`~cyclekit.faces.tone.keep_natural_hue`).
+    A detected face turned further to the side than ``max_turn``
     (:func:`~cyclekit.faces.detect.turn`; 0 = no limit; faces without dlib's nose point are not
     measured) is left unchanged: a model trained on frontal faces paints blotches into it.
     ``back`` (the release's generator the other way) measures each swapped face's
@@ -278,7 +279,7 @@ def swap_image(
         people = views if backdrop is not None else [None] * len(moves)
         new = [keep_skin_colour(c, c + m.change_back(s, g, p) if detail else m.undo(g), params.margin)
                for c, s, g, m, p in zip(crops, seen, new, moves, people)]
-    new = [keep_dark_hue(c, g, params.margin) for c, g in zip(crops, new)]  # no magenta sheen on dark hair
+    new = [keep_natural_hue(c, g, params.margin) for c, g in zip(crops, new)]  # no green or magenta casts
     out = src.copy()
     changed = np.zeros(src.shape[:2], dtype=bool)
     swapped = [r for r in info.faces if r.status == "swapped"]

@@ -18,6 +18,9 @@ crops as the release's ``face_tone``, and a swap:
    ears), and its mean change of hue, moved back to a skin far from the training tone, is a cast
    (a dark-skinned woman turned into a man came out grey-green: BENCHMARKS.md, session 31). The
    local changes (brows, lips, stubble, shading) stay; the judge's verdicts did not move.
+5. outside the middle of the face keeps only the change's brightness and its colour along the
+   skin's hue (:func:`keep_natural_hue`): no magenta, green or teal casts on hair, forehead, jaw
+   and neck (any model, with or without ``face_tone``).
 
 The pasted change is the model's change on a face it knows; the person keeps their own skin tone
 and light. ``benchmarks/bench_faces_wild.py`` and ``bench_faces_model.py`` measure it (``--no-tone``).
@@ -113,34 +116,29 @@ def keep_skin_colour(crop: np.ndarray, new: np.ndarray, margin: float) -> np.nda
     return (np.asarray(new, np.float32) - change).astype(np.float32)
 
 
-def dark_weight(crop: np.ndarray, margin: float) -> np.ndarray:
-    """``size x size`` weight in [0, 1] of the crop's dark parts beside the skin (hair, brows,
-    beard): 0 where a pixel is at least 75% as bright as the :func:`skin_region`'s mean, 1 where
-    it is half as bright or darker, smoothed over a few pixels; 0 inside the skin region."""
+def outside_weight(size: int, margin: float) -> np.ndarray:
+    """``size x size`` weight in [0, 1]: 0 over :func:`skin_region` (cheeks, nose, mouth), 1 away from
+    it (forehead, eyes, temples, jaw, neck, hair, ears), rising over a few pixels outside its edge."""
     import cv2
 
-    crop = np.asarray(crop, np.float32)
-    size = crop.shape[0]
-    region = skin_region(size, margin)
-    luma = np.ascontiguousarray(crop @ LUMA)
-    skin = max(float(luma[region].mean()), 1e-3)
-    dark = np.clip((0.75 * skin - luma) / (0.25 * skin), 0.0, 1.0).astype(np.float32)
-    dark = cv2.GaussianBlur(dark, (0, 0), size / 64.0)  # a weight over hair, not over single strands
-    dark[region] = 0.0
-    return cv2.GaussianBlur(dark, (0, 0), size / 128.0)
+    region = skin_region(size, margin).astype(np.float32)
+    return 1.0 - np.maximum(region, cv2.GaussianBlur(region, (0, 0), size / 32.0))  # the edge fades outwards
 
 
-def keep_dark_hue(crop: np.ndarray, new: np.ndarray, margin: float) -> np.ndarray:
-    """``new`` (the crop to paste for ``crop``) whose change, where the photo is dark beside the skin
-    (:func:`dark_weight`: hair, brows, beard), keeps its brightness and its colour along the skin's own
-    hue (warmer or cooler: black hair lightened to brown), and loses any other colour (magenta, green).
+def keep_natural_hue(crop: np.ndarray, new: np.ndarray, margin: float) -> np.ndarray:
+    """``new`` (the crop to paste for ``crop``) whose change, outside the middle of the face
+    (:func:`outside_weight`), keeps its brightness and its colour along the skin's own hue, and
+    loses any other colour: no green, blue or magenta cast on forehead, jaw, neck or hair.
 
-    A model that lightens a man's short dark hair towards its training women's paints a magenta or
-    green sheen on it, because a small change of hue on a dark pixel is a large one of colour
-    (London 008_08's crown, 025_08's hair: BENCHMARKS.md, session 32). The lightening itself stays:
-    it is part of the swap (the judge's verdicts on photos from other cameras hang on it), and so
-    does a change towards the skin's hue, the axis natural hair colours lie on (without it brown
-    hair lightened by the model came out ash-grey). A grey skin has no hue: there only brightness.
+    Skin and natural hair colours lie on one warm axis (black, brown, blond; pale, tanned), the
+    skin's hue taken from :func:`skin_region`. A model shown a face unlike its training faces
+    paints casts off that axis (a magenta sheen on a man's short dark hair when it lightens it,
+    London 008_08; a green cast on a dark-skinned woman's forehead and jaw, 025_03; teal streaks
+    in long hair: BENCHMARKS.md, session 32); a small change of hue on a dark pixel is a large one
+    of colour. The change along the axis stays (black hair lightened to brown, a darker jaw), but
+    never makes a pixel bluer than grey unless it was. The middle of the face keeps its whole
+    change: lips, stubble and make-up have colours of their own. A grey skin has no hue: outside
+    the middle only brightness is pasted.
     """
     new = np.asarray(new, np.float32)
     change = new - crop
@@ -148,6 +146,11 @@ def keep_dark_hue(crop: np.ndarray, new: np.ndarray, margin: float) -> np.ndarra
     skin = skin_colour(crop, margin)
     axis = skin - float(skin @ LUMA)
     length = float(np.linalg.norm(axis))
-    along = (colour @ (axis / length))[:, :, None] * (axis / length) if length > 0.02 else 0.0
-    weight = dark_weight(crop, margin)[:, :, None]
+    along = 0.0
+    if length > 0.02:  # the skin has a hue
+        unit = axis / length
+        was = (crop - (crop @ LUMA)[:, :, None]) @ unit  # each pixel's place on the axis
+        moved = np.maximum(was + colour @ unit, np.minimum(was, 0.0)) - was  # never bluer than grey
+        along = moved[:, :, None] * unit
+    weight = outside_weight(crop.shape[0], margin)[:, :, None]
     return (new - weight * (colour - along)).astype(np.float32)
