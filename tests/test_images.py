@@ -73,6 +73,20 @@ def test_16bit_rgb_png_and_tiff_keep_precision(tmp_path):
     np.testing.assert_array_equal(load_image(tmp_path / "o16.png", 3), out)
 
 
+def test_a_profile_lands_only_in_a_file_of_its_colour_space(tmp_path):
+    from PIL import ImageCms
+
+    from cyclekit.io.channels import profile_for
+
+    rgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    grey = rgb[:16] + b"GRAY" + rgb[20:]  # a grey profile's header
+    assert [profile_for(rgb, c) is not None for c in (1, 2, 3, 4)] == [False, False, True, True]
+    assert [profile_for(grey, c) is not None for c in (1, 2, 3, 4)] == [True, True, False, False]
+    assert profile_for(rgb[:16] + b"CMYK" + rgb[20:], 3) is None and profile_for(b"short", 3) is None
+    save_image(tmp_path / "la16.png", np.full((4, 4, 2), 0.5, np.float32), bit_depth=16, icc=grey)  # RGBA now
+    assert "icc_profile" not in Image.open(tmp_path / "la16.png").info
+
+
 @pytest.mark.parametrize("channels", [1, 3, 4])
 @pytest.mark.parametrize("ext", ["png", "tif"])
 def test_16bit_outputs_keep_the_colour_profile(tmp_path, channels, ext):
@@ -82,6 +96,8 @@ def test_16bit_outputs_keep_the_colour_profile(tmp_path, channels, ext):
     from PIL import ImageCms
 
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    if channels == 1:
+        icc = icc[:16] + b"GRAY" + icc[20:]  # a grey photo carries a grey profile
     a = np.random.default_rng(channels).random((9, 7, channels)).astype(np.float32)
     path = save_image(tmp_path / f"o16.{ext}", a, bit_depth=16, icc=icc)
     np.testing.assert_allclose(load_image(path, channels), a, atol=1e-5)  # still 16 bits, still the pixels

@@ -93,6 +93,9 @@ def test_keep_natural_hue_keeps_brightness_and_the_skins_hue_outside_the_middle_
     teal[:12] = 0.1 - 0.5 * axis  # lightened to a cool grey-blue: no bluer than grey
     cooled = keep_natural_hue(crop, crop + teal, 0.4)[2:8, 20:44]
     assert np.allclose(cooled, cooled[..., :1], atol=1e-5) and np.allclose(cooled @ LUMA, 0.22, atol=1e-5)
+    for strength in (1.5, 2.0):  # the paste scales the change afterwards: still no bluer than grey
+        scaled = crop + strength * (keep_natural_hue(crop, crop + teal, 0.4, strength) - crop)
+        assert np.allclose(scaled[2:8, 20:44], scaled[2:8, 20:44, :1], atol=1e-5)
     grey = np.full((64, 64, 3), 0.6, np.float32)  # a grey photo has no skin hue: outside the middle only brightness
     tinted = keep_natural_hue(grey, grey + change, 0.4)[2:8, 20:44]
     assert np.allclose(tinted, tinted[..., :1], atol=1e-5)
@@ -107,7 +110,7 @@ def test_swap_shows_the_model_the_face_at_its_directions_tone_and_pastes_its_cha
         photo, faces, monkeypatch):
     import cyclekit.faces.pipeline as pipeline
 
-    monkeypatch.setattr(pipeline, "keep_natural_hue", lambda crop, new, margin: new)  # its own test, above
+    monkeypatch.setattr(pipeline, "keep_natural_hue", lambda crop, new, *rest: new)  # its own test, above
     seen = []
 
     def redder(x):  # +0.1 red (in [0, 1] units) on the crop's right half, -0.1 on its left: no mean change

@@ -103,11 +103,14 @@ def test_bad_output_options_are_refused(tiny_release, tmp_path):
     with pytest.raises(UserError, match="would overwrite the input"):
         translate_paths(tr, [tmp_path / "in" / "a.png"], tmp_path / "in" / "a.png")
     assert not (tmp_path / "two.png").exists()
-    with pytest.raises(UserError, match=r"does not write \.json files.*out\.json/ for a folder"):
+    with pytest.raises(UserError, match=r"\.json files cannot be written here.*out\.json/ for a folder"):
         translate_paths(tr, [tmp_path / "in"], tmp_path / "out.json")  # not silently a folder named out.json
     assert not (tmp_path / "out.json").exists()
-    translate_paths(tr, [tmp_path / "in"], tmp_path / "run.v2")  # a dotted folder name that is no file type
-    assert sorted(p.name for p in (tmp_path / "run.v2").iterdir()) == ["a.png", "b.png"]
+    with pytest.raises(UserError, match=r"\.mp4 files cannot be written here"):
+        translate_paths(tr, [tmp_path / "in"], tmp_path / "clip.mp4")  # translate writes images, not videos
+    for folder in ("run.v2", "results.old"):  # dotted folder names that are no file type
+        translate_paths(tr, [tmp_path / "in"], tmp_path / folder)
+        assert sorted(p.name for p in (tmp_path / folder).iterdir()) == ["a.png", "b.png"]
 
 
 @pytest.mark.parametrize("shape", [(2, 3), (1, 1), (5, 1)])

@@ -197,7 +197,8 @@ def test_videos_in_folders_and_globs_are_swapped_too(clip, tmp_path, capsys):
         assert "cannot write" in capsys.readouterr().err and not (tmp_path / bad).exists()
     # a name with another file type's extension would silently become a folder of that name
     assert main(["swap", str(only), "--model", "identity", "--out", str(tmp_path / "swapped.txt")]) == 2
-    assert "does not write .txt files" in capsys.readouterr().err and not (tmp_path / "swapped.txt").exists()
+    assert ".txt files cannot be written here" in capsys.readouterr().err and not (tmp_path / "swapped.txt").exists()
+    assert plan_swap([mixed / "photo.png"], tmp_path / "face.npy")[0] == [(mixed / "photo.png", tmp_path / "face.npy")]
     assert main(["swap", str(only), "--model", "identity", "--size", "64", "--out", str(tmp_path / "v")]) == 0
     assert "swapped faces in 1 of 1 file(s)" in capsys.readouterr().out
     assert probe_video(tmp_path / "v" / "clip.mp4")["video_codec"] == "h264"

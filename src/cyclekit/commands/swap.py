@@ -63,6 +63,10 @@ def register(sub) -> None:
     b.add_argument("--no-tone", action="store_true",
                    help="show the model the face in its own colours, not moved to the average skin colour of the "
                         "model's training faces (its release's face_tone)")
+    b.add_argument("--any-hue", action="store_true",
+                   help="paste the model's colour changes outside the middle of the face as made (default: there "
+                        "only changes of brightness and along the skin's hue, so no green or magenta casts on "
+                        "hair, forehead, jaw and neck); for a model meant to change those colours")
     b.add_argument("--overlay", action="append", default=[], metavar="FILE[@ANCHOR][,scale=S][,dx=X][,dy=Y]",
                    help="RGBA image anchored at eyes|left_eye|right_eye|nose|mouth|chin|forehead|face (repeatable)")
     v = p.add_argument_group("video")
@@ -131,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         translator, args.inputs, args.out, compare=args.compare, progress=True, params=params, detector=detector,
         video_options={"smooth": args.smooth, "detect_every": args.detect_every, "crf": args.crf},
         all_faces=args.all_faces, blend=args.blend, detail=not args.no_detail, tone=not args.no_tone,
+        natural_hue=not args.any_hue,
         feather=args.feather, mask=args.mask, overlays=load_overlays(args.overlay), strength=strength,
         max_turn=args.max_turn, back=back,
     )

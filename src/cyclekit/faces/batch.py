@@ -16,7 +16,7 @@ from cyclekit.faces.pipeline import face_params_for, side_by_side, swap_image
 from cyclekit.faces.video import VIDEO_EXTENSIONS, swap_video
 from cyclekit.infer.stream import expand_inputs, names_a_file, plan_outputs, refuse_other_file_type
 from cyclekit.io.channels import grey_as_source, icc_profile, without_opaque_alpha
-from cyclekit.io.images import IMAGE_EXTENSIONS, image_bit_depth, is_hidden, load_image, save_image
+from cyclekit.io.images import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, image_bit_depth, is_hidden, load_image, save_image
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def plan_swap(inputs: Sequence[Union[str, Path]], out_dir: Union[str, Path], *, 
     if names_a_file(out_dir, UNWRITABLE):  # it would become a folder of that name
         raise UserError(f"--out {out_dir}: cannot write {out.suffix} files; name a .png, .jpg, .webp, .bmp or .tif "
                         "photo, an .mp4 video, or a folder (--out OUT/)")
-    refuse_other_file_type(out_dir, IMAGE_EXTENSIONS | {".mp4"})
+    refuse_other_file_type(out_dir, IMAGE_EXTENSIONS | ARRAY_EXTENSIONS | {".mp4"})
     if (one_video and (images or len(videos) != 1)) or (names_a_file(out_dir) and videos):
         raise UserError(f"--out {out_dir} names one output file but {len(images)} photo input(s) and "
                         f"{len(videos)} video(s) were given: give one photo with --out NAME.png, one video "

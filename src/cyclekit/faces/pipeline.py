@@ -186,6 +186,7 @@ def swap_image(
     subjects: Optional[Sequence[np.ndarray]] = None, views: Optional[Sequence[np.ndarray]] = None,
     strength: Optional[float] = None, guard: bool = True,
     guard_memory: Optional[list] = None, tone: bool = True, max_turn: float = MAX_TURN, back=None,
+    natural_hue: bool = True,
 ) -> tuple[np.ndarray, SwapInfo]:
     """Swap the dominant face (or ``all_faces``) of ``image`` (HxWx3 uint8, or float in [0, 1]).
 
@@ -204,8 +205,9 @@ def swap_image(
     ``tone`` (with a model whose release records ``face_tone``) shows the model each face at its
     training faces' skin colour and pastes its change, moved back to the person's colours, onto
     the person's own crop (or with ``detail=False`` its output moved back), keeping the skin's mean
-    colour (:mod:`.tone`); outside the middle of the face the change keeps its brightness and its colour
-    along the skin's hue, not a green or magenta cast (:func:`~cyclekit.faces.tone.keep_natural_hue`).
+    colour (:mod:`.tone`). ``natural_hue`` (any model): outside the middle of the face the change keeps
+    its brightness and its colour along the skin's hue, not a green or magenta cast
+    (:func:`~cyclekit.faces.tone.keep_natural_hue`); off for a model meant to change those colours.
     A detected face turned further to the side than ``max_turn``
     (:func:`~cyclekit.faces.detect.turn`; 0 = no limit; faces without dlib's nose point are not
     measured) is left unchanged: a model trained on frontal faces paints blotches into it.
@@ -279,7 +281,8 @@ def swap_image(
         people = views if backdrop is not None else [None] * len(moves)
         new = [keep_skin_colour(c, c + m.change_back(s, g, p) if detail else m.undo(g), params.margin)
                for c, s, g, m, p in zip(crops, seen, new, moves, people)]
-    new = [keep_natural_hue(c, g, params.margin) for c, g in zip(crops, new)]  # no green or magenta casts
+    if natural_hue:  # no green or magenta casts outside the middle of the face
+        new = [keep_natural_hue(c, g, params.margin, strength) for c, g in zip(crops, new)]
     out = src.copy()
     changed = np.zeros(src.shape[:2], dtype=bool)
     swapped = [r for r in info.faces if r.status == "swapped"]

@@ -125,7 +125,7 @@ def outside_weight(size: int, margin: float) -> np.ndarray:
     return 1.0 - np.maximum(region, cv2.GaussianBlur(region, (0, 0), size / 32.0))  # the edge fades outwards
 
 
-def keep_natural_hue(crop: np.ndarray, new: np.ndarray, margin: float) -> np.ndarray:
+def keep_natural_hue(crop: np.ndarray, new: np.ndarray, margin: float, strength: float = 1.0) -> np.ndarray:
     """``new`` (the crop to paste for ``crop``) whose change, outside the middle of the face
     (:func:`outside_weight`), keeps its brightness and its colour along the skin's own hue, and
     loses any other colour: no green, blue or magenta cast on forehead, jaw, neck or hair.
@@ -136,9 +136,10 @@ def keep_natural_hue(crop: np.ndarray, new: np.ndarray, margin: float) -> np.nda
     London 008_08; a green cast on a dark-skinned woman's forehead and jaw, 025_03; teal streaks
     in long hair: BENCHMARKS.md, session 32); a small change of hue on a dark pixel is a large one
     of colour. The change along the axis stays (black hair lightened to brown, a darker jaw), but
-    never makes a pixel bluer than grey unless it was. The middle of the face keeps its whole
-    change: lips, stubble and make-up have colours of their own. A grey skin has no hue: outside
-    the middle only brightness is pasted.
+    never makes a pixel bluer than grey unless it was, once the paste scales it by ``strength``.
+    The middle of the face keeps its whole change (lips, stubble); around the eyes a coloured eye
+    shadow keeps only its brightness. A grey skin has no hue: outside the middle only brightness
+    is pasted.
     """
     new = np.asarray(new, np.float32)
     change = new - crop
@@ -150,7 +151,8 @@ def keep_natural_hue(crop: np.ndarray, new: np.ndarray, margin: float) -> np.nda
     if length > 0.02:  # the skin has a hue
         unit = axis / length
         was = (crop - (crop @ LUMA)[:, :, None]) @ unit  # each pixel's place on the axis
-        moved = np.maximum(was + colour @ unit, np.minimum(was, 0.0)) - was  # never bluer than grey
-        along = moved[:, :, None] * unit
+        pasted = strength * (colour @ unit)  # as the paste will scale it
+        moved = np.maximum(was + pasted, np.minimum(was, 0.0)) - was  # never bluer than grey
+        along = (moved / strength)[:, :, None] * unit
     weight = outside_weight(crop.shape[0], margin)[:, :, None]
     return (new - weight * (colour - along)).astype(np.float32)

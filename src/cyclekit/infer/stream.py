@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import mimetypes
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ from cyclekit.io.images import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, list_images, 
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
+FILE_TYPES = mimetypes.MimeTypes()  # Python's built-in table only: not the machine's /etc/mime.types
 
 
 def expand_inputs(inputs: Sequence[PathLike]) -> list[tuple[Path, Path]]:
@@ -56,17 +58,17 @@ def names_a_file(out: PathLike, extensions=IMAGE_EXTENSIONS | ARRAY_EXTENSIONS) 
 
 
 def refuse_other_file_type(out: PathLike, writable=IMAGE_EXTENSIONS | ARRAY_EXTENSIONS) -> None:
-    """Refuse an ``--out`` such as ``swapped.txt``: a name with a file type's extension (2-4
-    letters) that is none of ``writable`` would otherwise silently become a folder of that name.
-    A name written with a trailing slash is taken as a folder; an existing path is left to the
-    caller (a folder is used, a file refused as not a folder)."""
+    """Refuse an ``--out`` such as ``swapped.txt`` or ``clip.mp4`` (for images): a name whose
+    extension is a known file type (Python's own :mod:`mimetypes` table, the same on every machine) that is none of ``writable`` would otherwise
+    silently become a folder of that name. Other dotted names (``results.old``) are folders; a
+    name written with a trailing slash is a folder; an existing path is left to the caller."""
     text = os.fspath(out)
     suffix = Path(text).suffix.lower()
     if (text.endswith(("/", os.sep)) or Path(text).exists() or suffix in writable
-            or not (2 <= len(suffix) - 1 <= 4 and suffix[1:].isalpha())):
+            or FILE_TYPES.guess_type("x" + suffix, strict=False)[0] is None):
         return
     kinds = ", ".join(sorted(e for e in writable if e not in (".jpeg", ".tiff")))
-    raise UserError(f"--out {text}: cyclekit does not write {suffix} files; name a file ending in {kinds}, "
+    raise UserError(f"--out {text}: {suffix} files cannot be written here; name a file ending in {kinds}, "
                     f"or a folder (write {text}/ for a folder of that name)")
 
 

@@ -63,3 +63,13 @@ def png_with_icc(png: bytes, icc: Optional[bytes]) -> bytes:
     body = b"ICC profile\x00\x00" + zlib.compress(icc)  # name, NUL, compression method 0 (deflate)
     chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
     return png[:ihdr_end] + chunk + png[ihdr_end:]
+
+
+def profile_for(icc: Optional[bytes], channels: int) -> Optional[bytes]:
+    """``icc`` when its colour space suits an image of ``channels`` (a grey profile for 1 or 2, an
+    RGB one for 3 or 4: the profile's header says which, bytes 16-20), else None: a grey photo
+    written as RGBA (16-bit grey + alpha) must not carry its grey profile."""
+    if not icc or len(icc) < 20:
+        return None
+    space = icc[16:20]
+    return icc if (space == b"GRAY") == (channels <= 2) and space in (b"GRAY", b"RGB ") else None

@@ -29,7 +29,7 @@ from typing import Optional, Union
 import numpy as np
 
 from cyclekit.errors import DataError, MissingDependencyError, require
-from cyclekit.io.channels import png_with_icc
+from cyclekit.io.channels import png_with_icc, profile_for
 from cyclekit.io.files import atomic_path
 from cyclekit.io.listing import ARRAY_EXTENSIONS, IMAGE_EXTENSIONS, is_hidden, list_images  # noqa: F401 (API)
 from cyclekit.io.tensors import to_image, to_tensor  # noqa: F401  (part of this module's API)
@@ -379,8 +379,8 @@ def _write(tmp: Path, ext: str, arr: np.ndarray, bit_depth: int, quality: int, p
         return
     from PIL import Image
 
-    fmt = _FORMATS[ext]
-    c = arr.shape[2]
+    fmt, c = _FORMATS[ext], arr.shape[2]
+    icc = profile_for(icc, c)  # a grey profile never lands in a colour file, nor an RGB one in a grey file
     if bit_depth == 16:
         a16 = np.round(arr * 65535.0).astype(np.uint16)
         if c == 1:
@@ -411,8 +411,9 @@ def _write_tifffile(tmp: Path, a16: np.ndarray, icc: bytes) -> bool:
     try:
         import tifffile
     except ImportError:
-        log.debug("tifffile is not installed: 16-bit TIFF written without its colour profile")
+        _warn_once("tifffile-icc", "tifffile is not installed: 16-bit colour TIFFs are written without their "
+                   "colour profile (pip install 'cyclekit[faces]')")
         return False
     tifffile.imwrite(tmp, a16, photometric="rgb", extrasamples=("unassalpha",) if a16.shape[2] == 4 else None,
-                     iccprofile=icc)
+                     iccprofile=icc, compression="zlib", metadata=None)
     return True
