@@ -504,11 +504,12 @@ def test_cli_swap_keeps_a_photos_alpha(photo, tmp_path, caplog):
     # a 16-bit photo comes back 16-bit, the pixels outside the face exactly as they were
     deep = np.clip(photo / 255.0 + np.random.default_rng(0).uniform(0, 1 / 300, photo.shape), 0, 1)
     save_image(tmp_path / "d.png", deep, bit_depth=16)
-    assert main(["swap", str(tmp_path / "d.png"), "--model", "identity", "--no-detail",
+    assert main(["swap", str(tmp_path / "d.png"), "--model", "identity", "--no-detail", "--compare",
                  "-o", str(tmp_path / "d_out.png")]) == 0
     from cyclekit.io.images import image_bit_depth
 
     assert image_bit_depth(tmp_path / "d.png") == image_bit_depth(tmp_path / "d_out.png") == 16
+    assert image_bit_depth(tmp_path / "d_out_compare.png") == 16  # the comparison keeps the depth too
     a, b = load_image(tmp_path / "d.png", 3), load_image(tmp_path / "d_out.png", 3)
     same = np.all(a == b, axis=2)
     assert same.mean() > 0.5 and not same.all()  # the face changed; the rest is bit-exact at 16 bits
