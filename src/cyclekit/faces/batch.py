@@ -134,13 +134,14 @@ def swap_path(
             log.warning("%s: JPEG has no transparency, so %s is flattened on white; --out NAME.png keeps it",
                         src.name, dst.name)
         result, info = swap_image(img, translator, params=params, detector=detector, back=back, **swap_kwargs)
-        deep = image_bit_depth(src) == 16 and dst.suffix.lower() in (".png", ".tif", ".tiff")
         # a 16-bit photo keeps its depth (its PNG comparison too), a grey one its single channel, each its profile
+        depth = image_bit_depth(src)
+        deep = depth == 16 and dst.suffix.lower() in (".png", ".tif", ".tiff")
         icc = icc_profile(src)
         save_image(dst, grey_as_source(img, result), bit_depth=16 if deep else 8, icc=icc)
         if compare:
             save_image(compare_path(dst), grey_as_source(img, side_by_side(img, result)), icc=icc,
-                       bit_depth=16 if image_bit_depth(src) == 16 else 8)
+                       bit_depth=16 if depth == 16 else 8)
         errors = [r.cycle_error for r in info.faces if r.cycle_error is not None]
         left = tuple(sorted({r.status for r in info.faces if r.status != "swapped"}))
         records.append(SwapRecord(src, dst, info.message, info.swapped, cycle_error=max(errors, default=None),

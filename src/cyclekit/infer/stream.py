@@ -59,9 +59,10 @@ def names_a_file(out: PathLike, extensions=IMAGE_EXTENSIONS | ARRAY_EXTENSIONS) 
 
 def refuse_other_file_type(out: PathLike, writable=IMAGE_EXTENSIONS | ARRAY_EXTENSIONS) -> None:
     """Refuse an ``--out`` such as ``swapped.txt`` or ``clip.mp4`` (for images): a name whose
-    extension is a known file type (Python's own :mod:`mimetypes` table, the same on every machine) that is none of ``writable`` would otherwise
-    silently become a folder of that name. Other dotted names (``results.old``) are folders; a
-    name written with a trailing slash is a folder; an existing path is left to the caller."""
+    extension is a known file type (Python's own :mod:`mimetypes` table, the same on every
+    machine) that is none of ``writable`` would otherwise silently become a folder of that name.
+    Other dotted names (``results.old``) are folders; a name written with a trailing slash is a
+    folder; an existing path is left to the caller."""
     text = os.fspath(out)
     suffix = Path(text).suffix.lower()
     if (text.endswith(("/", os.sep)) or Path(text).exists() or suffix in writable
