@@ -316,3 +316,33 @@ def test_resume_with_another_global_batch_keeps_the_epoch_position_and_retimes_t
     t.fit()  # 2 more images end epoch 1: the decay starts with epoch 2 (iteration 6 of 12), factor 6/7
     assert t.epoch == 1 and t.samples_in_epoch == 0 and t.global_step == 4
     assert t.objective.opt_G.param_groups[0]["lr"] == pytest.approx(1e-3 * 6 / 7)
+
+
+def test_stop_signals_after_a_lost_peer_are_ignored_until_the_process_exits():
+    """torchrun SIGTERMs the surviving ranks when one dies: that must not cut off their message."""
+    import signal
+
+    from cyclekit.train.signals import StopSignals
+
+    before, before_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    try:
+        plain = StopSignals()
+        with plain.installed():
+            os.kill(os.getpid(), signal.SIGTERM)  # the first signal only asks for a stop
+            time.sleep(0.05)
+            assert plain.requested
+        assert signal.getsignal(signal.SIGTERM) == before  # put back after a normal exit
+
+        lost = StopSignals()
+        with lost.installed():
+            lost.ignore_from_now()
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)  # a second one would raise KeyboardInterrupt if handled
+            time.sleep(0.05)
+            assert not lost.requested
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # and still ignored afterwards
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        signal.signal(signal.SIGINT, before_int)

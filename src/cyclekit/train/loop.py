@@ -102,29 +102,31 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def fit(self) -> Path:
         clean = False
+        signals = StopSignals()
         try:
-            if self.resume:
-                self.load_state_dict(self._read_state())
-                log.info("resumed %s at step %d (epoch %d)", self.run_dir, self.global_step, self.epoch + 1)
-            if self.is_main:  # the other ranks never touch the run directory
-                remove_stale_temps(self.run_dir)  # left by a run that was killed while writing
-                self.runlog = RunLog(self.cfg, self.global_step if self.resume else None)
-            signals = StopSignals()
-            try:
-                with signals.installed():
-                    self._loop(signals)
-            finally:
-                if self.runlog is not None:
-                    self.runlog.close()
+            with signals.installed():  # a peer failure is reported under them: torchrun's SIGTERM follows it
+                try:
+                    if self.resume:
+                        self.load_state_dict(self._read_state())
+                        log.info("resumed %s at step %d (epoch %d)", self.run_dir, self.global_step, self.epoch + 1)
+                    if self.is_main:  # the other ranks never touch the run directory
+                        remove_stale_temps(self.run_dir)  # left by a run that was killed while writing
+                        self.runlog = RunLog(self.cfg, self.global_step if self.resume else None)
+                    try:
+                        self._loop(signals)
+                    finally:
+                        if self.runlog is not None:
+                            self.runlog.close()
+                except Exception as exc:
+                    if self.dist.enabled and ddp.is_peer_failure(exc):
+                        signals.ignore_from_now()
+                        log.debug("collective failed", exc_info=True)
+                        msg = ddp.lost_peer_message(self.dist, exc, self.last_saved_step, str(self.run_dir))
+                        raise ddp.LostPeerError(msg) from None
+                    raise
             clean = True
         except TrainingInterrupted:
             clean = True
-            raise
-        except Exception as exc:
-            if self.dist.enabled and ddp.is_peer_failure(exc):
-                log.debug("collective failed", exc_info=True)
-                msg = ddp.lost_peer_message(self.dist, exc, self.last_saved_step, str(self.run_dir))
-                raise ddp.LostPeerError(msg) from None
             raise
         finally:
             if clean:  # after a peer failure the group cannot be shut down politely; exiting frees it

@@ -23,6 +23,20 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.requested = False
+        self.ignoring = False
+
+    def ignore_from_now(self) -> None:
+        """Ignore SIGINT/SIGTERM for the rest of this process, also after ``installed()`` ends.
+
+        For a torchrun rank that lost a peer: the launcher SIGTERMs the surviving ranks as soon as
+        one dies, and that signal must not cut off the one line saying which checkpoint is intact.
+        The process exits right after; the launcher SIGKILLs it after its shutdown timeout if not."""
+        self.ignoring = True
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                signal.signal(sig, signal.SIG_IGN)
+            except ValueError:  # not in the main thread
+                pass
 
     @contextmanager
     def installed(self):
@@ -42,5 +56,6 @@ class StopSignals:
         try:
             yield self
         finally:
-            for sig, h in old.items():
-                signal.signal(sig, h)
+            if not self.ignoring:
+                for sig, h in old.items():
+                    signal.signal(sig, h)
