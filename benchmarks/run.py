@@ -71,6 +71,19 @@ PROFILES = {
         data=dict(sizes=[256], workers=[0, 2, 4, 8], e2e=[("resnet9", 256)]),
         quality=dict(precisions=["fp32", "bf16", "fp16"], steps=300, size=32),
     ),
+    # What fits a short GPU lease (a couple of minutes): the precisions, CUDA graphs and
+    # channels_last on the paper's generator, the face model's size, and batched inference.
+    "cuda-quick": dict(
+        train=[
+            T("resnet9", 256, 1, ["default", "fp32", "fp16+scaler", "bf16", "bf16+cuda_graphs",
+                                  "bf16+channels_last+cuda_graphs"], rounds=3, steps=10),
+            T("resnet9", 256, 16, ["default", "bf16+channels_last"], rounds=3, steps=3),
+            T("small", 128, 1, ["default", "bf16+cuda_graphs"], rounds=3, steps=10),
+        ],
+        infer=[I("resnet9", 256, ["default", "default, batch 64", "fp16"], rounds=3, calls=10)],
+        data=dict(sizes=[256], workers=[0, 4], e2e=[("resnet9", 256)]),
+        quality=dict(precisions=["fp32", "bf16", "fp16"], steps=100, size=32),
+    ),
     "smoke": dict(
         train=[T("tiny", 32, 1, ["default", "fp32", "fp32+channels_last"], rounds=2, steps=2)],
         infer=[I("tiny", 32, ["default", "default, batch 8", "fp32 inference_mode"], rounds=2, calls=2)],
@@ -83,7 +96,7 @@ PROFILES = {
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--profile", default="", help="cpu | cuda | smoke (default: the device's)")
+    p.add_argument("--profile", default="", help="cpu | cuda | cuda-quick | smoke (default: the device's)")
     p.add_argument("--only", default="train,infer,data,quality", help="comma-separated parts to run")
     p.add_argument("--write-md", help="rewrite the issue-5 section of this markdown file")
     p.add_argument("--json", help="also write the raw results here")

@@ -176,3 +176,19 @@ def test_recipe_options_change_training_and_resume_exactly(tiny_world, tmp_path,
     assert_same(one, load_training_state(two / STATE_FILE)["nets"])
     g_one, g_plain = one["G_AB"], plain["G_AB"]
     assert any(not torch.equal(g_one[k], g_plain[k]) for k in g_plain)  # the generator learned otherwise
+
+
+def test_save_minutes_spaces_out_epoch_end_checkpoints(tiny_world, tmp_path, caplog):
+    """6 images, batch 2: an epoch every 3 steps. By default each epoch end saves; with
+    --save-minutes only the end of the run does (and a stop or --save-every would)."""
+    import logging
+
+    saved = {}
+    for minutes in (0.0, 10.0):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="cyclekit.train.loop"):
+            Trainer(tiny_config(tiny_world, tmp_path / f"run{minutes}", max_steps=9, save_minutes=minutes)).fit()
+        saved[minutes] = [r.getMessage().split()[4] for r in caplog.records
+                          if r.getMessage().startswith("checkpoint saved at step")]
+    assert saved[0.0] == ["3", "6", "9"]
+    assert saved[10.0] == ["9"]

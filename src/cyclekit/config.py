@@ -133,6 +133,7 @@ class TrainConfig:
     pool_size: int = 50  # history of generated images shown to the discriminators (0 = latest only)
     log_every: int = 20  # iterations between metrics.jsonl rows
     save_every: int = 0  # iterations between resumable checkpoints (0 = at epoch ends only)
+    save_minutes: float = 0.0  # epoch-end checkpoints at most this often (0 = every epoch end; short epochs on a GPU)
     sample_every_epochs: int = 1  # write samples/epoch_NNNN.png every this many epochs (0 = never)
     tensorboard: bool = False  # also log to run_dir/tensorboard (needs the tensorboard extra)
     progress: bool = True  # show a progress bar
@@ -326,6 +327,7 @@ def validate_config(cfg: Config) -> None:
         "pool_size": t.pool_size, "lambda_cycle": t.lambda_cycle, "lambda_identity": t.lambda_identity,
         "lr": t.lr, "max_images": d.max_images, "num_workers": d.num_workers,
         "max_minutes": t.max_minutes, "threads": t.threads, "save_every": t.save_every, "val_every": t.val_every,
+        "save_minutes": t.save_minutes,
         "lr_d": t.lr_d, "cycle_noise": t.cycle_noise, "lambda_nce": t.lambda_nce,
     }
     for name, v in nonneg.items():

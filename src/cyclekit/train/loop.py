@@ -90,6 +90,7 @@ class Trainer:
         self.global_step = 0  # iterations done in total
         self.samples_in_epoch = 0  # images of this epoch's order consumed by all ranks together
         self.last_saved_step: Optional[int] = None
+        self._saved_at = time.monotonic()  # when the last checkpoint was written (or this process began)
         self.total_epochs = t.n_epochs + t.n_epochs_decay
         # --lr-step-unit time: the budget is the whole run's, so the training seconds of earlier
         # processes are saved and counted; the epochs then bound nothing.
@@ -162,7 +163,11 @@ class Trainer:
                 batches = None
                 self._end_epoch()
             periodic = batch is not None and t.save_every and self.global_step % t.save_every == 0
-            if periodic or stop or epoch_end or self._finished():
+            epoch_end_save = epoch_end
+            if epoch_end and t.save_minutes:  # a fast GPU on a small set: an epoch every second or two
+                (waited,) = ddp.max_across_ranks(self.dist, [time.monotonic() - self._saved_at])  # ranks agree
+                epoch_end_save = waited >= t.save_minutes * 60
+            if periodic or stop or epoch_end_save or self._finished():
                 self.save()
             if epoch_end:  # after the checkpoint: a failure here cannot lose the epoch
                 self._write_samples(self.epoch)
@@ -374,3 +379,4 @@ class Trainer:
                 raise OutputError(f"{exc}; {intact}") from None
             log.info("checkpoint saved at step %d (%d epoch(s) done)", self.global_step, self.epoch)
         self.last_saved_step = self.global_step
+        self._saved_at = time.monotonic()
