@@ -35,6 +35,8 @@ VARIANTS = {
     "bf16 + compile (frozen)": (dict(precision="bf16", compile=True), 1),
     "fp16": (dict(precision="fp16"), 1),
     "default, batch 64": (dict(precision="auto"), 64),
+    "fp32 inference_mode, batch 64": (dict(precision="fp32"), 64),
+    "fp16, batch 64": (dict(precision="fp16"), 64),
     "onnxruntime fp32": (dict(backend="onnxruntime", precision="fp32"), 1),
 }
 

@@ -192,3 +192,24 @@ def test_save_minutes_spaces_out_epoch_end_checkpoints(tiny_world, tmp_path, cap
                           if r.getMessage().startswith("checkpoint saved at step")]
     assert saved[0.0] == ["3", "6", "9"]
     assert saved[10.0] == ["9"]
+
+
+def test_resume_reads_the_checkpoint_onto_the_cpu_whatever_the_device(tiny_world, tmp_path, monkeypatch):
+    """A GPU run (H200, session 33) failed to resume: the checkpoint was read onto the GPU and
+    the history pools' and torch's RNG states must be CPU byte tensors. Every other part of the
+    state is copied onto the training device by the load_state_dict that takes it."""
+    import cyclekit.train.loop as loop
+
+    run = tmp_path / "run"
+    Trainer(tiny_config(tiny_world, run, max_steps=2)).fit()
+    seen = []
+    real = loop.load_training_state
+
+    def spy(path, map_location="cpu"):
+        seen.append(str(map_location))
+        return real(path, map_location=map_location)
+
+    monkeypatch.setattr(loop, "load_training_state", spy)
+    tr = Trainer(tiny_config(tiny_world, run, max_steps=4), resume=True)
+    tr.fit()
+    assert seen == ["cpu"] and tr.global_step == 4

@@ -7,7 +7,7 @@ the script never stops at a failed check, so one run on a borrowed GPU reports t
   that stores the scaler and resumes to the same weights as an uninterrupted run;
 * ``resume_<precision>``: 8 steps in one go against 4 + resume + 4 (largest weight difference);
 * ``graphs``: ``--cuda-graphs`` really captures (a ``GraphedStep``), and its losses over the first
-  steps track the eager step's from the same seed;
+  steps track the eager step's from the same seed; ``resume_graphs``: a captured run resumes;
 * ``channels_last``: bf16 + channels_last trains with finite losses;
 * ``ddp_nccl``: ``torchrun --nproc_per_node=1`` on CUDA (NCCL) trains and saves.
 
@@ -58,12 +58,13 @@ def train(world, run, device, resume=False, **kw) -> Trainer:
     return tr
 
 
-def check_resume(world, tmp, device, precision) -> dict:
-    straight = train(world, tmp / f"straight_{precision}", device, precision=precision)
-    run = tmp / f"split_{precision}"
-    train(world, run, device, precision=precision, max_steps=4)
+def check_resume(world, tmp, device, precision, **kw) -> dict:
+    name = precision + "".join(f"_{k}" for k in kw)
+    straight = train(world, tmp / f"straight_{name}", device, precision=precision, **kw)
+    run = tmp / f"split_{name}"
+    train(world, run, device, precision=precision, max_steps=4, **kw)  # saves at step 4
     state = load_training_state(run / "checkpoints" / "last.pt")
-    resumed = train(world, run, device, resume=True, precision=precision)
+    resumed = train(world, run, device, resume=True, precision=precision, **kw)
     out = {"steps": resumed.global_step, "max_weight_diff": max_diff(
         straight.objective.nets.state_dict(), resumed.objective.nets.state_dict())}
     if precision == "fp16":
@@ -74,16 +75,23 @@ def check_resume(world, tmp, device, precision) -> dict:
 
 def check_graphs(world, tmp, device) -> dict:
     rows = {}
-    for graphs in (False, True):
+    for graphs in ("false", "true"):
         tr = Trainer(config(world, tmp / f"graphs_{graphs}", device, precision="bf16", cuda_graphs=graphs,
                             max_steps=12, save_every=12))
         tr.fit()
         lines = [json.loads(x) for x in (tmp / f"graphs_{graphs}" / "metrics.jsonl").read_text().splitlines()]
-        rows[graphs] = {"step_fn": type(tr.step_fn).__name__,
+        step = tr.objective.step_fn
+        rows[graphs] = {"step_fn": type(step).__name__, "captured": getattr(step, "graph", None) is not None,
                         "G_total": [round(r["G_total"], 4) for r in lines if "G_total" in r]}
-    a, b = rows[False]["G_total"], rows[True]["G_total"]
-    return {"eager": rows[False], "graphed": rows[True],
+    a, b = rows["false"]["G_total"], rows["true"]["G_total"]
+    return {"eager": rows["false"], "graphed": rows["true"],
             "largest_loss_gap": max(abs(x - y) for x, y in zip(a, b)) if a and b else None}
+
+
+def check_auto(world, tmp, device) -> dict:
+    """What a run with no speed flags gets here (cuda_graphs and precision left at auto)."""
+    tr = Trainer(config(world, tmp / "auto", device, precision="auto", max_steps=2))
+    return {"precision": str(tr.objective.amp_dtype), "step_fn": type(tr.objective.step_fn).__name__}
 
 
 def check_channels_last(world, tmp, device) -> dict:
@@ -120,10 +128,13 @@ def main() -> int:
     cuda = args.device == "cuda"
     head = {"check": "machine", "torch": torch.__version__, "device": args.device,
             "gpu": torch.cuda.get_device_name(0) if cuda else None}
+    eager = dict(cuda_graphs="false")
     checks = [("fp16", lambda: check_resume(world, tmp, args.device, "fp16"), cuda),
-              ("resume_fp32", lambda: check_resume(world, tmp, args.device, "fp32"), True),
-              ("resume_bf16", lambda: check_resume(world, tmp, args.device, "bf16"), True),
+              ("resume_fp32", lambda: check_resume(world, tmp, args.device, "fp32", **eager), True),
+              ("resume_bf16", lambda: check_resume(world, tmp, args.device, "bf16", **eager), True),
               ("graphs", lambda: check_graphs(world, tmp, args.device), cuda),
+              ("resume_graphs", lambda: check_resume(world, tmp, args.device, "bf16", cuda_graphs="true"), cuda),
+              ("auto", lambda: check_auto(world, tmp, args.device), True),
               ("channels_last", lambda: check_channels_last(world, tmp, args.device), True),
               ("ddp_nccl" if cuda else "ddp_gloo", lambda: check_ddp(world, tmp, args.device), True)]
     lines = [head]

@@ -41,6 +41,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "diff_augment": ("none", "translation", "cutout", "translation_cutout"),  # see train/augment.py
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
+    # auto: on wherever the step can be captured (one process on a GPU, bf16/fp32, fixed shapes)
+    "cuda_graphs": ("auto", "true", "false"),
     "backend": ("torch", "onnxruntime"),  # inference backends (translate, swap, serve, eval)
     "detector": ("auto", "dlib", "haar", "mediapipe"),  # face detectors (data faces, swap, serve)
     "blend": ("feather", "poisson"),  # swap paste-back (cyclekit.faces.blend)
@@ -141,7 +143,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 on CPUs with native bf16 (AVX512-BF16/AMX) and Ampere+ GPUs, fp16 on older GPUs, else fp32
     channels_last: bool = False  # NHWC memory layout (helps tensor-core GPUs; slower on CPU)
     compile: bool = False  # torch.compile the four networks (cached; falls back to eager with a warning)
-    cuda_graphs: bool = False  # GPU: replay the fixed-shape step as one CUDA graph (bf16/fp32, one process)
+    cuda_graphs: str = "auto"  # GPU: replay the fixed-shape step as one CUDA graph (auto: wherever it can: one process, bf16/fp32, fixed shapes; 3x-5.7x the eager step on an H200)
     threads: int = 0  # torch CPU threads (0 = leave PyTorch's default)
     dist_timeout: float = 30.0  # torchrun runs: minutes a collective may wait for a silent rank before the run fails
     val_every: int = 0  # iterations between validations on a held-out slice of the test set (0 = off)
@@ -232,7 +234,9 @@ def coerce(value: Any, typ: Any, where: str) -> Any:
                 raise ValueError
             return float(value)
         if typ is str:
-            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            if isinstance(value, bool):  # a yes/no that became a choice (cuda_graphs: auto | true | false)
+                return "true" if value else "false"
+            if not isinstance(value, (str, int, float)):
                 raise ValueError
             return str(value)
     except (TypeError, ValueError):

@@ -127,7 +127,7 @@ def student_config(teacher_cfg: Config, dc: DistillConfig) -> Config:
         max_steps=dc.steps, max_minutes=dc.max_minutes, device=dc.device, precision="fp32", threads=dc.threads,
         log_every=dc.log_every, save_every=dc.save_every, progress=dc.progress,
         n_epochs=dc.steps, n_epochs_decay=0,  # the run ends at --steps (an epoch has at least one step)
-        sample_every_epochs=0, val_every=0, compile=False, cuda_graphs=False, channels_last=False,
+        sample_every_epochs=0, val_every=0, compile=False, cuda_graphs="false", channels_last=False,
         half_res_warmup="0",  # a step schedule: the teacher's time-budget warm-up does not apply
         init_from="",  # the student starts from its own weights, not the teacher's starting point
     )

@@ -352,8 +352,8 @@ class Trainer:
         every rank the shared part and its own pools/RNG; a rank the checkpoint did not have (it
         was saved by fewer ranks) keeps the fresh pools and RNG derived from (seed, rank)."""
         path = self.run_dir / STATE_FILE
-        if not self.dist.enabled:
-            state = load_training_state(path, map_location=self.device)
+        if not self.dist.enabled:  # on the CPU: RNG states must stay there; every load copies to its device
+            state = load_training_state(path, map_location="cpu")
             if int(state.get("world_size", 1)) > 1:
                 log.info("resuming a %d-rank checkpoint in one process: rank 0's history pools and RNG "
                          "are used, the other ranks' are dropped", state["world_size"])

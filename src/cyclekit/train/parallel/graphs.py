@@ -53,8 +53,9 @@ def cuda_graphs_blockers(device: torch.device, amp_dtype: Optional[torch.dtype],
 def use_cuda_graphs(cfg, device: torch.device, amp_dtype: Optional[torch.dtype], world_size: int,
                     half_res: bool = False) -> bool:
     """The one decision whether the step is replayed as a CUDA graph (``cfg`` is the TrainConfig);
-    it sets both the optimizers' capturability and the step function. Logs why not when asked for."""
-    if not cfg.cuda_graphs:
+    it sets both the optimizers' capturability and the step function. ``auto`` captures wherever
+    it can, quietly; ``true`` says why not where it cannot."""
+    if cfg.cuda_graphs == "false":
         return False
     blockers = cuda_graphs_blockers(device, amp_dtype, world_size, cfg.gan_loss)
     if cfg.diff_augment != "none":  # random shifts drawn inside the step: not verified under capture
@@ -63,8 +64,8 @@ def use_cuda_graphs(cfg, device: torch.device, amp_dtype: Optional[torch.dtype],
         blockers.append("--lambda-nce")
     if half_res:  # --half-res-warmup: the batch changes size mid-run; a graph replays one shape
         blockers.append("--half-res-warmup")
-    if blockers:
-        log.warning("CUDA graphs off: %s", "; ".join(blockers))
+    if blockers and (cfg.cuda_graphs == "true" or torch.device(device).type == "cuda"):
+        (log.warning if cfg.cuda_graphs == "true" else log.info)("CUDA graphs off: %s", "; ".join(blockers))
     return not blockers
 
 
