@@ -41,8 +41,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "diff_augment": ("none", "translation", "cutout", "translation_cutout"),  # see train/augment.py
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
-    # auto: on wherever the step can be captured (one process on a GPU, bf16/fp32, fixed shapes)
-    "cuda_graphs": ("auto", "true", "false"),
+    "cuda_graphs": ("auto", "true", "false"),  # auto: wherever the step can be captured
     "backend": ("torch", "onnxruntime"),  # inference backends (translate, swap, serve, eval)
     "detector": ("auto", "dlib", "haar", "mediapipe"),  # face detectors (data faces, swap, serve)
     "blend": ("feather", "poisson"),  # swap paste-back (cyclekit.faces.blend)
@@ -331,8 +330,7 @@ def validate_config(cfg: Config) -> None:
         "pool_size": t.pool_size, "lambda_cycle": t.lambda_cycle, "lambda_identity": t.lambda_identity,
         "lr": t.lr, "max_images": d.max_images, "num_workers": d.num_workers,
         "max_minutes": t.max_minutes, "threads": t.threads, "save_every": t.save_every, "val_every": t.val_every,
-        "save_minutes": t.save_minutes,
-        "lr_d": t.lr_d, "cycle_noise": t.cycle_noise, "lambda_nce": t.lambda_nce,
+        "lr_d": t.lr_d, "cycle_noise": t.cycle_noise, "lambda_nce": t.lambda_nce, "save_minutes": t.save_minutes,
     }
     for name, v in nonneg.items():
         if not v >= 0:  # also refuses NaN
@@ -358,9 +356,7 @@ def validate_config(cfg: Config) -> None:
     if t.log_every < 1:
         raise ConfigError(f"--log-every must be at least 1, got {t.log_every}")
     if d.preprocess in ("resize_and_crop", "scale_width_and_crop") and d.load_size < d.crop_size:
-        raise ConfigError(
-            f"--load-size ({d.load_size}) must be at least --crop-size ({d.crop_size}) for {d.preprocess}"
-        )
+        raise ConfigError(f"--load-size ({d.load_size}) must be at least --crop-size ({d.crop_size}) for {d.preprocess}")
     if d.preprocess in ("scale_width", "none") and m.generator in ("unet", "unet_gia"):
         raise ConfigError(f"--preprocess {d.preprocess} keeps each image's shape, which the U-Net generators "
                           "cannot take (they need sides that are multiples of 2^levels); use resize_and_crop, "

@@ -9,7 +9,8 @@ choices: ``benchmarks/run.py``, BENCHMARKS.md):
   (:data:`CPU_BF16_MIN_MACS`), bf16 on CUDA GPUs that have it (Ampere and later) and fp16 with a
   gradient scaler on older GPUs; fp32 otherwise (a CPU without native bf16 only emulates it).
   Losses, master weights and optimizer state stay fp32 during training. Inference
-  (:func:`prepare_inference_net`) runs NHWC, on CPU with bf16 weights.
+  (:func:`prepare_inference_net`) runs reduced precision NHWC, on CPU with bf16 weights; on a
+  GPU with TF32 its ``auto`` is fp32 (:func:`inference_plan`).
 * **Backend flags** (:func:`setup_backend`): cudnn autotuning and TF32 on CUDA; nothing on CPU.
 * **torch.compile** (:class:`CompiledModule`): each network compiled on its own, its generated code
   cached on disk under ``~/.cache/cyclekit/inductor`` unless ``TORCHINDUCTOR_CACHE_DIR`` is set;
@@ -178,8 +179,13 @@ def inference_plan(precision: str, device: torch.device, macs: Optional[float] =
 
     Reduced precision runs NHWC, the layout oneDNN's bf16 (AMX) and cuDNN's tensor-core
     convolutions work in; fp32 stays NCHW. (Inference has no backward, so the instance-norm
-    gradient issue of channels_last training does not arise.)
+    gradient issue of channels_last training does not arise.) ``auto`` on a GPU with TF32
+    (Ampere and later) is fp32 NCHW: on an H200 bf16 autocast ran these generators at 0.77-0.83x
+    of fp32 one image at a time and no faster in batches of 64 (BENCHMARKS.md, session 33).
     """
+    device = torch.device(device)
+    if precision == "auto" and device.type == "cuda" and cuda_has_bf16(device):
+        return None, False
     dtype = precision_dtype(precision, device, macs)
     return dtype, dtype is not None
 

@@ -82,7 +82,8 @@ class CycleGAN:
             ddp.broadcast_module(self.nets)  # start from rank 0's weights, whatever happened
             if dist.rank > 0:  # own dropout stream per rank; rank 0 keeps the 1-process stream
                 torch.manual_seed(ddp.rank_seed(t.seed, dist.rank))
-        graphs = use_cuda_graphs(t, device, self.amp_dtype, dist.world_size, half_res=self.half_share > 0)
+        graphs = use_cuda_graphs(t, device, self.amp_dtype, dist.world_size, half_res=self.half_share > 0,
+                                 preprocess=cfg.data.preprocess)
         self.opt_G, self.opt_D = make_optimizers(self.nets, t, device, cuda_graphs=graphs)
         self.nce = attach_nce(cfg, self.opt_G, device)  # --lambda-nce: heads trained by opt_G, or None
         if self.nce is not None and dist.enabled:

@@ -51,7 +51,7 @@ def cuda_graphs_blockers(device: torch.device, amp_dtype: Optional[torch.dtype],
 
 
 def use_cuda_graphs(cfg, device: torch.device, amp_dtype: Optional[torch.dtype], world_size: int,
-                    half_res: bool = False) -> bool:
+                    half_res: bool = False, preprocess: str = "resize_and_crop") -> bool:
     """The one decision whether the step is replayed as a CUDA graph (``cfg`` is the TrainConfig);
     it sets both the optimizers' capturability and the step function. ``auto`` captures wherever
     it can, quietly; ``true`` says why not where it cannot."""
@@ -64,6 +64,8 @@ def use_cuda_graphs(cfg, device: torch.device, amp_dtype: Optional[torch.dtype],
         blockers.append("--lambda-nce")
     if half_res:  # --half-res-warmup: the batch changes size mid-run; a graph replays one shape
         blockers.append("--half-res-warmup")
+    if preprocess in ("none", "scale_width"):  # no fixed crop: images of different sizes
+        blockers.append(f"--preprocess {preprocess} (images of varying size)")
     if blockers and (cfg.cuda_graphs == "true" or torch.device(device).type == "cuda"):
         (log.warning if cfg.cuda_graphs == "true" else log.info)("CUDA graphs off: %s", "; ".join(blockers))
     return not blockers
