@@ -77,7 +77,7 @@ PROFILES = {
         train=[
             T("resnet9", 256, 1, ["default", "fp32", "fp16+scaler", "bf16", "bf16+cuda_graphs",
                                   "bf16+channels_last+cuda_graphs"], rounds=3, steps=10),
-            T("resnet9", 256, 16, ["default", "bf16+channels_last"], rounds=3, steps=3),
+            T("resnet9", 256, 16, ["default", "bf16", "bf16+channels_last"], rounds=3, steps=3),
             T("small", 128, 1, ["default", "bf16+cuda_graphs"], rounds=3, steps=10),
         ],
         infer=[I("resnet9", 256, ["default", "fp32 inference_mode", "default, batch 64",

@@ -318,8 +318,9 @@ def test_resume_with_another_global_batch_keeps_the_epoch_position_and_retimes_t
     assert t.objective.opt_G.param_groups[0]["lr"] == pytest.approx(1e-3 * 6 / 7)
 
 
-def test_stop_signals_after_a_lost_peer_are_ignored_until_the_process_exits():
-    """torchrun SIGTERMs the surviving ranks when one dies: that must not cut off their message."""
+def test_stop_signals_after_a_lost_peer_are_ignored_until_the_process_exits(monkeypatch):
+    """torchrun SIGTERMs the surviving ranks when one dies: that must not cut off their message.
+    (Only under torchrun's agent, which sets TORCHELASTIC_RUN_ID; elsewhere nothing changes.)"""
     import signal
 
     from cyclekit.train.signals import StopSignals
@@ -333,6 +334,13 @@ def test_stop_signals_after_a_lost_peer_are_ignored_until_the_process_exits():
             assert plain.requested
         assert signal.getsignal(signal.SIGTERM) == before  # put back after a normal exit
 
+        outside = StopSignals()
+        monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+        with outside.installed():
+            outside.ignore_from_now()
+        assert signal.getsignal(signal.SIGTERM) == before  # no launcher, no change
+
+        monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")
         lost = StopSignals()
         with lost.installed():
             lost.ignore_from_now()

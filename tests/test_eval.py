@@ -211,3 +211,25 @@ def test_val_every_needs_a_test_set(tmp_path, tiny_world):
         make_validator(cfg)
     with pytest.raises(ConfigError, match="not one of"):
         tiny_config(tiny_world, tmp_path / "r", val_metric="bogus")
+
+
+def test_resume_keeps_a_best_release_newer_than_the_checkpoint(tiny_world, tmp_path):
+    """best/ is written at each improving validation, the checkpoint only every so often: after a
+    crash the checkpoint's best value can be stale, and a worse model must not replace best/."""
+    from cyclekit.metrics import validation
+
+    cfg = tiny_config(tiny_world, tmp_path / "run", max_steps=4, val_every=2, val_images=3, val_metric="psnr")
+    best = tmp_path / "run" / "best"
+    best.mkdir(parents=True)
+    (best / "val.json").write_text(json.dumps({"best": {"val_metric": "psnr", "val_value": 21.5,
+                                                        "global_step": 6}}))
+    v = validation.make_validator(cfg)
+    v.load_state_dict({"metric": "psnr", "best_value": 19.0, "best_step": 4})  # the checkpoint's, older
+    assert (v.best_value, v.best_step) == (21.5, 6)
+    v = validation.make_validator(cfg)
+    v.load_state_dict({"metric": "psnr", "best_value": 23.0, "best_step": 8})  # already better: kept
+    assert (v.best_value, v.best_step) == (23.0, 8)
+    (best / "val.json").write_text("{not json")
+    v = validation.make_validator(cfg)
+    v.load_state_dict({"metric": "psnr", "best_value": 19.0, "best_step": 4})
+    assert (v.best_value, v.best_step) == (19.0, 4)

@@ -265,6 +265,10 @@ def test_cuda_graphs_auto_captures_wherever_it_can_and_quietly(caplog):
         assert not use_cuda_graphs(t, cuda, bf16, 1, half_res=True)
         assert not use_cuda_graphs(t, cuda, bf16, 1, preprocess="none")
         assert not use_cuda_graphs(t, torch.device("cpu"), None, 1)
+        assert not use_cuda_graphs(t, cuda, bf16, 1, distributed=True)  # torchrun, one rank: not measured
+        t.compile = True
+        assert not use_cuda_graphs(t, cuda, bf16, 1)  # compiled networks in a graph: not measured
+        t.compile = False
     assert caplog.text == ""
     t.cuda_graphs = "false"
     assert not use_cuda_graphs(t, cuda, bf16, 1)
@@ -379,3 +383,19 @@ def test_discriminator_judges_real_and_fake_in_one_pass_only_where_that_changes_
         torch.testing.assert_close(one, two, rtol=1e-5, atol=1e-6)
     else:
         assert calls == [2, 2, 2, 2]
+
+
+def test_graphed_step_drops_pooled_fakes_of_another_size():
+    """A resume with a new crop size (or after a half-size warm-up) brings pooled fakes of the
+    old size: the plain pool ignores them, and so must the graphed step's device pool."""
+    from cyclekit.train.parallel.graphs import DevicePool
+    from cyclekit.train.pool import ImagePool
+
+    pool = ImagePool(size=4, seed=0)
+    pool.images = [torch.zeros(1, 3, 32, 32) for _ in range(3)]
+    dev = DevicePool(pool, torch.zeros(2, 3, 16, 16))
+    assert pool.images == [] and dev.storage.shape == (4, 3, 16, 16)
+    same = ImagePool(size=4, seed=0)
+    same.images = [torch.full((1, 3, 16, 16), float(i)) for i in range(3)]
+    DevicePool(same, torch.zeros(2, 3, 16, 16))
+    assert [float(x.mean()) for x in same.images] == [0.0, 1.0, 2.0]  # same size: kept

@@ -203,6 +203,10 @@ def test_quickstart_trains_the_recommended_recipe_over_its_time_budget(tmp_path)
     from cyclekit.train.schedule import AUTO_HALF_RES, half_res_share
 
     assert t.precision == "fp32" and half_res_share(cfg, fp32=True) == AUTO_HALF_RES
+    # ... but not on a GPU, where it would keep the step from running as a CUDA graph
+    assert half_res_share(cfg, fp32=True, cuda=True) == 0.0
+    cfg.train.cuda_graphs = "false"
+    assert half_res_share(cfg, fp32=True, cuda=True) == AUTO_HALF_RES
 
 
 def test_multiscale_discriminator_weighs_every_scale_alike_and_trains_them_all():

@@ -59,7 +59,7 @@ def train(world, run, device, resume=False, **kw) -> Trainer:
 
 
 def check_resume(world, tmp, device, precision, **kw) -> dict:
-    name = precision + "".join(f"_{k}" for k in kw)
+    name = precision + "".join(f"_{k}_{v}" for k, v in kw.items())
     straight = train(world, tmp / f"straight_{name}", device, precision=precision, **kw)
     run = tmp / f"split_{name}"
     train(world, run, device, precision=precision, max_steps=4, **kw)  # saves at step 4

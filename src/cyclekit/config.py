@@ -142,7 +142,7 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 on CPUs with native bf16 (AVX512-BF16/AMX) and Ampere+ GPUs, fp16 on older GPUs, else fp32
     channels_last: bool = False  # NHWC memory layout (helps tensor-core GPUs; slower on CPU)
     compile: bool = False  # torch.compile the four networks (cached; falls back to eager with a warning)
-    cuda_graphs: str = "auto"  # GPU: replay the fixed-shape step as one CUDA graph (auto: wherever it can: one process, bf16/fp32, fixed shapes; 3x-5.7x the eager step on an H200)
+    cuda_graphs: str = "auto"  # GPU: replay the fixed-shape step as one CUDA graph (auto: wherever it can: one process, bf16/fp32, fixed shapes; 3.0x-5.7x the official fp32 step on an H200)
     threads: int = 0  # torch CPU threads (0 = leave PyTorch's default)
     dist_timeout: float = 30.0  # torchrun runs: minutes a collective may wait for a silent rank before the run fails
     val_every: int = 0  # iterations between validations on a held-out slice of the test set (0 = off)
@@ -155,7 +155,7 @@ class TrainConfig:
     diff_augment: str = "none"  # differentiable augmentation of every discriminator input: none (paper) | translation | cutout | translation_cutout
     lambda_nce: float = 0.0  # weight of CUT's patchwise contrastive loss per direction (0 = off, the paper), see train/nce.py
     init_from: str = ""  # a release (or run dir) whose two generators a new run starts from, to fine-tune; the discriminators start fresh ("" = random weights; "builtin" = the gender-swap model the package ships), see train/init_from.py
-    half_res_warmup: str = "0"  # share of a --lr-step-unit time budget trained on half-size images (2x2 means) before the full size: a number in [0, 1) (0 = off) or auto (0.25 where training runs in fp32, 0 under bf16/fp16 autocast), see train/schedule.py
+    half_res_warmup: str = "0"  # share of a --lr-step-unit time budget trained on half-size images (2x2 means) before the full size: a number in [0, 1) (0 = off) or auto (0.25 where training runs in fp32, 0 under bf16/fp16 autocast or on a GPU), see train/schedule.py
 
 
 @dataclass
@@ -175,12 +175,9 @@ class Config:
         unknown = set(d) - {"model", "data", "train", "description"}
         if unknown:
             raise ConfigError(f"{source}: unknown section(s) {sorted(unknown)}; use model, data, train")
-        cfg = cls(
-            model=_section_from_dict(ModelConfig, d.get("model", {}), f"{source}: model"),
-            data=_section_from_dict(DataConfig, d.get("data", {}), f"{source}: data"),
-            train=_section_from_dict(TrainConfig, d.get("train", {}), f"{source}: train"),
-        )
-        return cfg
+        return cls(model=_section_from_dict(ModelConfig, d.get("model", {}), f"{source}: model"),
+                   data=_section_from_dict(DataConfig, d.get("data", {}), f"{source}: data"),
+                   train=_section_from_dict(TrainConfig, d.get("train", {}), f"{source}: train"))
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
@@ -201,7 +198,7 @@ def _section_from_dict(cls, d: Any, where: str):
     unknown = set(d) - names
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {sorted(unknown)}; known fields: {sorted(names)}")
-    values = {k: coerce(v, hints[k], f"{where}.{k}") for k, v in d.items()}
+    values = {k: coerce(yes_no_choice(k, v), hints[k], f"{where}.{k}") for k, v in d.items()}
     return cls(**values)
 
 
@@ -233,9 +230,7 @@ def coerce(value: Any, typ: Any, where: str) -> Any:
                 raise ValueError
             return float(value)
         if typ is str:
-            if isinstance(value, bool):  # a yes/no that became a choice (cuda_graphs: auto | true | false)
-                return "true" if value else "false"
-            if not isinstance(value, (str, int, float)):
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ValueError
             return str(value)
     except (TypeError, ValueError):
@@ -256,9 +251,17 @@ def field_index() -> dict[str, tuple[str, Any]]:
     return out
 
 
+def yes_no_choice(name: str, value: Any) -> Any:
+    """A yes/no that became a choice with auto (cuda_graphs): old booleans and on/yes/1/off/no/0 still work."""
+    if "true" not in CHOICES.get(name, ()):
+        return value
+    low = str(value).lower()  # str(True) is "True"
+    return "true" if low in ("1", "yes", "on", "true") else "false" if low in ("0", "no", "off", "false") else low
+
+
 def set_field(cfg: Config, name: str, value: Any) -> None:
     section, typ = field_index()[name]
-    setattr(getattr(cfg, section), name, coerce(value, typ, f"--{name.replace('_', '-')}"))
+    setattr(getattr(cfg, section), name, coerce(yes_no_choice(name, value), typ, f"--{name.replace('_', '-')}"))
 
 
 # Upper bounds for the model options: far above any published CycleGAN, low enough that a hostile
@@ -298,8 +301,7 @@ def validate_model_config(m: "ModelConfig", where: str = "") -> None:
                               f"got --generator {m.generator}, {m.in_channels} and {m.out_channels} channels; "
                               "set --colour-gain 0")
         if m.residual and m.in_channels != m.out_channels:
-            raise ConfigError(
-                f"--residual needs the same channels in both domains, got {m.in_channels} and {m.out_channels}")
+            raise ConfigError(f"--residual needs the same channels in both domains, got {m.in_channels} and {m.out_channels}")
     except ConfigError as exc:
         raise ConfigError(prefix + str(exc)) from None
 
@@ -373,11 +375,9 @@ def validate_config(cfg: Config) -> None:
                           f"resnet, --block add and --n-blocks 1 or more (got {m.generator}, {m.block}, "
                           f"{m.n_blocks}); set --lambda-nce 0")
     if t.lambda_identity > 0 and m.in_channels != m.out_channels:
-        raise ConfigError(
-            f"the identity loss feeds domain B images to G_AB, so it needs the same channels in both "
-            f"domains (got --in-channels {m.in_channels}, --out-channels {m.out_channels}); "
-            "set --lambda-identity 0"
-        )
+        raise ConfigError(f"the identity loss feeds domain B images to G_AB, so it needs the same channels in both "
+                          f"domains (got --in-channels {m.in_channels}, --out-channels {m.out_channels}); "
+                          "set --lambda-identity 0")
 
 
 # ---------------------------------------------------------------------- files

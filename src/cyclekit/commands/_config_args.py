@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Iterable, Optional
 
-from cyclekit.config import CHOICES, SECTIONS, Config, field_index, load_config, set_field
+from cyclekit.config import CHOICES, SECTIONS, Config, field_index, load_config, set_field, yes_no_choice
 from cyclekit.errors import ConfigError
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
@@ -32,6 +32,11 @@ def field_help() -> dict[str, str]:
     return out
 
 
+# --precision of the commands that translate (translate, swap, serve): runtime.inference_plan
+INFER_PRECISION_HELP = ("auto: bf16 (NHWC) on CPUs with native bf16, fp32 (TF32) on Ampere+ GPUs, fp16 on "
+                        "older GPUs, else fp32 (onnxruntime: fp32)")
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, sections: Iterable[str] = ("model", "data", "train")) -> None:
     described = field_help()
     for section in sections:
@@ -46,6 +51,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, sections: Iterable[str
                 kwargs["metavar"] = "BOOL"
             elif f.name in CHOICES:
                 kwargs["choices"] = CHOICES[f.name]
+                kwargs["type"] = lambda text, name=f.name: yes_no_choice(name, text)
             else:
                 kwargs["type"] = {"int": int, "float": float, "str": str}.get(str(f.type), str)
                 kwargs["metavar"] = {"int": "N", "float": "X"}.get(str(f.type), "TEXT")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from cyclekit.config import CHOICES
+from cyclekit.commands._config_args import INFER_PRECISION_HELP
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -34,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--device", choices=CHOICES["device"], default="auto",
                    help="auto: the GPU when CUDA is available, else the CPU")
     p.add_argument("--precision", choices=CHOICES["precision"], default="auto",
-                   help="auto: bf16 on CPUs with native bf16 and on Ampere+ GPUs, fp16 on older GPUs, else fp32")
+                   help=INFER_PRECISION_HELP)
     p.add_argument("--max-upload-mb", type=float, default=20.0, help="largest upload accepted (default 20)")
     p.add_argument("--max-pixels", type=int, default=2048 * 2048,
                    help="largest image accepted, width x height (default 4194304 = 2048x2048)")

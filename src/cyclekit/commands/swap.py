@@ -5,6 +5,7 @@ import argparse
 import logging
 
 from cyclekit.config import CHOICES, DIRECTIONS
+from cyclekit.commands._config_args import INFER_PRECISION_HELP
 from cyclekit.errors import UserError
 from cyclekit.faces.params import MAX_TURN, check_max_turn
 
@@ -76,7 +77,7 @@ def register(sub) -> None:
     p.add_argument("--device", choices=CHOICES["device"], default="auto",
                    help="auto: the GPU when CUDA is available, else the CPU")
     p.add_argument("--precision", choices=CHOICES["precision"], default="auto",
-                   help="auto: bf16 on CPUs with native bf16 and on Ampere+ GPUs, fp16 on older GPUs, else fp32")
+                   help=INFER_PRECISION_HELP)
     p.add_argument("--backend", choices=CHOICES["backend"], default="torch",
                    help="run the generator with PyTorch or onnxruntime (pip install 'cyclekit[onnx]')")
     p.set_defaults(func=run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from cyclekit.config import CHOICES, DIRECTIONS
+from cyclekit.commands._config_args import INFER_PRECISION_HELP
 
 
 def register(sub) -> None:
@@ -21,8 +22,7 @@ def register(sub) -> None:
     p.add_argument("--device", choices=CHOICES["device"], default="auto",
                    help="auto: the GPU when CUDA is available, else the CPU")
     p.add_argument("--precision", choices=CHOICES["precision"], default="auto",
-                   help="auto: bf16 (NHWC) on CPUs with native bf16 and on Ampere+ GPUs, fp16 on older "
-                        "GPUs, else fp32 (onnxruntime: fp32)")
+                   help=INFER_PRECISION_HELP)
     p.add_argument("--backend", choices=CHOICES["backend"], default="torch",
                    help="onnxruntime runs a release (exported on the fly) or an exported .onnx file "
                         "(fp32/fp16/int8) with the CPU or CUDA provider")

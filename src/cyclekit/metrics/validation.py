@@ -75,6 +75,24 @@ class Validator:
             return
         self.metric = state.get("metric") or self.metric
         self.best_value, self.best_step = state.get("best_value"), state.get("best_step")
+        self._adopt_written_best()
+
+    def _adopt_written_best(self) -> None:
+        """best/ is written at each improving validation, checkpoints only every so often
+        (--save-every, epoch ends, --save-minutes): after a crash best/ can be newer than the
+        checkpoint's record of it, and a worse model must not replace it on resume."""
+        try:
+            meta = json.loads((Path(self.cfg.train.run_dir) / BEST_DIR / "val.json").read_text())["best"]
+            value, step = float(meta["val_value"]), int(meta["global_step"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        if meta.get("val_metric") != self.metric or not math.isfinite(value):
+            return
+        from cyclekit.metrics.evaluate import metric_goal  # heavy (torch): imported when used, as below
+
+        better = metric_goal(self.metric) == "max"
+        if self.best_value is None or (value > self.best_value if better else value < self.best_value):
+            self.best_value, self.best_step = value, step
 
     # ------------------------------------------------------------------ running
     def evaluator(self, device):

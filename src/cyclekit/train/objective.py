@@ -65,7 +65,7 @@ class CycleGAN:
         self.cfg, self.device, self.dist = cfg, device, dist
         macs = runtime.generator_macs(cfg.model, t.batch_size, cfg.data.crop_size) if t.precision == "auto" else None
         self.amp_dtype = runtime.precision_dtype(t.precision, device, macs)
-        self.half_share = half_res_share(cfg, fp32=self.amp_dtype is None)  # --half-res-warmup, resolved
+        self.half_share = half_res_share(cfg, fp32=self.amp_dtype is None, cuda=device.type == "cuda")
         self.nets = CycleGANNets(cfg.model)
         from cyclekit.nn import init_weights
 
@@ -83,7 +83,7 @@ class CycleGAN:
             if dist.rank > 0:  # own dropout stream per rank; rank 0 keeps the 1-process stream
                 torch.manual_seed(ddp.rank_seed(t.seed, dist.rank))
         graphs = use_cuda_graphs(t, device, self.amp_dtype, dist.world_size, half_res=self.half_share > 0,
-                                 preprocess=cfg.data.preprocess)
+                                 preprocess=cfg.data.preprocess, distributed=dist.enabled)
         self.opt_G, self.opt_D = make_optimizers(self.nets, t, device, cuda_graphs=graphs)
         self.nce = attach_nce(cfg, self.opt_G, device)  # --lambda-nce: heads trained by opt_G, or None
         if self.nce is not None and dist.enabled:

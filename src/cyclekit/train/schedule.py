@@ -71,7 +71,7 @@ def time_position(fraction: float) -> int:
 AUTO_HALF_RES = 0.25
 
 
-def half_res_share(cfg: Config, fp32: bool) -> float:
+def half_res_share(cfg: Config, fp32: bool, cuda: bool = False) -> float:
     """--half-res-warmup resolved for this run: a share given as a number must suit the networks
     (else a ConfigError); ``auto`` turns itself off, with a log line, where it cannot apply."""
     from cyclekit.nn.generators import min_input_size, size_multiple
@@ -84,6 +84,9 @@ def half_res_share(cfg: Config, fp32: bool) -> float:
         return 0.0
     if auto and t.init_from:  # the warm-up is where a new model learns its layout; a fine-tune has one
         log.info("--half-res-warmup auto: off for a fine-tune (--init-from)")
+        return 0.0
+    if auto and cuda and t.cuda_graphs != "false":  # one shape all run: the CUDA graph gains far more
+        log.info("--half-res-warmup auto: off on a GPU, where the training step runs as a CUDA graph")
         return 0.0
     half = d.crop_size // 2
     # the PatchGAN (at its coarsest scale with --d-scales) needs 2^(d_layers + 2) px

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,6 +32,8 @@ class StopSignals:
         For a torchrun rank that lost a peer: the launcher SIGTERMs the surviving ranks as soon as
         one dies, and that signal must not cut off the one line saying which checkpoint is intact.
         The process exits right after; the launcher SIGKILLs it after its shutdown timeout if not."""
+        if "TORCHELASTIC_RUN_ID" not in os.environ:  # not under torchrun's agent: nobody SIGTERMs us
+            return
         self.ignoring = True
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:

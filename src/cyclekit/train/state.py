@@ -38,7 +38,7 @@ def load_training_state(path: Union[str, Path], map_location: Union[str, torch.d
     if not path.is_file():
         raise CheckpointError(
             f"no training state at {path}: this run has not saved a checkpoint yet (they are written "
-            "at every epoch end and every --save-every iterations)"
+            "at epoch ends (--save-minutes spaces them out), every --save-every iterations and on a stop)"
         )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)

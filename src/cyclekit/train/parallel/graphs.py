@@ -51,7 +51,7 @@ def cuda_graphs_blockers(device: torch.device, amp_dtype: Optional[torch.dtype],
 
 
 def use_cuda_graphs(cfg, device: torch.device, amp_dtype: Optional[torch.dtype], world_size: int,
-                    half_res: bool = False, preprocess: str = "resize_and_crop") -> bool:
+                    half_res: bool = False, preprocess: str = "resize_and_crop", distributed: bool = False) -> bool:
     """The one decision whether the step is replayed as a CUDA graph (``cfg`` is the TrainConfig);
     it sets both the optimizers' capturability and the step function. ``auto`` captures wherever
     it can, quietly; ``true`` says why not where it cannot."""
@@ -66,6 +66,11 @@ def use_cuda_graphs(cfg, device: torch.device, amp_dtype: Optional[torch.dtype],
         blockers.append("--half-res-warmup")
     if preprocess in ("none", "scale_width"):  # no fixed crop: images of different sizes
         blockers.append(f"--preprocess {preprocess} (images of varying size)")
+    if cfg.cuda_graphs == "auto":  # measured only without these; --cuda-graphs true still tries
+        if cfg.compile:
+            blockers.append("--compile (not measured inside a graph)")
+        if distributed and world_size == 1:
+            blockers.append("a process group (torchrun)")
     if blockers and (cfg.cuda_graphs == "true" or torch.device(device).type == "cuda"):
         (log.warning if cfg.cuda_graphs == "true" else log.info)("CUDA graphs off: %s", "; ".join(blockers))
     return not blockers
@@ -84,6 +89,8 @@ class DevicePool:
         self.batch, self.device = n, like.device
         # fp32 storage: fakes made under bf16/fp16 autocast convert to it and back exactly.
         self.storage = torch.zeros(max(self.size, 1), c, h, w, device=like.device)
+        if pool.images and pool.images[0].shape[1:] != like.shape[1:]:
+            pool.images = []  # another image size (a resume with a new crop size): as ImagePool does
         k = len(pool.images)
         if k:
             self.storage[:k].copy_(torch.cat(pool.images).to(self.storage))
