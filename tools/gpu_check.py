@@ -5,7 +5,8 @@ the script never stops at a failed check, so one run on a borrowed GPU reports t
 
 * ``fp16``: fp16 autocast with the GradScaler: finite losses, a scale that moved, a checkpoint
   that stores the scaler and resumes to the same weights as an uninterrupted run;
-* ``resume_<precision>``: 8 steps in one go against 4 + resume + 4 (largest weight difference);
+* ``resume_<precision>``: 8 steps in one go against 4 + resume + 4 (largest weight difference),
+  next to the difference between two uninterrupted runs (GPU kernels need not be deterministic);
 * ``graphs``: ``--cuda-graphs`` really captures (a ``GraphedStep``), and its losses over the first
   steps track the eager step's from the same seed; ``resume_graphs``: a captured run resumes;
 * ``channels_last``: bf16 + channels_last trains with finite losses;
@@ -65,8 +66,10 @@ def check_resume(world, tmp, device, precision, **kw) -> dict:
     train(world, run, device, precision=precision, max_steps=4, **kw)  # saves at step 4
     state = load_training_state(run / "checkpoints" / "last.pt")
     resumed = train(world, run, device, resume=True, precision=precision, **kw)
-    out = {"steps": resumed.global_step, "max_weight_diff": max_diff(
-        straight.objective.nets.state_dict(), resumed.objective.nets.state_dict())}
+    again = train(world, tmp / f"again_{name}", device, precision=precision, **kw)  # the control
+    ref = straight.objective.nets.state_dict()
+    out = {"steps": resumed.global_step, "max_weight_diff": max_diff(ref, resumed.objective.nets.state_dict()),
+           "run_to_run_diff": max_diff(ref, again.objective.nets.state_dict())}
     if precision == "fp16":
         out["checkpoint_keys"] = sorted(k for k in state if "scal" in k.lower())
         out["scale_after"] = float(resumed.objective.scaler.get_scale())
