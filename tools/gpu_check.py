@@ -12,7 +12,7 @@ the script never stops at a failed check, so one run on a borrowed GPU reports t
 * ``channels_last``: bf16 + channels_last trains with finite losses;
 * ``ddp_nccl``: ``torchrun --nproc_per_node=1`` on CUDA (NCCL) trains and saves.
 
-Usage: ``python tools/gpu_check.py [--device cuda] [--out DIR]``; on a CPU (``--device cpu``)
+Usage: ``python tools/gpu_check.py [--device cuda] [--out FILE.jsonl]``; on a CPU (``--device cpu``)
 the checks that need CUDA report ``skipped``.
 """
 from __future__ import annotations

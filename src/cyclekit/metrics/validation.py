@@ -86,13 +86,17 @@ class Validator:
             value, step = float(meta["val_value"]), int(meta["global_step"])
         except (OSError, ValueError, KeyError, TypeError):
             return
-        if meta.get("val_metric") != self.metric or not math.isfinite(value):
-            return
-        from cyclekit.metrics.evaluate import metric_goal  # heavy (torch): imported when used, as below
-
-        better = metric_goal(self.metric) == "max"
-        if self.best_value is None or (value > self.best_value if better else value < self.best_value):
+        if meta.get("val_metric") == self.metric and self.beats_best(value):
             self.best_value, self.best_step = value, step
+
+    def beats_best(self, value: float) -> bool:
+        """Whether ``value`` of the validation metric is better than the best so far."""
+        from cyclekit.metrics.evaluate import metric_goal  # heavy (torch): imported when used
+
+        if not math.isfinite(value):
+            return False
+        better = metric_goal(self.metric) == "max"
+        return self.best_value is None or (value > self.best_value if better else value < self.best_value)
 
     # ------------------------------------------------------------------ running
     def evaluator(self, device):
@@ -117,7 +121,6 @@ class Validator:
 
     def run(self, view) -> dict:
         """Evaluate the live generators, log a ``val/`` row, update ``best/`` when it improved."""
-        from cyclekit.metrics.evaluate import metric_goal
         from cyclekit.infer.translator import Translator
 
         gens = tuple(view.generators)
@@ -142,9 +145,7 @@ class Validator:
         value = metrics.get(self.metric)
         if value is None:
             raise ConfigError(f"--val-metric {self.metric} was not measured (measured: {', '.join(metrics)})")
-        better = metric_goal(self.metric) == "max"
-        improved = self.best_value is None or (value > self.best_value if better else value < self.best_value)
-        if improved and math.isfinite(value):
+        if self.beats_best(value):
             self.best_value, self.best_step = float(value), view.step
             self._save_best(view, gens, result)
         row["val/best_step"] = self.best_step
