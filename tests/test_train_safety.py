@@ -213,3 +213,29 @@ def test_resume_reads_the_checkpoint_onto_the_cpu_whatever_the_device(tiny_world
     tr = Trainer(tiny_config(tiny_world, run, max_steps=4), resume=True)
     tr.fit()
     assert seen == ["cpu"] and tr.global_step == 4
+
+
+def test_a_stop_asked_for_while_a_resume_loads_ends_the_run_without_a_step_or_a_save(tiny_world, tmp_path, monkeypatch):
+    """Ctrl-C during a resume's checkpoint load stops before the first step: nothing new to save,
+    and the checkpoint it was read from stays as it was (session 33 made it wait a step and a save)."""
+    import os
+    import signal
+
+    import cyclekit.train.loop as loop
+    from cyclekit.train.signals import TrainingInterrupted
+
+    run = tmp_path / "run"
+    Trainer(tiny_config(tiny_world, run, max_steps=2)).fit()
+    before = (run / STATE_FILE).read_bytes()
+    real = loop.load_training_state
+
+    def interrupted(path, map_location="cpu"):
+        os.kill(os.getpid(), signal.SIGINT)  # the user's Ctrl-C, caught by the run's stop handler
+        return real(path, map_location=map_location)
+
+    monkeypatch.setattr(loop, "load_training_state", interrupted)
+    tr = Trainer(tiny_config(tiny_world, run, max_steps=4), resume=True)
+    with pytest.raises(TrainingInterrupted, match="stopped at step 2"):
+        tr.fit()
+    assert tr.global_step == 2 and (run / STATE_FILE).read_bytes() == before
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are put back
