@@ -29,7 +29,7 @@ def main() -> None:
     from cyclekit.errors import UserError
     from cyclekit.faces.identity import FaceEmbedder
     from cyclekit.faces.judge import SURE, GenderJudge
-    from cyclekit.faces.strength import STRENGTHS, choose_strength, cycle_limits, describe_choice, strength_table
+    from cyclekit.faces.strength import STRENGTHS, choose_strength, cycle_fields, cycle_limits, describe_choice, strength_table
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="", help="a run folder or release (default: the built-in model)")
@@ -73,7 +73,7 @@ def main() -> None:
 
         where = update_release_info(model, swap_strength=chosen,
                                     swap_strength_chosen=describe_choice(rows, chosen, len(people)),
-                                    cycle_limit=cycle_limits(rows))
+                                    **cycle_fields(rows))
         print(f"recorded in {where}/config.json")
     if args.out:
         Path(args.out).write_text(json.dumps(rows, indent=1))

@@ -10,41 +10,58 @@ pytest.importorskip("cv2")
 
 from cyclekit.config import ModelConfig  # noqa: E402
 from cyclekit.errors import CheckpointError  # noqa: E402
-from cyclekit.faces.cycle import cycle_error, cycle_limit_from, face_region, recorded_limit  # noqa: E402
+from cyclekit.faces.cycle import LIMIT_FACTOR, MEASURE, cycle_error, cycle_limit_from, face_region, patch_means, recorded_limit  # noqa: E402
 from cyclekit.faces.detect_haar import HaarDetector  # noqa: E402
 from cyclekit.faces.pipeline import swap_image  # noqa: E402
-from cyclekit.faces.strength import cycle_limits  # noqa: E402
+from cyclekit.faces.strength import cycle_fields, cycle_limits  # noqa: E402
 from cyclekit.infer.translator import Translator  # noqa: E402
 
 
-def test_cycle_error_is_the_mean_miss_over_the_face_in_grey_levels():
+def test_cycle_error_is_the_miss_in_the_worst_patch_of_the_face_in_grey_levels():
     region = face_region(128, 0.4)
     assert region[64, 64] and not region[0, 0] and not region[64, 2] and 0.2 < region.mean() < 0.5
+    values = np.arange(30.0).reshape(5, 6)
+    means = patch_means(values, 3)
+    assert means.shape == (3, 4) and means[1, 2] == pytest.approx(values[1:4, 2:5].mean())
     shown = np.random.default_rng(0).random((128, 128, 3), dtype=np.float32)
     assert cycle_error(shown, shown, 0.4) == 0.0
-    back = shown.copy()
-    back[region] += 0.1  # missed by 25.5 grey levels over the whole face ...
-    back[~region] = 0.0  # ... and by anything at all outside it, which does not count
+    back = shown + 0.1  # missed by 25.5 grey levels over the whole face ...
+    back[:20, :20] = back[-20:, -20:] = 0.0  # ... and by anything at all in the corners, which do not count
     assert cycle_error(shown, back, 0.4) == pytest.approx(25.5, abs=0.01)
+    blotch = shown.copy()  # a blotch of 100 grey levels the size of an eye (a 17 px patch here) ...
+    blotch[50:67, 40:57] += 100 / 255.0
+    assert cycle_error(shown, blotch, 0.4) == pytest.approx(100.0, abs=0.01)  # ... counts in full, not diluted
+    blotch = shown.copy()
+    blotch[110:127, 40:57] += 100 / 255.0  # below the chin, more than half a patch from the face: it does not count
+    assert cycle_error(shown, blotch, 0.4) == 0.0
 
 
 def test_the_limit_is_a_multiple_of_the_training_peoples_95th_percentile_and_a_bad_one_is_refused():
-    assert cycle_limit_from([4.0] * 19 + [100.0]) == pytest.approx(1.5 * np.percentile([4.0] * 19 + [100.0], 95), abs=0.05)
-    assert cycle_limit_from([5.0, 6.0, None]) == pytest.approx(1.5 * 5.95, abs=0.05)
+    values = [4.0] * 19 + [100.0]
+    assert cycle_limit_from(values) == pytest.approx(LIMIT_FACTOR * np.percentile(values, 95), abs=0.05)
+    assert cycle_limit_from([5.0, 6.0, None]) == pytest.approx(LIMIT_FACTOR * 5.95, abs=0.05)
     assert cycle_limit_from([]) is None and cycle_limit_from([None]) is None
     rows = [{"strength": 1.0, "direction": "male->female", "cycle_limit": 14.2},
             {"strength": 1.0, "direction": "female->male", "cycle_limit": 12.0},
             {"strength": 1.3, "direction": "female->male", "cycle_limit": 12.0},
             {"strength": 1.0, "direction": "female->male", "cycle_limit": None}]
     assert cycle_limits(rows) == {"AtoB": 14.2, "BtoA": 12.0}
+    assert cycle_fields(rows) == {"cycle_limit": {"AtoB": 14.2, "BtoA": 12.0}, "cycle_measure": MEASURE}
     cfg = ModelConfig(image_size=32)
+
+    def limit(direction="AtoB", **info):
+        return recorded_limit(Translator(lambda x: x, cfg, direction=direction, info=info))
+
     assert recorded_limit(Translator(lambda x: x, cfg)) is None
-    assert recorded_limit(Translator(lambda x: x, cfg, direction="BtoA", info={"cycle_limit": {"AtoB": 3, "BtoA": 14.5}})) == 14.5
-    assert recorded_limit(Translator(lambda x: x, cfg, info={"cycle_limit": {"BtoA": 14.5}})) is None
+    assert limit("BtoA", cycle_limit={"AtoB": 3, "BtoA": 14.5}, cycle_measure=MEASURE) == 14.5
+    assert limit(cycle_limit={"BtoA": 14.5}, cycle_measure=MEASURE) is None
+    # a limit measured another way (a release from before session 34: the mean over the face) is not compared
+    assert limit(cycle_limit={"AtoB": 3, "BtoA": 14.5}) is None
+    assert limit(cycle_limit={"AtoB": 3, "BtoA": 14.5}, cycle_measure="mean") is None
     for bad in (14.0, {"AtoB": -1}, {"AtoB": "high"}, {"AtoB": True}, {"AtoB": 300}, {"AtoB": 3, "BtoA": "x"},
                 {"AtoB": 3, "sideways": 4}):
         with pytest.raises(CheckpointError, match="cycle_limit"):
-            recorded_limit(Translator(lambda x: x, cfg, info={"cycle_limit": bad}))
+            limit(cycle_limit=bad, cycle_measure=MEASURE)
 
 
 def test_swap_measures_the_cycle_error_with_the_generator_back_and_changes_no_pixel_for_it():
@@ -58,7 +75,7 @@ def test_swap_measures_the_cycle_error_with_the_generator_back_and_changes_no_pi
     assert info.faces[0].cycle_error is None  # not measured without the generator back
     out, info = swap_image(photo, darker, faces=faces, mask="round", back=lighter)
     assert np.array_equal(out, plain)  # measuring changes nothing
-    assert info.faces[0].cycle_error < 1.0  # only where darkening clipped at black
+    assert info.faces[0].cycle_error < 6.0  # only where darkening clipped at black (3.7 in the worst patch: her hair)
     _, lost = swap_image(photo, grey, faces=faces, mask="round", back=lighter)
     assert lost.faces[0].cycle_error > 30.0
 
@@ -78,7 +95,7 @@ def test_cli_swap_warns_about_a_face_past_the_releases_cycle_limit(tmp_path, cap
     save_image(tmp_path / "photo.png", skdata.astronaut().astype(np.float32) / 255.0)
     args = ["swap", str(tmp_path / "photo.png"), "--model", str(tmp_path / "run"), "--detector", "haar",
             "--mask", "round"]
-    update_release_info(tmp_path / "run", cycle_limit={"AtoB": 0.5, "BtoA": 0.5})
+    update_release_info(tmp_path / "run", cycle_limit={"AtoB": 0.5, "BtoA": 0.5}, cycle_measure=MEASURE)
     assert main(args + ["--out", str(tmp_path / "a")]) == 0
     text = capsys.readouterr().out
     assert "photo.png: the face is unlike the model's training faces (cycle error" in text

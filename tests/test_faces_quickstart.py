@@ -97,6 +97,10 @@ def test_quickstart_faces_end_to_end(tmp_path, capsys):
     assert info["swap_strength"] == report["swap_strength"] and "training people" in info["swap_strength_chosen"]
     assert len(report["strength_choice"]["rows"]) == 2 * len(STRENGTHS)
     assert "paste strength, chosen on" in printed
+    # the cycle-error limits cyclekit swap warns by, with the measure they were taken with
+    from cyclekit.faces.cycle import MEASURE
+
+    assert info["cycle_measure"] == MEASURE and set(info["cycle_limit"]) == {"AtoB", "BtoA"}
     # the studio backdrop of the training crops (the fixture photos' light grey) is recorded too
     r, g, b = info["face_backdrop"]
     assert min(r, g, b) > 150 and max(r, g, b) - min(r, g, b) < 30

@@ -469,6 +469,7 @@ def test_face_swap_warns_about_a_face_past_the_releases_cycle_limit(tiny_release
     """The page says what ``cyclekit swap`` says of a face unlike the model's training faces."""
     import shutil
 
+    from cyclekit.faces.cycle import MEASURE
     from cyclekit.release import update_release_info
     from cyclekit.serve.models import face_swap_support
 
@@ -481,7 +482,7 @@ def test_face_swap_warns_about_a_face_past_the_releases_cycle_limit(tiny_release
         r = c.post("/api/translate?mode=face&direction=AtoB", content=face_photo.read_bytes())
     assert r.status_code == 200 and r.headers["x-cyclekit-message"] == "swapped 1 face"
     assert app.state.service.store.loaded() == ["run:AtoB"]
-    update_release_info(run, cycle_limit={"AtoB": 10.0, "BtoA": "far"})  # a bad limit either way: one line
+    update_release_info(run, cycle_limit={"AtoB": 10.0, "BtoA": "far"}, cycle_measure=MEASURE)  # a bad limit either way: one line
     with BackgroundServer(create_app(run, LIMITS, device="cpu")) as url, httpx.Client(base_url=url, timeout=60) as c:
         r = c.post("/api/translate?mode=face&direction=AtoB", content=face_photo.read_bytes())
     assert r.status_code == 500 and "cycle_limit" in r.json()["error"] and "\n" not in r.json()["error"]

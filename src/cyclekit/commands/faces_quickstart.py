@@ -137,7 +137,7 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
                                               write_training_crops)
     from cyclekit.faces.judge import GenderJudge
     from cyclekit.faces.params import FaceParams, apply_dataset_face_params, dataset_release_info
-    from cyclekit.faces.strength import choose_strength, cycle_limits, describe_choice, strength_table
+    from cyclekit.faces.strength import choose_strength, cycle_fields, describe_choice, strength_table
     from cyclekit.io.files import atomic_write_text
     from cyclekit.io.images import save_image
     from cyclekit.release import update_release_info
@@ -179,7 +179,7 @@ def run_faces_quickstart(opts: FacesQuickstartOptions, log_fn: Callable[[str], N
     table = strength_table(chooser, faces, translators(), judge=judge, embedder=embedder, params=params)
     chosen = choose_strength(table)
     update_release_info(run_dir, swap_strength=chosen, swap_strength_chosen=describe_choice(table, chosen, n_choose),
-                        cycle_limit=cycle_limits(table))  # cyclekit swap warns past it (faces/cycle.py)
+                        **cycle_fields(table))  # cyclekit swap warns past it (faces/cycle.py)
     log_fn(f"      strength {_strength(chosen, 'AtoB')} male->female, {_strength(chosen, 'BtoA')} female->male "
            "(recorded in the release; cyclekit swap --strength overrides it)")
     log_fn(f"[4/5] swapping the {len(test)} held-out photos both ways and judging them")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from cyclekit.faces.cycle import MEASURE
 from cyclekit.faces.evaluate_swap import Photo, evaluate_swaps
 from cyclekit.faces.judge import SURE
 from cyclekit.faces.params import FaceParams
@@ -52,6 +53,11 @@ def cycle_limits(rows: Sequence[dict]) -> dict[str, float]:
     the same at every strength: it is measured on the model's output before the paste)."""
     return {DIRECTIONS[r["direction"]]: r["cycle_limit"] for r in rows
             if r["direction"] in DIRECTIONS and r.get("cycle_limit") is not None}
+
+
+def cycle_fields(rows: Sequence[dict]) -> dict:
+    """The release fields ``cyclekit swap`` warns by: :func:`cycle_limits` and the measure they were taken with."""
+    return {"cycle_limit": cycle_limits(rows), "cycle_measure": MEASURE}
 
 
 def choose_strength(rows: Sequence[dict], target: float = TARGET_SUCCESS,
