@@ -1,6 +1,8 @@
 """The cycle error: how far a face is from what a swap model knows (cyclekit.faces.cycle)."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import torch
@@ -36,7 +38,39 @@ def test_cycle_error_is_the_miss_in_the_worst_patch_of_the_face_in_grey_levels()
     assert cycle_error(shown, blotch, 0.4) == 0.0
 
 
-def test_the_limit_is_a_multiple_of_the_training_peoples_95th_percentile_and_a_bad_one_is_refused():
+def _slow_cycle_error(shown, back, margin):
+    """The definition, patch by patch: every square of PATCH's side centred on a pixel of the face region."""
+    from cyclekit.faces.cycle import PATCH
+
+    size = shown.shape[0]
+    side = max(3, int(round(PATCH * size / (1.0 + 2.0 * margin))) | 1)
+    h = side // 2
+    diff = np.abs(back.astype(np.float64) - shown).mean(axis=2)
+    region = face_region(size, margin)
+    return 255.0 * max(diff[y - h:y + h + 1, x - h:x + h + 1].mean()
+                       for y in range(h, size - h) for x in range(h, size - h) if region[y, x])
+
+
+@pytest.mark.parametrize("size,margin", [(128, 0.4), (64, 0.4), (33, 1.0), (9, 0.1), (256, 0.25), (127, 0.01)])
+def test_the_worst_patch_is_found_as_a_patch_by_patch_search_finds_it(size, margin):
+    rng = np.random.default_rng(size)
+    shown, back = rng.random((size, size, 3), dtype=np.float32), rng.random((size, size, 3), dtype=np.float32)
+    back[size // 3:size // 2, size // 3:size // 2] = 1.0  # one bright blotch off the middle
+    assert cycle_error(shown, back, margin) == pytest.approx(_slow_cycle_error(shown, back, margin), abs=1e-3)
+
+
+def test_odd_crops_give_a_number_or_a_clear_error():
+    shown = np.zeros((8, 8, 3), np.float32)
+    assert not face_region(8, 3.0).any()  # a tiny crop with a wide margin has no face ellipse ...
+    assert cycle_error(shown, shown + 0.5, 3.0) == pytest.approx(127.5)  # ... and is measured in its middle
+    lost = shown.copy()
+    lost[0, 0, 0] = np.nan  # a model output that is not a number: no measure, no warning
+    assert cycle_error(shown, lost, 0.4) is None
+    with pytest.raises(ValueError, match="square"):
+        cycle_error(np.zeros((128, 160, 3)), np.zeros((128, 160, 3)), 0.4)
+
+
+def test_the_limit_is_a_multiple_of_the_training_peoples_95th_percentile_and_a_bad_one_is_refused(caplog):
     values = [4.0] * 19 + [100.0]
     assert cycle_limit_from(values) == pytest.approx(LIMIT_FACTOR * np.percentile(values, 95), abs=0.05)
     assert cycle_limit_from([5.0, 6.0, None]) == pytest.approx(LIMIT_FACTOR * 5.95, abs=0.05)
@@ -55,9 +89,15 @@ def test_the_limit_is_a_multiple_of_the_training_peoples_95th_percentile_and_a_b
     assert recorded_limit(Translator(lambda x: x, cfg)) is None
     assert limit("BtoA", cycle_limit={"AtoB": 3, "BtoA": 14.5}, cycle_measure=MEASURE) == 14.5
     assert limit(cycle_limit={"BtoA": 14.5}, cycle_measure=MEASURE) is None
-    # a limit measured another way (a release from before session 34: the mean over the face) is not compared
-    assert limit(cycle_limit={"AtoB": 3, "BtoA": 14.5}) is None
+    # a limit measured another way (a release from before session 34: the mean over the face) is not
+    # compared, and the user is told once per model
+    old = Translator(lambda x: x, cfg, info={"cycle_limit": {"AtoB": 3, "BtoA": 14.5}})
+    with caplog.at_level(logging.WARNING, logger="cyclekit.faces.cycle"):
+        assert recorded_limit(old) is None and recorded_limit(old) is None
+    assert [r.getMessage().count("measured as the mean over the face") for r in caplog.records] == [1]
     assert limit(cycle_limit={"AtoB": 3, "BtoA": 14.5}, cycle_measure="mean") is None
+    with pytest.raises(CheckpointError, match="cycle_limit"):  # a broken one is refused all the same
+        limit(cycle_limit={"AtoB": "far"})
     for bad in (14.0, {"AtoB": -1}, {"AtoB": "high"}, {"AtoB": True}, {"AtoB": 300}, {"AtoB": 3, "BtoA": "x"},
                 {"AtoB": 3, "sideways": 4}):
         with pytest.raises(CheckpointError, match="cycle_limit"):

@@ -14,11 +14,16 @@ goes past it (:func:`unlike_training_faces`).
 """
 from __future__ import annotations
 
+import logging
+import weakref
 from typing import Optional, Sequence
 
 import numpy as np
 
 from cyclekit.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+_TOLD: "weakref.WeakSet" = weakref.WeakSet()  # models already told their limit was measured another way
 
 # The limit is this many times the 95th percentile of the training people's cycle errors. For the
 # built-in model (limits 24.5 / 27.2, session 34) the held-out London people reach at most 0.78 /
@@ -48,17 +53,22 @@ def patch_means(values: np.ndarray, side: int) -> np.ndarray:
     return sums / float(side * side)
 
 
-def cycle_error(shown: np.ndarray, back: np.ndarray, margin: float) -> float:
+def cycle_error(shown: np.ndarray, back: np.ndarray, margin: float) -> Optional[float]:
     """The largest mean absolute difference, in grey levels (0-255, mean of the channels), between
     the crop a model was shown and what its generator back made of the model's output, over a
     square patch (:data:`PATCH` of the face box wide) centred in :func:`face_region`. A patch at the
     region's edge takes in the hairline, ears and jaw line, where blotches are pasted too; the
-    backdrop far from the face does not count."""
+    backdrop far from the face does not count. None when the model's output is not finite."""
     size = shown.shape[0]
+    if shown.shape[:2] != (size, size) or back.shape != shown.shape:
+        raise ValueError(f"cycle_error needs two square crops of one shape, not {shown.shape} and {back.shape}")
     side = max(3, int(round(PATCH * size / (1.0 + 2.0 * margin))) | 1)
     diff = np.abs(np.asarray(back, np.float32) - np.asarray(shown, np.float32)).mean(axis=2)
+    if not np.isfinite(diff).all():
+        return None
     half = side // 2
-    centred = face_region(size, margin)[half:size - half, half:shown.shape[1] - half]
+    centred = face_region(size, margin)[half:size - half, half:size - half]
+    centred[centred.shape[0] // 2, centred.shape[1] // 2] = True  # a tiny crop with a wide margin: its middle
     return float(patch_means(diff, side)[centred].max() * 255.0)
 
 
@@ -78,23 +88,30 @@ def _grey_level(value) -> bool:
 def recorded_limit(translator) -> Optional[float]:
     """The cycle-error limit the model's release records for its direction (``cycle_limit``:
     ``{"AtoB": 14.2, "BtoA": 12.0}``, grey levels, with ``cycle_measure`` equal to :data:`MEASURE`),
-    or None when it records none or one measured another way (an older release: ``cyclekit swap``
-    then does not warn; ``benchmarks/select_swap_strength.py --write`` measures it afresh). Both
-    directions are checked, so a bad value is refused whichever way the model is run."""
+    or None when it records none, or one measured another way (an older release: a warning says
+    that faces are not checked, once per model). Both directions are checked, so a bad value is
+    refused whichever way the model is run."""
     info = getattr(translator, "info", None) or {}
     table = info.get("cycle_limit")
-    if table is None or info.get("cycle_measure") != MEASURE:  # none, or measured another way (before session 34)
+    if table is None:
         return None
     if not isinstance(table, dict) or not all(k in ("AtoB", "BtoA") and _grey_level(v) for k, v in table.items()):
         raise CheckpointError(f"the model's cycle_limit {table!r} is not a map of AtoB/BtoA to grey levels in "
                               "(0, 255]; fix it in the release's config.json or remove it")
+    if info.get("cycle_measure") != MEASURE:  # measured another way: the mean over the face, before session 34
+        if translator not in _TOLD:
+            _TOLD.add(translator)
+            log.warning("the model's cycle_limit was measured as the mean over the face, not in its worst patch: "
+                        "no warning for faces unlike its training faces until it is measured afresh "
+                        "(benchmarks/select_swap_strength.py --model RUN --write, or a new cyclekit quickstart --faces)")
+        return None
     value = table.get(getattr(translator, "direction", "AtoB"))
     return None if value is None else float(value)
 
 
 def unlike_training_faces(error: Optional[float], limit: Optional[float]) -> Optional[str]:
     """The warning for a face whose cycle error went past the release's limit, else None."""
-    if error is None or limit is None or error <= limit:
+    if error is None or limit is None or not error > limit:
         return None
     return (f"the face is unlike the model's training faces (cycle error {error:.1f} grey levels, {limit:g} at "
             "most on faces like them): expect blotches and a weaker swap")

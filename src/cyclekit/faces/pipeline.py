@@ -93,7 +93,8 @@ def recommended_tone(translator) -> Optional[list[float]]:
 
 def check_face_release(translator) -> None:
     """Refuse, before any photo is read, a release whose face recommendations (``swap_strength``,
-    ``face_backdrop``, ``face_tone``, ``cycle_limit``, for both directions) ``swap_image`` could not use."""
+    ``face_backdrop``, ``face_tone``, ``cycle_limit``, for both directions) ``swap_image`` could not use
+    (a ``cycle_limit`` measured another way is checked, then not used: :func:`~cyclekit.faces.cycle.recorded_limit`)."""
     recommended_strength(translator)
     recommended_backdrop(translator)
     recommended_tone(translator)
@@ -271,7 +272,8 @@ def swap_image(
     if back is not None:  # how far each face is from the model's training faces (faces/cycle.py)
         done = [r for r in info.faces if r.status == "swapped"]  # one per transform, in order
         for r, shown, again in zip(done, seen, translate_crops(back, new)):
-            r.cycle_error = round(cycle_error(shown, again, params.margin), 2)
+            error = cycle_error(shown, again, params.margin)
+            r.cycle_error = None if error is None else round(error, 2)
     if guard and backdrop is not None:  # no backdrop paint over the jaw (backdrop_guard)
         guards = [backdrop_guard(c, g, backdrop) for c, g in zip(seen, new)]
         if guard_memory is not None:

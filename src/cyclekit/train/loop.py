@@ -112,7 +112,8 @@ class Trainer:
                         log.info("resumed %s at step %d (epoch %d)", self.run_dir, self.global_step, self.epoch + 1)
                         if ddp.any_rank(self.dist, [signals.requested])[0]:  # asked to stop while it loaded:
                             raise TrainingInterrupted(self.run_dir, self.global_step,  # its checkpoint is the last
-                                                      getattr(self.objective, "resume_command", None))
+                                                      getattr(self.objective, "resume_command", None),
+                                                      while_resuming=True)
                     if self.is_main:  # the other ranks never touch the run directory
                         remove_stale_temps(self.run_dir)  # left by a run that was killed while writing
                         self.runlog = RunLog(self.cfg, self.global_step if self.resume else None)

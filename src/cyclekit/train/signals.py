@@ -1,4 +1,5 @@
-"""Stopping a run cleanly: SIGINT/SIGTERM finish the current step, save, and say how to resume."""
+"""Stopping a run cleanly: SIGINT/SIGTERM finish the current step, save, and say how to resume
+(during a resume's checkpoint load: stop right after it, the checkpoint unchanged)."""
 from __future__ import annotations
 
 import logging
@@ -12,11 +13,13 @@ log = logging.getLogger("cyclekit.train.loop")  # the loop's messages, under its
 
 
 class TrainingInterrupted(Exception):
-    """Raised after a clean stop on SIGINT/SIGTERM; the checkpoint is saved."""
+    """Raised after a clean stop on SIGINT/SIGTERM; the checkpoint is saved (or, ``while_resuming``,
+    the one just read is unchanged)."""
 
-    def __init__(self, run_dir: Path, step: int, command: Optional[str] = None) -> None:
+    def __init__(self, run_dir: Path, step: int, command: Optional[str] = None, while_resuming: bool = False) -> None:
         command = command or f"cyclekit train --resume {run_dir}"
-        super().__init__(f"training stopped at step {step}; checkpoint saved. Continue with: {command}")
+        done = "while resuming; its checkpoint is unchanged" if while_resuming else "checkpoint saved"
+        super().__init__(f"training stopped at step {step}; {done}. Continue with: {command}")
 
 
 class StopSignals:
@@ -49,7 +52,7 @@ class StopSignals:
             if self.requested:  # second signal: give up immediately
                 raise KeyboardInterrupt
             self.requested = True
-            log.warning("stop requested: finishing this step and saving a checkpoint")
+            log.warning("stop requested: stopping at the end of this step, with a checkpoint")
 
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:

@@ -20,7 +20,8 @@ networks identical by averaging gradients. The design choices, and why:
   automatically: the paper's 2e-4 is for batch 1, and scaling it is the user's decision.
 * **Stop decisions are agreed.** A signal or the time limit may reach one rank only; after
   every update one tiny all-reduce of the stop flags (:func:`any_rank`) makes every rank stop
-  and save at the same iteration.
+  and save at the same iteration; one more after a resume's checkpoint load stops them all
+  before the first step when a signal came while it loaded.
 * **Rank 0 owns the run directory.** Other ranks never create or write files there; checkpoints
   are collective (:func:`gather_to_main` of each rank's history pools and RNG state) and then
   written by rank 0 alone; resuming, rank 0 reads the file and hands each rank its part
