@@ -236,7 +236,7 @@ def test_a_stop_asked_for_while_a_resume_loads_ends_the_run_without_a_step_or_a_
     monkeypatch.setattr(loop, "load_training_state", interrupted)
     handler = signal.getsignal(signal.SIGINT)  # the default, or SIG_IGN in a shell's background job
     tr = Trainer(tiny_config(tiny_world, run, max_steps=4), resume=True)
-    with pytest.raises(TrainingInterrupted, match="stopped at step 2; while resuming; its checkpoint is unchanged"):
+    with pytest.raises(TrainingInterrupted, match="stopped while resuming at step 2; its checkpoint is unchanged"):
         tr.fit()
     assert tr.global_step == 2 and (run / STATE_FILE).read_bytes() == before
     assert signal.getsignal(signal.SIGINT) is handler  # the run's handlers are put back

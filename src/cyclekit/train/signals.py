@@ -18,8 +18,9 @@ class TrainingInterrupted(Exception):
 
     def __init__(self, run_dir: Path, step: int, command: Optional[str] = None, while_resuming: bool = False) -> None:
         command = command or f"cyclekit train --resume {run_dir}"
-        done = "while resuming; its checkpoint is unchanged" if while_resuming else "checkpoint saved"
-        super().__init__(f"training stopped at step {step}; {done}. Continue with: {command}")
+        done = (f"while resuming at step {step}; its checkpoint is unchanged" if while_resuming
+                else f"at step {step}; checkpoint saved")
+        super().__init__(f"training stopped {done}. Continue with: {command}")
 
 
 class StopSignals:
