@@ -128,9 +128,9 @@ class Service:
     def way_back(self, model: str, direction: str, translator):
         """The model's generator the other way, for the face swap's cycle check
         (:mod:`cyclekit.faces.cycle`), or None: when the release records no ``cycle_limit`` that
-        :func:`~cyclekit.faces.cycle.recorded_limit` takes, for an
-        ONNX file (one generator), with another backend than torch (as in ``cyclekit swap``), or
-        when it does not load (the swap goes on without the check)."""
+        :func:`~cyclekit.faces.cycle.recorded_limit` takes, for an ONNX file (one generator), with
+        another backend than torch (as in ``cyclekit swap``), or when it does not load (the swap
+        goes on without the check)."""
         from cyclekit.faces.cycle import recorded_limit
 
         entry = self.store.entries[model]

@@ -213,8 +213,9 @@ class FaceSwapper:
     Wraps :func:`cyclekit.faces.pipeline.swap_image` with one detector per worker thread (an
     OpenCV cascade is not safe to share between threads) and crop parameters cached per model.
     With ``back`` (the model's generator the other way) and a release that records a
-    ``cycle_limit`` (measured as :func:`~cyclekit.faces.cycle.recorded_limit` expects), the message warns, as ``cyclekit swap`` does, when a face is unlike the
-    model's training faces (:mod:`cyclekit.faces.cycle`).
+    ``cycle_limit`` (measured as :func:`~cyclekit.faces.cycle.recorded_limit` expects), the
+    message warns, as ``cyclekit swap`` does, when a face is unlike the model's training faces
+    (:mod:`cyclekit.faces.cycle`).
     """
 
     def __init__(self, pipeline, detector: str = "auto") -> None:
